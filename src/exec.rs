@@ -1,0 +1,180 @@
+//! The one entry point every engine calls: bytes (or a program) + policy →
+//! outcome. Runs each op against the model, then every invariant.
+
+use crate::alloc::FaultInjector;
+use crate::invariants::{self, op_function, op_pages, tag, Reference, Violation};
+use crate::mm::{Errno, Geometry, KErr, Kernel};
+use crate::policy::Policy;
+use crate::program::{Op, OpLine, Program};
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub policy: Policy,
+    pub geometry: Geometry,
+}
+
+impl RunConfig {
+    pub fn new(policy: Policy, geometry: Geometry) -> Self {
+        RunConfig { policy, geometry }
+    }
+}
+
+/// What happened to one op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    Ok,
+    Err(Errno),
+    /// The op's mm does not exist (never forked, or exited).
+    NoSuchMm,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub violation: Option<Violation>,
+    pub results: Vec<OpResult>,
+    /// Model branch coverage (hit counts, saturating).
+    pub cov: Vec<u8>,
+    pub stats: crate::mm::Stats,
+    pub pte_alloc_calls: u32,
+}
+
+impl Outcome {
+    pub fn signature(&self) -> Option<String> {
+        self.violation.as_ref().map(|v| v.signature())
+    }
+}
+
+/// Decode any bytes and run them. Never panics on input.
+pub fn run_program(bytes: &[u8], cfg: &RunConfig) -> Outcome {
+    run(&Program::decode(bytes), cfg)
+}
+
+/// Run a program; on a violation, return it (the program stops there).
+pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
+    let mut k = build(prog, cfg);
+    let mut results = Vec::with_capacity(prog.ops.len());
+    let violation = run_on(&mut k, prog, &mut results, &mut |_, _, _| {});
+    Outcome {
+        violation,
+        results,
+        cov: k.cov,
+        stats: k.stats,
+        pte_alloc_calls: k.alloc.calls(crate::alloc::AllocKind::PteTable),
+    }
+}
+
+pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
+    let alloc = FaultInjector::from_plans(&prog.faults.pte_alloc, &prog.faults.thp);
+    Kernel::new(cfg.geometry, cfg.policy.clone(), alloc)
+}
+
+/// Run on an existing kernel; `hook(kernel, op_index, phase)` sees the state
+/// before (phase 0) and after (phase 1) each op (used by `repro` to dump state).
+pub fn run_on(
+    k: &mut Kernel,
+    prog: &Program,
+    results: &mut Vec<OpResult>,
+    hook: &mut dyn FnMut(&Kernel, usize, u8),
+) -> Option<Violation> {
+    let mut reference = Reference::new(k.pages());
+    for (i, line) in prog.ops.iter().enumerate() {
+        k.op_index = i;
+        k.events.clear();
+        if line.mm >= k.mms.len() || !k.mms[line.mm].alive {
+            results.push(OpResult::NoSuchMm);
+            continue;
+        }
+        hook(k, i, 0);
+        let span = tracing::debug_span!(target: "splitfuzz::op", "op", i, mm = line.mm);
+        let _g = span.enter();
+        tracing::debug!(target: "splitfuzz::op", "op #{i}: {line}");
+        let exp = reference.expected(line, i, k.geom);
+        let r = exec_op(k, line, i);
+        let func = op_function(&line.op);
+        let res = match r {
+            Ok(extra) => {
+                if let Some((lo, seen)) = extra {
+                    if let Err(v) = invariants::check_walk(k, line.mm, lo, &seen, func) {
+                        hook(k, i, 1);
+                        return Some(v);
+                    }
+                }
+                OpResult::Ok
+            }
+            Err(KErr::Errno(e)) => OpResult::Err(e),
+            Err(KErr::Bug(v)) => {
+                hook(k, i, 1);
+                tracing::debug!(target: "splitfuzz::op", "{v}");
+                return Some(*v);
+            }
+        };
+        tracing::debug!(target: "splitfuzz::op", "op #{i} -> {res:?}");
+        results.push(res);
+        hook(k, i, 1);
+        if let Err(v) = invariants::check_state(k, func) {
+            return Some(v);
+        }
+        match invariants::check_reference(k, &reference, &exp, res == OpResult::Ok, func, &line.to_string()) {
+            Ok(next) => reference = next,
+            Err(v) => return Some(v),
+        }
+    }
+    // Implicit exit of every live mm, then the global teardown check.
+    k.op_index = prog.ops.len();
+    k.events.clear();
+    for mm in 0..k.mms.len() {
+        if let Err(e) = k.exit_mmap(mm) {
+            match e {
+                KErr::Bug(v) => return Some(*v),
+                KErr::Errno(e) => unreachable!("exit_mmap cannot fail: {e:?}"),
+            }
+        }
+    }
+    if let Err(v) = invariants::check_state(k, "exit_mmap") {
+        return Some(v);
+    }
+    invariants::check_teardown(k).err()
+}
+
+/// Run one op. A walk returns the pages it saw for the coverage check.
+fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec<bool>)>, KErr> {
+    let g = k.geom;
+    let mm = line.mm;
+    let (lo, hi) = op_pages(&line.op, g);
+    match &line.op {
+        Op::Mmap { thp, .. } => k.do_mmap(mm, lo, hi, *thp)?,
+        Op::Munmap { .. } => k.do_munmap(mm, lo, hi)?,
+        Op::Mprotect { write, .. } => k.mprotect(mm, lo, hi, *write)?,
+        Op::Touch { write, .. } => {
+            for page in lo..hi {
+                match k.access(mm, page, *write, tag(i, page)) {
+                    Ok(_) | Err(KErr::Errno(Errno::EFAULT)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Op::Madvise { advice, .. } => k.madvise(mm, lo, hi, *advice)?,
+        Op::Fork => {
+            k.dup_mmap(mm)?;
+        }
+        Op::Pin { .. } => k.pin_user_pages(mm, lo, hi)?,
+        Op::Unpin { .. } => k.unpin_user_pages(mm, lo, hi)?,
+        Op::Mremap { new, .. } => k.mremap(mm, lo, hi - lo, g.page_of(*new, false))?,
+        Op::Reclaim { .. } => {
+            if let Some(f) = k.folio_at(mm, lo) {
+                k.shrink_folio(f)?;
+            }
+        }
+        Op::Migrate { .. } => {
+            if let Some(f) = k.folio_at(mm, lo) {
+                k.migrate_folio(f)?;
+            }
+        }
+        Op::Walk { .. } => {
+            let seen = k.walk_page_range(mm, lo, hi)?;
+            return Ok(Some((lo, seen)));
+        }
+        Op::Exit => k.exit_mmap(mm)?,
+    }
+    Ok(None)
+}

@@ -1,0 +1,623 @@
+//! Every invariant in one place (kernel-model.md §9), plus the flat reference
+//! model behind "no silently skipped range".
+//!
+//! `check_state` runs after every op; `check_mm` at each exit; `check_teardown`
+//! at the end of a program. Violations carry the invariant, the kernel function,
+//! the op index, the mm and the address.
+
+use crate::mm::{Geometry, Kernel, Pmd, Pte, TableState};
+use crate::program::{Advice, Op, OpLine};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    TableConservation,
+    NrPtes,
+    DepositPairing,
+    NoSilentSkip,
+    VmaContainment,
+    Rss,
+    FolioCounts,
+    HugeZero,
+    CleanTeardown,
+    NoLivelock,
+    KernelAssertion,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 11] = [
+        Invariant::TableConservation,
+        Invariant::NrPtes,
+        Invariant::DepositPairing,
+        Invariant::NoSilentSkip,
+        Invariant::VmaContainment,
+        Invariant::Rss,
+        Invariant::FolioCounts,
+        Invariant::HugeZero,
+        Invariant::CleanTeardown,
+        Invariant::NoLivelock,
+        Invariant::KernelAssertion,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::TableConservation => "table-conservation",
+            Invariant::NrPtes => "nr-ptes",
+            Invariant::DepositPairing => "deposit-pairing",
+            Invariant::NoSilentSkip => "no-silent-skip",
+            Invariant::VmaContainment => "vma-containment",
+            Invariant::Rss => "rss",
+            Invariant::FolioCounts => "folio-counts",
+            Invariant::HugeZero => "huge-zero",
+            Invariant::CleanTeardown => "clean-teardown",
+            Invariant::NoLivelock => "no-livelock",
+            Invariant::KernelAssertion => "kernel-assertion",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Invariant> {
+        Invariant::ALL.iter().copied().find(|i| i.name() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// The kernel function the violation is due to.
+    pub function: String,
+    /// Index of the op (== number of ops for the implicit exit at the end).
+    pub op_index: usize,
+    pub mm: usize,
+    /// Arena address in the kernel geometry.
+    pub addr: u64,
+    pub message: String,
+}
+
+impl Violation {
+    /// What findings are deduplicated on.
+    pub fn signature(&self) -> String {
+        format!("{} {}", self.invariant.name(), self.function)
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VIOLATION {} in {} (op #{}, mm {}, addr {:#x}): {}",
+            self.invariant.name(),
+            self.function,
+            self.op_index,
+            self.mm,
+            self.addr,
+            self.message
+        )
+    }
+}
+
+fn v(k: &Kernel, inv: Invariant, func: &str, mm: usize, page: usize, msg: String) -> Violation {
+    Violation {
+        invariant: inv,
+        function: func.to_string(),
+        op_index: k.op_index,
+        mm,
+        addr: k.geom.addr_of(page),
+        message: msg,
+    }
+}
+
+/// The kernel function an op enters first (used when nothing more specific is known).
+pub fn op_function(op: &Op) -> &'static str {
+    match op {
+        Op::Mmap { .. } => "do_mmap",
+        Op::Munmap { .. } => "do_vmi_munmap",
+        Op::Mprotect { .. } => "mprotect_fixup",
+        Op::Touch { .. } => "handle_mm_fault",
+        Op::Madvise { advice, .. } => match advice {
+            Advice::Dontneed => "madvise_dontneed_single_vma",
+            Advice::Free => "madvise_free_single_vma",
+            Advice::Cold | Advice::Pageout => "madvise_cold_or_pageout_pte_range",
+            Advice::Collapse => "madvise_collapse",
+        },
+        Op::Fork => "dup_mmap",
+        Op::Pin { .. } => "pin_user_pages",
+        Op::Unpin { .. } => "unpin_user_pages",
+        Op::Mremap { .. } => "move_vma",
+        Op::Reclaim { .. } => "shrink_folio_list",
+        Op::Migrate { .. } => "migrate_pages",
+        Op::Walk { .. } => "walk_page_range",
+        Op::Exit => "exit_mmap",
+    }
+}
+
+/// The function to blame for a bad page: the latest skip covering it, else the
+/// latest failed split covering it, else the op's entry function.
+pub fn attribute(k: &Kernel, mm: usize, page: usize, fallback: &'static str) -> &'static str {
+    use crate::mm::EventKind;
+    let hit = |kind: EventKind, same_mm: bool| {
+        k.events
+            .iter()
+            .rev()
+            .find(|e| e.kind == kind && (!same_mm || e.mm == mm) && e.lo <= page && page < e.hi)
+            .map(|e| e.func)
+    };
+    hit(EventKind::Skipped, true)
+        .or_else(|| hit(EventKind::SplitFailed, true))
+        .or_else(|| hit(EventKind::SplitFailed, false))
+        .unwrap_or(fallback)
+}
+
+/// A huge PMD straddling a VMA boundary at `at`, if any.
+pub fn straddling_huge_pmd(k: &Kernel, mm: usize, at: usize) -> Option<String> {
+    let p = k.ptrs();
+    if at % p == 0 || at >= k.pages() {
+        return None;
+    }
+    let slot = at / p;
+    if k.mms[mm].pmds[slot].is_huge() {
+        return Some(format!(
+            "the VMA boundary at {:#x} falls inside a huge PMD [{:#x}, {:#x}) that the failed split left in place",
+            k.geom.addr_of(at),
+            k.geom.addr_of(slot * p),
+            k.geom.addr_of(slot * p + p)
+        ));
+    }
+    None
+}
+
+/// Every structural invariant, after an op.
+pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
+    let p = k.ptrs();
+    let nt = k.tables.len();
+    let mut installed = vec![0u8; nt];
+    let mut deposited = vec![0u8; nt];
+    let nf = k.folios.len();
+    let mut pmd_maps = vec![0i64; nf];
+    let mut pte_maps = vec![0i64; nf];
+    let mut pins = vec![0i64; nf];
+    let mut swap_refs = vec![0u32; k.swap.len()];
+    let mut huge_zero_users = 0u32;
+
+    for (mi, mm) in k.mms.iter().enumerate() {
+        for pin in &mm.pins {
+            pins[pin.folio as usize] += 1;
+        }
+        if !mm.alive {
+            continue;
+        }
+        if mm.huge_zero {
+            huge_zero_users += 1;
+        }
+        let mut tables = 0i64;
+        let mut rss = 0i64;
+        let mut swapents = 0i64;
+        let mut huge_per_pt = [0usize; 2];
+        for (slot, pmd) in mm.pmds.iter().enumerate() {
+            let s = slot * p;
+            let vma_cover = mm.vmas.iter().any(|v| v.start < s + p && s < v.end);
+            if pmd.is_huge() {
+                // vma-containment
+                let inside = mm.vma_at(s).map(|vi| mm.vmas[vi].end >= s + p).unwrap_or(false);
+                if !inside {
+                    return Err(v(
+                        k,
+                        Invariant::VmaContainment,
+                        attribute(k, mi, s, func),
+                        mi,
+                        s,
+                        format!("huge PMD [{:#x}, {:#x}) is not inside one VMA", k.geom.addr_of(s), k.geom.addr_of(s + p)),
+                    ));
+                }
+                huge_per_pt[k.geom.pmd_table_of(slot)] += 1;
+                if matches!(pmd, Pmd::HugeZero) && !mm.huge_zero {
+                    return Err(v(k, Invariant::HugeZero, func, mi, s, "huge zero PMD mapped but MMF_HUGE_ZERO_FOLIO not set".into()));
+                }
+            }
+            match *pmd {
+                Pmd::None | Pmd::HugeZero => {}
+                Pmd::Huge { folio, write, .. } => {
+                    rss += p as i64;
+                    pmd_maps[folio as usize] += 1;
+                    let fo = &k.folios[folio as usize];
+                    if write && !fo.anon_exclusive[0] {
+                        return Err(v(k, Invariant::FolioCounts, func, mi, s, format!("writable huge PMD of folio {folio} without PageAnonExclusive")));
+                    }
+                }
+                Pmd::Migration { .. } => rss += p as i64,
+                Pmd::Table(t) => {
+                    tables += 1;
+                    installed[t as usize] += 1;
+                    if !vma_cover {
+                        return Err(v(k, Invariant::TableConservation, func, mi, s, format!("page table {t} left behind in a PMD with no VMA (free_pgtables should have freed it)")));
+                    }
+                    let tb = &k.tables[t as usize];
+                    if tb.state == TableState::Freed {
+                        return Err(v(k, Invariant::TableConservation, func, mi, s, format!("page table {t} is installed but was freed (use after free)")));
+                    }
+                    for (i, e) in tb.ptes.iter().enumerate() {
+                        let page = s + i;
+                        if *e != Pte::None && mm.vma_at(page).is_none() {
+                            return Err(v(k, Invariant::VmaContainment, attribute(k, mi, page, func), mi, page, format!("PTE {e:?} outside any VMA")));
+                        }
+                        match *e {
+                            Pte::Present { folio, idx, write, .. } => {
+                                rss += 1;
+                                pte_maps[folio as usize] += 1;
+                                if write && !k.folios[folio as usize].anon_exclusive[idx as usize] {
+                                    return Err(v(k, Invariant::FolioCounts, func, mi, page, format!("writable PTE of folio {folio} page {idx} without PageAnonExclusive")));
+                                }
+                            }
+                            Pte::Migration { .. } => rss += 1,
+                            Pte::Swap(sw) => {
+                                swapents += 1;
+                                swap_refs[sw as usize] += 1;
+                            }
+                            Pte::None | Pte::Zero => {}
+                        }
+                    }
+                }
+            }
+        }
+        let mut dep = 0i64;
+        for (pt, list) in mm.deposit.iter().enumerate() {
+            dep += list.len() as i64;
+            for &t in list {
+                deposited[t as usize] += 1;
+            }
+            let want = if k.policy.deposit { huge_per_pt[pt] } else { 0 };
+            if list.len() != want {
+                return Err(v(
+                    k,
+                    Invariant::DepositPairing,
+                    func,
+                    mi,
+                    pt * 8 * p,
+                    format!("PMD table {pt}: {} deposited tables for {} huge PMDs ({})", list.len(), huge_per_pt[pt], k.policy.label()),
+                ));
+            }
+        }
+        if mm.nr_ptes != tables + dep {
+            return Err(v(
+                k,
+                Invariant::NrPtes,
+                func,
+                mi,
+                0,
+                format!("nr_ptes {} but {} installed + {} deposited tables", mm.nr_ptes, tables, dep),
+            ));
+        }
+        if mm.rss_anon != rss {
+            return Err(v(k, Invariant::Rss, func, mi, 0, format!("MM_ANONPAGES {} but the page tables map {}", mm.rss_anon, rss)));
+        }
+        if mm.rss_swap != swapents {
+            return Err(v(k, Invariant::Rss, func, mi, 0, format!("MM_SWAPENTS {} but {} swap PTEs", mm.rss_swap, swapents)));
+        }
+    }
+    for (t, tb) in k.tables.iter().enumerate() {
+        let (i, d) = (installed[t], deposited[t]);
+        let bad = match tb.state {
+            TableState::Installed => (i != 1 || d != 0).then(|| format!("installed table {t} referenced by {i} PMDs and {d} deposit lists")),
+            TableState::Deposited => (d != 1 || i != 0).then(|| format!("deposited table {t} referenced by {i} PMDs and {d} deposit lists")),
+            TableState::Freed => (i + d != 0).then(|| format!("freed table {t} still referenced (use after free)")),
+            TableState::Allocated => Some(format!("table {t} from {} was allocated and never installed, deposited or freed (leak)", tb.site)),
+        };
+        if let Some(msg) = bad {
+            return Err(v(k, Invariant::TableConservation, func, tb.mm, 0, msg));
+        }
+    }
+    for (f, fo) in k.folios.iter().enumerate() {
+        let (pm, tm, pn) = (pmd_maps[f], pte_maps[f], pins[f]);
+        if fo.freed {
+            if pm + tm + pn != 0 {
+                return Err(v(k, Invariant::FolioCounts, func, 0, 0, format!("freed folio {f} still mapped {pm}+{tm} times / pinned {pn} (use after free)")));
+            }
+            continue;
+        }
+        if fo.refcount != pm + tm + pn || fo.entire_mapcount != pm || fo.large_mapcount != pm + tm || fo.pincount != pn {
+            return Err(v(
+                k,
+                Invariant::FolioCounts,
+                func,
+                0,
+                0,
+                format!(
+                    "folio {f}: refcount {} entire {} large {} pins {}, but {pm} PMD maps, {tm} PTE maps, {pn} pins",
+                    fo.refcount, fo.entire_mapcount, fo.large_mapcount, fo.pincount
+                ),
+            ));
+        }
+        if fo.refcount == 0 {
+            return Err(v(k, Invariant::FolioCounts, func, 0, 0, format!("folio {f} has no references but was never freed (leak)")));
+        }
+    }
+    for (s, sl) in k.swap.iter().enumerate() {
+        if sl.count != swap_refs[s] {
+            return Err(v(k, Invariant::Rss, func, 0, 0, format!("swap slot {s} count {} but {} swap PTEs", sl.count, swap_refs[s])));
+        }
+    }
+    if k.huge_zero_refcount != 0 && k.huge_zero_refcount != 1 + huge_zero_users {
+        return Err(v(
+            k,
+            Invariant::HugeZero,
+            func,
+            0,
+            0,
+            format!("huge_zero_refcount {} but {} mms have MMF_HUGE_ZERO_FOLIO (+1 shrinker)", k.huge_zero_refcount, huge_zero_users),
+        ));
+    }
+    Ok(())
+}
+
+/// `check_mm()` at mm free: `Bad rss-counter state`, `non-zero pgtables_bytes`,
+/// non-empty `pmd_huge_pte`, PMD entries left.
+pub fn check_mm(k: &Kernel, mi: usize) -> Option<Violation> {
+    let mm = &k.mms[mi];
+    let msg = if mm.rss_anon != 0 || mm.rss_swap != 0 {
+        format!("BUG: Bad rss-counter state: MM_ANONPAGES {} MM_SWAPENTS {}", mm.rss_anon, mm.rss_swap)
+    } else if mm.nr_ptes != 0 {
+        format!("BUG: non-zero pgtables_bytes on freeing mm: {}", mm.nr_ptes * 4096)
+    } else if mm.deposit.iter().any(|d| !d.is_empty()) {
+        "VM_BUG_ON_MM(mm->pmd_huge_pte): deposited tables left at mm free".into()
+    } else if let Some(s) = mm.pmds.iter().position(|p| *p != Pmd::None) {
+        format!("PMD slot {s} not cleared at exit: {:?}", mm.pmds[s])
+    } else {
+        return None;
+    };
+    Some(v(k, Invariant::CleanTeardown, "check_mm", mi, 0, msg))
+}
+
+/// After every mm has exited: all tables and folios freed, swap empty, huge zero
+/// back to the shrinker's reference.
+pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
+    if let Some(mi) = k.mms.iter().position(|m| m.alive) {
+        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", mi, 0, "mm still alive at teardown".into()));
+    }
+    if let Some(t) = k.tables.iter().position(|t| t.state != TableState::Freed) {
+        let tb = &k.tables[t];
+        return Err(v(k, Invariant::CleanTeardown, "free_pgtables", tb.mm, 0, format!("page table {t} ({}, {:?}) never freed: leaked", tb.site, tb.state)));
+    }
+    if let Some(f) = k.folios.iter().position(|f| !f.freed) {
+        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", 0, 0, format!("folio {f} never freed (refcount {})", k.folios[f].refcount)));
+    }
+    if let Some(s) = k.swap.iter().position(|s| s.count != 0) {
+        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", 0, 0, format!("swap slot {s} still referenced")));
+    }
+    if k.huge_zero_refcount > 1 {
+        return Err(v(k, Invariant::HugeZero, "mm_put_huge_zero_folio", 0, 0, format!("huge_zero_refcount {} after every mm exited", k.huge_zero_refcount)));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ reference
+
+/// What one page of one process must look like, by the syscall semantics alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RefPage {
+    pub mapped: bool,
+    pub write: bool,
+    pub val: u64,
+    /// MADV_FREE'd: may also read as zero until the next write.
+    pub maybe_zero: bool,
+}
+
+impl RefPage {
+    fn accepts(&self, a: &RefPage) -> bool {
+        if self.mapped != a.mapped {
+            return false;
+        }
+        if !self.mapped {
+            return true;
+        }
+        self.write == a.write && (a.val == self.val || (self.maybe_zero && a.val == 0))
+    }
+}
+
+/// The flat reference model: pages of each process, no page tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub mms: Vec<Option<Vec<RefPage>>>,
+}
+
+/// The page range an op works on (for mremap: the old range).
+pub fn op_pages(op: &Op, g: Geometry) -> (usize, usize) {
+    match *op {
+        Op::Mmap { start, len, .. }
+        | Op::Munmap { start, len }
+        | Op::Mprotect { start, len, .. }
+        | Op::Touch { start, len, .. }
+        | Op::Madvise { start, len, .. }
+        | Op::Pin { start, len }
+        | Op::Unpin { start, len }
+        | Op::Walk { start, len } => g.pages(start, len),
+        Op::Mremap { old, len, .. } => g.pages(old, len),
+        Op::Reclaim { addr } | Op::Migrate { addr } => {
+            let p = g.page_of(addr, false);
+            (p, p + 1)
+        }
+        Op::Fork | Op::Exit => (0, 0),
+    }
+}
+
+/// The value a write by op `op` stores in `page`.
+pub fn tag(op: usize, page: usize) -> u64 {
+    ((op as u64 + 1) << 32) | (page as u64 + 1)
+}
+
+pub struct Expected {
+    pub success: Reference,
+    /// Another acceptable end state when the op fails (mremap: target unmapped).
+    pub alt: Option<Reference>,
+}
+
+impl Reference {
+    pub fn new(pages: usize) -> Reference {
+        Reference { mms: vec![Some(vec![RefPage::default(); pages])] }
+    }
+
+    /// The op's effect on success.
+    pub fn expected(&self, line: &OpLine, op_index: usize, geom: Geometry) -> Expected {
+        let (lo, hi) = op_pages(&line.op, geom);
+        let len = hi - lo;
+        let mut s = self.clone();
+        let mut alt = None;
+        let mm = line.mm;
+        let Some(Some(pages)) = s.mms.get_mut(mm) else {
+            return Expected { success: s, alt };
+        };
+        match &line.op {
+            Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| *p = RefPage { mapped: true, write: true, val: 0, maybe_zero: false }),
+            Op::Munmap { .. } => pages[lo..hi].iter_mut().for_each(|p| *p = RefPage::default()),
+            Op::Mprotect { write, .. } => {
+                if pages[lo..hi].iter().all(|p| p.mapped) {
+                    pages[lo..hi].iter_mut().for_each(|p| p.write = *write);
+                }
+            }
+            Op::Touch { write: true, .. } => {
+                for (i, p) in pages[lo..hi].iter_mut().enumerate() {
+                    if p.mapped && p.write {
+                        *p = RefPage { val: tag(op_index, lo + i), maybe_zero: false, ..*p };
+                    }
+                }
+            }
+            Op::Madvise { advice: Advice::Dontneed, .. } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                    p.val = 0;
+                    p.maybe_zero = false;
+                }
+            }
+            Op::Madvise { advice: Advice::Free, .. } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && p.val != 0) {
+                    p.maybe_zero = true;
+                }
+            }
+            Op::Fork => {
+                let copy = pages.clone();
+                if s.mms.len() < crate::program::MAX_MMS {
+                    s.mms.push(Some(copy));
+                }
+            }
+            Op::Mremap { new, .. } => {
+                let (old, new) = (lo, geom.page_of(*new, false));
+                if !(old < new + len && new < old + len) && pages[old..old + len].iter().all(|p| p.mapped) {
+                    let mut a = pages.clone();
+                    a[new..new + len].iter_mut().for_each(|p| *p = RefPage::default());
+                    let moved: Vec<RefPage> = pages[old..old + len].to_vec();
+                    pages[new..new + len].copy_from_slice(&moved);
+                    pages[old..old + len].iter_mut().for_each(|p| *p = RefPage::default());
+                    let mut r = self.clone();
+                    r.mms[mm] = Some(a);
+                    alt = Some(r);
+                }
+            }
+            Op::Exit => s.mms[mm] = None,
+            Op::Touch { write: false, .. }
+            | Op::Madvise { .. }
+            | Op::Pin { .. }
+            | Op::Unpin { .. }
+            | Op::Reclaim { .. }
+            | Op::Migrate { .. }
+            | Op::Walk { .. } => {}
+        }
+        Expected { success: s, alt }
+    }
+}
+
+/// What the model's page tables and VMAs say each page is.
+pub fn observe(k: &Kernel) -> Reference {
+    let n = k.pages();
+    Reference {
+        mms: k
+            .mms
+            .iter()
+            .enumerate()
+            .map(|(mi, mm)| {
+                mm.alive.then(|| {
+                    let mut pages = vec![RefPage::default(); n];
+                    for vma in &mm.vmas {
+                        for (page, rp) in pages.iter_mut().enumerate().take(vma.end).skip(vma.start) {
+                            *rp = RefPage { mapped: true, write: vma.write, val: k.page_value(mi, page), maybe_zero: false };
+                        }
+                    }
+                    pages
+                })
+            })
+            .collect(),
+    }
+}
+
+/// no-silent-skip: compare the model with the reference. A successful op must
+/// have its whole effect; a failed one leaves each page old or new (or `alt`).
+/// Returns the reference to carry on with.
+pub fn check_reference(
+    k: &Kernel,
+    before: &Reference,
+    exp: &Expected,
+    ok: bool,
+    func: &'static str,
+    what: &str,
+) -> Result<Reference, Violation> {
+    let actual = observe(k);
+    let nmm = actual.mms.len();
+    let mut next = actual.clone();
+    for mi in 0..nmm {
+        let Some(a) = &actual.mms[mi] else { continue };
+        let get = |r: &Reference| r.mms.get(mi).cloned().flatten();
+        let cands: Vec<Vec<RefPage>> = if ok {
+            get(&exp.success).into_iter().collect()
+        } else {
+            [get(before), get(&exp.success), exp.alt.as_ref().and_then(get)].into_iter().flatten().collect()
+        };
+        if cands.is_empty() {
+            continue;
+        }
+        for (page, ap) in a.iter().enumerate() {
+            let Some(m) = cands.iter().find(|c| c[page].accepts(ap)) else {
+                let want = cands[0][page];
+                let blame = attribute(k, mi, page, func);
+                let msg = if ok {
+                    format!(
+                        "{what} returned success but the page {} (expected {})",
+                        describe(ap),
+                        describe(&want)
+                    )
+                } else {
+                    format!("{what} failed and left the page {}, neither its old nor its new state", describe(ap))
+                };
+                return Err(v(k, Invariant::NoSilentSkip, blame, mi, page, msg));
+            };
+            if let Some(n) = next.mms[mi].as_mut() {
+                n[page].maybe_zero = m[page].maybe_zero && ap.val != 0;
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn describe(p: &RefPage) -> String {
+    if !p.mapped {
+        "is unmapped".into()
+    } else {
+        format!(
+            "{} reads {:#x}{}",
+            if p.write { "rw" } else { "ro" },
+            p.val,
+            if p.maybe_zero { " (or 0)" } else { "" }
+        )
+    }
+}
+
+/// no-silent-skip for walks: a walk that returned 0 visited every mapped page.
+pub fn check_walk(k: &Kernel, mm: usize, lo: usize, seen: &[bool], func: &'static str) -> Result<(), Violation> {
+    for (i, s) in seen.iter().enumerate() {
+        let page = lo + i;
+        if !s && k.mms[mm].vma_at(page).is_some() {
+            return Err(v(
+                k,
+                Invariant::NoSilentSkip,
+                attribute(k, mm, page, func),
+                mm,
+                page,
+                "walk_page_range() returned 0 but pte_entry never saw this mapped page".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! splitfuzz: a fault-injection fuzzing harness for the Linux kernel's THP PMD
+//! split-failure handling ("mm: thp: allocate PTE page tables lazily at split
+//! time"). See README.md.
+//!
+//! * [`program`]: the input format (bytes via `arbitrary`, and text).
+//! * [`mm`]: the mm state machine, one module per kernel path.
+//! * [`policy`]: deposit / lazy-v1 / lazy-v3 / lazy-fixed and per-caller overrides.
+//! * [`alloc`]: allocator fault injection.
+//! * [`invariants`]: every invariant and the flat reference model.
+//! * [`exec`]: `run_program(bytes, cfg)`, the one entry point of every engine.
+//! * [`engine`], [`minimize`]: the built-in fuzzer and the minimizer.
+
+pub mod alloc;
+pub mod engine;
+pub mod exec;
+pub mod invariants;
+pub mod minimize;
+pub mod mm;
+pub mod policy;
+pub mod program;
+
+pub use exec::{run, run_program, Outcome, RunConfig};
+pub use invariants::{Invariant, Violation};
+pub use mm::Geometry;
+pub use policy::{Policy, Preset};
+pub use program::Program;

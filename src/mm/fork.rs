@@ -1,0 +1,65 @@
+//! kernel/fork.c `dup_mmap()` → mm/memory.c `copy_page_range()` → `copy_pmd_range()`.
+
+use super::*;
+use crate::cov;
+use crate::program::MAX_MMS;
+
+impl Kernel {
+    /// fork: a new mm copying every VMA; returns its index.
+    pub fn dup_mmap(&mut self, parent: usize) -> KResult<usize> {
+        if self.mms.len() >= MAX_MMS {
+            return Err(Errno::EAGAIN.into());
+        }
+        let child = self.mms.len();
+        let mut cm = Mm::new(self.slots());
+        cm.vmas = self.mms[parent].vmas.clone();
+        for v in cm.vmas.iter_mut() {
+            if v.anon_vma != 0 {
+                v.anon_vma = self.next_anon_vma;
+                self.next_anon_vma += 1;
+            }
+        }
+        self.mms.push(cm);
+        match self.copy_page_range(child, parent) {
+            Ok(()) => Ok(child),
+            Err(KErr::Errno(e)) => {
+                // dup_mmap() failed: the half-built child is torn down (mmput).
+                cov!(self, "dup_mmap:fail");
+                self.exit_mmap(child)?;
+                self.mms.pop();
+                Err(KErr::Errno(e))
+            }
+            Err(b) => Err(b),
+        }
+    }
+
+    fn copy_page_range(&mut self, dst: usize, src: usize) -> KResult<()> {
+        let p = self.ptrs();
+        let vmas = self.mms[src].vmas.clone();
+        for v in vmas {
+            // vma_needs_copy(): only VMAs with an anon_vma are copied page by page.
+            if v.anon_vma == 0 {
+                continue;
+            }
+            let mut slot = v.start / p;
+            while slot * p < v.end {
+                let s_lo = v.start.max(slot * p);
+                let s_hi = v.end.min(slot * p + p);
+                // copy_pmd_range()
+                let pmd = self.mms[src].pmds[slot];
+                if pmd.is_huge() {
+                    if self.copy_huge_pmd(dst, src, slot)? {
+                        slot += 1;
+                        continue;
+                    }
+                    // -EAGAIN: copy at PTE level.
+                    self.copy_pte_range(dst, src, v.write, s_lo, s_hi)?;
+                } else if let Pmd::Table(_) = pmd {
+                    self.copy_pte_range(dst, src, v.write, s_lo, s_hi)?;
+                }
+                slot += 1;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,400 @@
+//! mm/memory.c: the fault path, zap, fork's PTE copy, free_pgtables.
+
+use super::huge_memory::{FaultRet, Split};
+use super::*;
+use crate::cov;
+use crate::policy::Strategy;
+
+/// Where an access lands when no fault is needed.
+enum Target {
+    Zero,
+    Page(FolioId, usize),
+}
+
+impl Kernel {
+    /// THP allowed for this PMD: MADV_HUGEPAGE VMA covering the whole PMD.
+    pub fn thp_eligible(&self, mm: usize, vi: usize, slot: usize) -> bool {
+        let v = &self.mms[mm].vmas[vi];
+        let s = self.geom.slot_start(slot);
+        v.thp && v.start <= s && s + self.ptrs() <= v.end
+    }
+
+    fn follow(&self, mm: usize, page: usize, write: bool) -> Option<Target> {
+        let slot = self.geom.slot_of(page);
+        let i = page % self.ptrs();
+        match self.mms[mm].pmds[slot] {
+            Pmd::HugeZero if !write => Some(Target::Zero),
+            Pmd::Huge { folio, write: w, .. } if w || !write => Some(Target::Page(folio, i)),
+            Pmd::Table(t) => match self.pte(t, i) {
+                Pte::Zero if !write => Some(Target::Zero),
+                Pte::Present { folio, idx, write: w, .. } if w || !write => {
+                    Some(Target::Page(folio, idx as usize))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn mark_dirty(&mut self, mm: usize, page: usize) {
+        let slot = self.geom.slot_of(page);
+        let i = page % self.ptrs();
+        match self.mms[mm].pmds[slot] {
+            Pmd::Huge { folio, write, .. } => self.mms[mm].pmds[slot] = Pmd::Huge { folio, write, dirty: true },
+            Pmd::Table(t) => {
+                if let Pte::Present { folio, idx, write, .. } = self.pte(t, i) {
+                    self.set_pte(t, i, Pte::Present { folio, idx, write, dirty: true });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A user access to one page: faults until the access succeeds. A write stores
+    /// `value`. Errors: EFAULT (no VMA / no permission), ENOMEM (VM_FAULT_OOM).
+    pub fn access(&mut self, mm: usize, page: usize, write: bool, value: u64) -> KResult<u64> {
+        let mut retries = 0;
+        let mut faults = 0;
+        loop {
+            let Some(vi) = self.mms[mm].vma_at(page) else {
+                return Err(Errno::EFAULT.into());
+            };
+            if write && !self.mms[mm].vmas[vi].write {
+                return Err(Errno::EFAULT.into());
+            }
+            match self.follow(mm, page, write) {
+                Some(Target::Zero) => return Ok(0),
+                Some(Target::Page(f, i)) => {
+                    if write {
+                        self.folios[f as usize].data[i] = value;
+                        self.mark_dirty(mm, page);
+                        return Ok(value);
+                    }
+                    return Ok(self.folios[f as usize].data[i]);
+                }
+                None => {}
+            }
+            match self.handle_mm_fault(mm, vi, page, write)? {
+                FaultRet::Retry(func) => {
+                    self.retry_guard(&mut retries, func, mm, page)?;
+                }
+                FaultRet::Done | FaultRet::Fallback => {
+                    faults += 1;
+                    if faults > 8 {
+                        return Err(self.bug(
+                            Invariant::KernelAssertion,
+                            "handle_mm_fault",
+                            mm,
+                            page,
+                            "model: fault reported success but the access still faults".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `__handle_mm_fault()`
+    pub fn handle_mm_fault(&mut self, mm: usize, vi: usize, page: usize, write: bool) -> KResult<FaultRet> {
+        let slot = self.geom.slot_of(page);
+        let mut fallback_from = None;
+        match self.mms[mm].pmds[slot] {
+            Pmd::None => {
+                if self.thp_eligible(mm, vi, slot) {
+                    // create_huge_pmd()
+                    match self.do_huge_pmd_anonymous_page(mm, vi, slot, write)? {
+                        FaultRet::Fallback => {}
+                        r => return Ok(r),
+                    }
+                }
+            }
+            Pmd::Huge { write: w, .. } => {
+                if !(write && !w) {
+                    return Ok(FaultRet::Done);
+                }
+                match self.do_huge_pmd_wp_page(mm, slot)? {
+                    FaultRet::Fallback => fallback_from = Some("do_huge_pmd_wp_page"),
+                    r => return Ok(r),
+                }
+            }
+            Pmd::HugeZero => {
+                if !write {
+                    return Ok(FaultRet::Done);
+                }
+                match self.do_huge_pmd_wp_page(mm, slot)? {
+                    FaultRet::Fallback => fallback_from = Some("do_huge_pmd_wp_page"),
+                    r => return Ok(r),
+                }
+            }
+            Pmd::Migration { .. } => return Ok(FaultRet::Retry("pmd_migration_entry_wait")),
+            Pmd::Table(_) => {}
+        }
+        self.handle_pte_fault(mm, vi, page, write, fallback_from)
+    }
+
+    /// `handle_pte_fault()` (with the `__pte_alloc()` of `do_anonymous_page()`).
+    fn handle_pte_fault(
+        &mut self,
+        mm: usize,
+        vi: usize,
+        page: usize,
+        write: bool,
+        fallback_from: Option<&'static str>,
+    ) -> KResult<FaultRet> {
+        let slot = self.geom.slot_of(page);
+        let i = page % self.ptrs();
+        if self.mms[mm].pmds[slot] == Pmd::None {
+            // __pte_alloc() failure is VM_FAULT_OOM.
+            self.pte_alloc(mm, slot, "__pte_alloc")?;
+        }
+        let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
+            // pte_offset_map_nolock() returns NULL on a huge PMD: return 0, re-fault.
+            cov!(self, "handle_pte_fault:huge_retry");
+            return Ok(FaultRet::Retry(fallback_from.unwrap_or("handle_pte_fault")));
+        };
+        match self.pte(t, i) {
+            Pte::None => {
+                // do_anonymous_page()
+                if !write {
+                    cov!(self, "do_anonymous_page:zero");
+                    self.set_pte(t, i, Pte::Zero);
+                } else {
+                    cov!(self, "do_anonymous_page:alloc");
+                    self.anon_vma_prepare(mm, vi);
+                    let f = self.folio_alloc(1, vec![0]);
+                    self.map_new_page(mm, t, i, f, true);
+                }
+                Ok(FaultRet::Done)
+            }
+            Pte::Zero => {
+                if write {
+                    cov!(self, "do_wp_page:zero");
+                    self.anon_vma_prepare(mm, vi);
+                    let f = self.folio_alloc(1, vec![0]);
+                    self.map_new_page(mm, t, i, f, true);
+                }
+                Ok(FaultRet::Done)
+            }
+            Pte::Present { folio, idx, write: w, dirty } => {
+                if write && !w {
+                    self.do_wp_page(mm, t, i, folio, idx as usize, dirty)?;
+                }
+                Ok(FaultRet::Done)
+            }
+            Pte::Swap(s) => {
+                // do_swap_page(): a fresh exclusive folio with the swapped data.
+                cov!(self, "do_swap_page");
+                let data = self.swap[s as usize].data;
+                self.swap_put(s);
+                self.mms[mm].rss_swap -= 1;
+                let f = self.folio_alloc(1, vec![data]);
+                let w = write && self.mms[mm].vmas[vi].write;
+                self.map_new_page(mm, t, i, f, w);
+                Ok(FaultRet::Done)
+            }
+            Pte::Migration { .. } => Ok(FaultRet::Retry("migration_entry_wait")),
+        }
+    }
+
+    /// Map a new exclusive order-0 folio at PTE `i` of table `t`.
+    fn map_new_page(&mut self, mm: usize, t: TableId, i: usize, f: FolioId, write: bool) {
+        let fo = &mut self.folios[f as usize];
+        fo.refcount = 1;
+        fo.large_mapcount = 1;
+        fo.anon_exclusive[0] = true;
+        self.mms[mm].rss_anon += 1;
+        self.set_pte(t, i, Pte::Present { folio: f, idx: 0, write, dirty: write });
+    }
+
+    /// `do_wp_page()`: reuse an exclusive page, else copy 4K.
+    fn do_wp_page(&mut self, mm: usize, t: TableId, i: usize, folio: FolioId, idx: usize, _dirty: bool) -> KResult<()> {
+        let fo = &self.folios[folio as usize];
+        if fo.anon_exclusive[idx] {
+            cov!(self, "do_wp_page:reuse_exclusive");
+            self.set_pte(t, i, Pte::Present { folio, idx: idx as u32, write: true, dirty: true });
+            return Ok(());
+        }
+        if fo.nr == 1 && fo.refcount == 1 && fo.pincount == 0 {
+            cov!(self, "do_wp_page:reuse_sole");
+            self.folios[folio as usize].anon_exclusive[0] = true;
+            self.set_pte(t, i, Pte::Present { folio, idx: 0, write: true, dirty: true });
+            return Ok(());
+        }
+        // wp_page_copy()
+        let data = fo.data[idx];
+        cov!(self, "wp_page_copy");
+        let nf = self.folio_alloc(1, vec![data]);
+        self.unmap_pte_page(mm, folio, "wp_page_copy")?;
+        self.mms[mm].rss_anon -= 1;
+        self.map_new_page(mm, t, i, nf, true);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ zap
+
+    /// `zap_pmd_range()` for pages `[lo, hi)` of one VMA. `reclaim_pt`: MADV_DONTNEED
+    /// frees a PTE table that a full-PMD zap emptied (CONFIG_PT_RECLAIM).
+    pub fn zap_pmd_range(&mut self, mm: usize, lo: usize, hi: usize, reclaim_pt: bool) -> KResult<()> {
+        let p = self.ptrs();
+        let mut slot = lo / p;
+        while slot * p < hi {
+            let s_lo = lo.max(slot * p);
+            let s_hi = hi.min(slot * p + p);
+            let full = s_lo == slot * p && s_hi == slot * p + p;
+            let mut iters = 0;
+            loop {
+                match self.mms[mm].pmds[slot] {
+                    Pmd::None => break,
+                    Pmd::Table(t) => {
+                        self.zap_pte_range(mm, t, s_lo, s_hi)?;
+                        if reclaim_pt && full && self.tables[t as usize].ptes.iter().all(|x| *x == Pte::None) {
+                            cov!(self, "zap_pte_range:reclaim_pt");
+                            self.mms[mm].pmds[slot] = Pmd::None;
+                            self.pte_free(t, "zap_pte_range")?;
+                            self.mm_dec_nr_ptes(mm);
+                        }
+                        break;
+                    }
+                    _ => {
+                        if full {
+                            self.zap_huge_pmd(mm, slot)?;
+                            break;
+                        }
+                        cov!(self, "zap_pmd_range:partial_split");
+                        match self.split_for(mm, slot, SplitCaller::ZapPmdRange, false)? {
+                            Split::Done => continue,
+                            Split::Failed(Strategy::Skip) => {
+                                // v3: addr = next; continue.
+                                cov!(self, "zap_pmd_range:skip");
+                                self.event(EventKind::Skipped, "zap_pmd_range", mm, s_lo, s_hi);
+                                break;
+                            }
+                            Split::Failed(_) => {
+                                // Void split: zap_pte_range() cannot map the PTEs, returns
+                                // addr unchanged; pmd--: the same PMD again.
+                                cov!(self, "zap_pmd_range:loop");
+                                self.retry_guard(&mut iters, "zap_pmd_range", mm, s_lo)?;
+                            }
+                        }
+                    }
+                }
+            }
+            slot += 1;
+        }
+        Ok(())
+    }
+
+    /// `zap_pte_range()`
+    pub fn zap_pte_range(&mut self, mm: usize, t: TableId, lo: usize, hi: usize) -> KResult<()> {
+        let p = self.ptrs();
+        for page in lo..hi {
+            let i = page % p;
+            match self.pte(t, i) {
+                Pte::None | Pte::Zero => {}
+                Pte::Present { folio, .. } => {
+                    self.mms[mm].rss_anon -= 1;
+                    self.unmap_pte_page(mm, folio, "zap_pte_range")?;
+                }
+                Pte::Migration { .. } => self.mms[mm].rss_anon -= 1,
+                Pte::Swap(s) => {
+                    self.swap_put(s);
+                    self.mms[mm].rss_swap -= 1;
+                }
+            }
+            self.set_pte(t, i, Pte::None);
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ fork
+
+    /// `copy_pte_range()` for pages `[lo, hi)` within one PMD slot.
+    pub fn copy_pte_range(&mut self, dst: usize, src: usize, dst_vma_write: bool, lo: usize, hi: usize) -> KResult<()> {
+        let p = self.ptrs();
+        let slot = lo / p;
+        self.pte_alloc(dst, slot, "copy_pte_range")?;
+        let Pmd::Table(st) = self.mms[src].pmds[slot] else {
+            if self.mms[src].pmds[slot].is_huge() {
+                // pte_offset_map_rw_nolock(src) is NULL on the still-huge PMD: return 0.
+                cov!(self, "copy_pte_range:skip_huge_src");
+                self.event(EventKind::Skipped, "copy_huge_pmd", dst, lo, hi);
+            }
+            return Ok(());
+        };
+        let Pmd::Table(dt) = self.mms[dst].pmds[slot] else {
+            unreachable!("pte_alloc installed a table")
+        };
+        for page in lo..hi {
+            let i = page % p;
+            let new = match self.pte(st, i) {
+                Pte::None => Pte::None,
+                Pte::Zero => Pte::Zero,
+                Pte::Swap(s) => {
+                    self.swap[s as usize].count += 1;
+                    self.mms[dst].rss_swap += 1;
+                    Pte::Swap(s)
+                }
+                Pte::Migration { .. } => Pte::None,
+                Pte::Present { folio, idx, write, dirty } => {
+                    let fo = &self.folios[folio as usize];
+                    self.mms[dst].rss_anon += 1;
+                    if fo.anon_exclusive[idx as usize] && fo.pincount > 0 {
+                        // copy_present_page(): the child gets its own copy of a pinned page.
+                        let data = fo.data[idx as usize];
+                        cov!(self, "copy_present_page");
+                        let nf = self.folio_alloc(1, vec![data]);
+                        let f = &mut self.folios[nf as usize];
+                        f.refcount = 1;
+                        f.large_mapcount = 1;
+                        f.anon_exclusive[0] = true;
+                        Pte::Present { folio: nf, idx: 0, write: dst_vma_write, dirty: true }
+                    } else {
+                        let fo = &mut self.folios[folio as usize];
+                        fo.refcount += 1;
+                        fo.large_mapcount += 1;
+                        fo.anon_exclusive[idx as usize] = false;
+                        let _ = write;
+                        self.set_pte(st, i, Pte::Present { folio, idx, write: false, dirty });
+                        Pte::Present { folio, idx, write: false, dirty }
+                    }
+                }
+            };
+            self.set_pte(dt, i, new);
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ free_pgtables
+
+    /// `free_pgtables()` → `free_pte_range()` for PMD slots overlapping `[lo, hi)`
+    /// that no VMA uses any more.
+    pub fn free_pgtables(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
+        let p = self.ptrs();
+        for slot in lo / p..hi.div_ceil(p) {
+            let s = slot * p;
+            if self.mms[mm].vmas.iter().any(|v| v.start < s + p && s < v.end) {
+                continue;
+            }
+            match self.mms[mm].pmds[slot] {
+                Pmd::None => {}
+                Pmd::Table(t) => {
+                    self.mms[mm].pmds[slot] = Pmd::None;
+                    self.pte_free(t, "free_pte_range")?;
+                    self.mm_dec_nr_ptes(mm);
+                }
+                _ => {
+                    // pmd_none_or_clear_bad(): clears without freeing anything.
+                    return Err(self.bug(
+                        Invariant::KernelAssertion,
+                        "free_pte_range",
+                        mm,
+                        s,
+                        "bad pmd: a huge PMD is left in a range being freed (pmd_clear_bad leaks its rss and deposited table)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+

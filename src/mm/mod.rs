@@ -1,0 +1,622 @@
+//! The mm state machine: state (kernel-model.md §1) and the primitive operations
+//! of §2 (`pte_alloc_one`, `pmd_install`, `pgtable_trans_huge_deposit`, ...).
+//! One submodule per kernel file/path; function names are the kernel's.
+
+pub mod exit;
+pub mod fork;
+pub mod gup;
+pub mod huge_memory;
+pub mod khugepaged;
+pub mod madvise;
+pub mod memory;
+pub mod mprotect;
+pub mod mremap;
+pub mod pagewalk;
+pub mod rmap;
+pub mod vma;
+
+use crate::alloc::{AllocKind, FaultInjector};
+use crate::invariants::{Invariant, Violation};
+use crate::policy::{Policy, SplitCaller};
+use crate::program::{PAGE_SIZE, PMD_SIZE};
+
+pub type FolioId = u32;
+pub type TableId = u32;
+pub type SwapId = u32;
+
+/// PTEs per page table. `KERNEL` is x86-64/arm64-4K (`PTRS_PER_PTE`, `HPAGE_PMD_NR`);
+/// `SMALL` keeps every structure identical but 64x cheaper to fuzz.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub ptrs: usize,
+}
+
+impl Geometry {
+    pub const KERNEL: Geometry = Geometry { ptrs: 512 };
+    pub const SMALL: Geometry = Geometry { ptrs: 8 };
+
+    pub fn from_name(s: &str) -> Option<Geometry> {
+        match s {
+            "kernel" | "512" => Some(Geometry::KERNEL),
+            "small" | "8" => Some(Geometry::SMALL),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        if self.ptrs == 512 {
+            "kernel"
+        } else {
+            "small"
+        }
+    }
+    /// Bytes of the kernel geometry covered by one model page.
+    pub fn page_bytes(self) -> u64 {
+        PMD_SIZE / self.ptrs as u64
+    }
+    /// Arena byte address → model page (rounding down, or up for range ends).
+    pub fn page_of(self, addr: u64, round_up: bool) -> usize {
+        let pb = self.page_bytes();
+        let p = if round_up { addr.div_ceil(pb) } else { addr / pb };
+        p as usize
+    }
+    /// Byte range → page range; a non-empty range never maps to an empty one.
+    pub fn pages(self, start: u64, len: u64) -> (usize, usize) {
+        let s = self.page_of(start, false);
+        let e = self.page_of(start + len, true).max(s + 1);
+        (s, e)
+    }
+    pub fn addr_of(self, page: usize) -> u64 {
+        page as u64 * self.page_bytes()
+    }
+    pub fn slot_of(self, page: usize) -> usize {
+        page / self.ptrs
+    }
+    pub fn slot_start(self, slot: usize) -> usize {
+        slot * self.ptrs
+    }
+    /// Arena PMD slots per modelled PMD table: the arena straddles a 1 GiB boundary.
+    pub fn pmd_table_of(self, slot: usize) -> usize {
+        slot / 8
+    }
+    pub fn is_kernel(self) -> bool {
+        self.page_bytes() == PAGE_SIZE
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    None,
+    /// A present anon page: page `idx` of `folio`.
+    Present { folio: FolioId, idx: u32, write: bool, dirty: bool },
+    /// `my_zero_pfn`, special, never counted.
+    Zero,
+    /// A migration entry (transient inside an op).
+    Migration { folio: FolioId, idx: u32, write: bool, excl: bool },
+    /// A swap entry.
+    Swap(SwapId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pmd {
+    None,
+    /// `pmd_populate()`'d PTE table.
+    Table(TableId),
+    /// Present anon THP.
+    Huge { folio: FolioId, write: bool, dirty: bool },
+    /// `pmd_mkspecial(huge_zero_folio)`, read-only.
+    HugeZero,
+    /// PMD migration entry (transient inside an op).
+    Migration { folio: FolioId, write: bool, excl: bool },
+}
+
+impl Pmd {
+    /// `pmd_is_huge()`: trans-huge or a PMD migration entry.
+    pub fn is_huge(&self) -> bool {
+        matches!(self, Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Migration { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: usize,
+    pub end: usize,
+    pub write: bool,
+    /// MADV_HUGEPAGE (THP is in `madvise` mode).
+    pub thp: bool,
+    /// anon_vma identity, 0 = none yet (`vmf_anon_prepare` assigns one).
+    pub anon_vma: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinRef {
+    pub page: usize,
+    pub folio: FolioId,
+}
+
+#[derive(Clone, Debug)]
+pub struct Mm {
+    pub alive: bool,
+    pub vmas: Vec<Vma>,
+    pub pmds: Vec<Pmd>,
+    /// `pmd_huge_pte` lists, one per modelled PMD table (arena slots 0-7, 8-15).
+    pub deposit: [Vec<TableId>; 2],
+    /// `mm->pgtables_bytes` (PTE part) in tables.
+    pub nr_ptes: i64,
+    /// MM_ANONPAGES
+    pub rss_anon: i64,
+    /// MM_SWAPENTS
+    pub rss_swap: i64,
+    /// MMF_HUGE_ZERO_FOLIO
+    pub huge_zero: bool,
+    /// GUP pins taken through this mm (released by `unpin` or at exit).
+    pub pins: Vec<PinRef>,
+}
+
+impl Mm {
+    pub fn new(slots: usize) -> Mm {
+        Mm {
+            alive: true,
+            vmas: Vec::new(),
+            pmds: vec![Pmd::None; slots],
+            deposit: [Vec::new(), Vec::new()],
+            nr_ptes: 0,
+            rss_anon: 0,
+            rss_swap: 0,
+            huge_zero: false,
+            pins: Vec::new(),
+        }
+    }
+    pub fn vma_at(&self, page: usize) -> Option<usize> {
+        self.vmas.iter().position(|v| v.start <= page && page < v.end)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableState {
+    /// Returned by `pte_alloc_one()`, not yet installed or deposited.
+    Allocated,
+    Installed,
+    Deposited,
+    Freed,
+}
+
+#[derive(Clone, Debug)]
+pub struct PteTable {
+    pub state: TableState,
+    pub ptes: Vec<Pte>,
+    pub site: &'static str,
+    pub mm: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Folio {
+    /// Pages: 1 (order 0) or `ptrs` (PMD order).
+    pub nr: usize,
+    pub refcount: i64,
+    pub entire_mapcount: i64,
+    pub large_mapcount: i64,
+    /// GUP pins (each also holds one reference in the model).
+    pub pincount: i64,
+    pub anon_exclusive: Vec<bool>,
+    pub data: Vec<u64>,
+    /// MADV_FREE'd (`folio_mark_lazyfree`: !swapbacked).
+    pub lazyfree: bool,
+    pub dirty: bool,
+    pub freed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SwapSlot {
+    pub data: u64,
+    pub count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Errno {
+    ENOMEM,
+    EAGAIN,
+    EBUSY,
+    EFAULT,
+    EINVAL,
+}
+
+/// A kernel path either returns an errno to its caller or hits a bug (a violation).
+#[derive(Debug)]
+pub enum KErr {
+    Errno(Errno),
+    Bug(Box<Violation>),
+}
+
+impl From<Errno> for KErr {
+    fn from(e: Errno) -> KErr {
+        KErr::Errno(e)
+    }
+}
+
+pub type KResult<T> = Result<T, KErr>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `__split_huge_pmd()` returned -ENOMEM (THP_SPLIT_PMD_FAILED).
+    SplitFailed,
+    /// A caller skipped a range and carried on.
+    Skipped,
+}
+
+/// Failure-handling events of the current op: used to name the kernel function a
+/// violation found by a state check is due to.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    pub func: &'static str,
+    pub mm: usize,
+    pub lo: usize,
+    pub hi: usize,
+}
+
+/// Branch coverage of the model (feeds the built-in engine).
+pub const COV_BITS: usize = 1 << 12;
+
+pub const fn fnv(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut h: u32 = 0x811c9dc5;
+    let mut i = 0;
+    while i < b.len() {
+        h ^= b[i] as u32;
+        h = h.wrapping_mul(0x01000193);
+        i += 1;
+    }
+    h
+}
+
+/// Record that a model branch was taken.
+#[macro_export]
+macro_rules! cov {
+    ($k:expr, $name:literal) => {{
+        const H: u32 = $crate::mm::fnv($name);
+        $k.hit(H);
+    }};
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub thp_split_pmd: u64,
+    pub thp_split_pmd_failed: u64,
+    pub retries: u64,
+}
+
+/// The whole simulated machine: processes, folios, page tables, swap.
+pub struct Kernel {
+    pub geom: Geometry,
+    pub policy: Policy,
+    pub alloc: FaultInjector,
+    pub mms: Vec<Mm>,
+    pub folios: Vec<Folio>,
+    pub tables: Vec<PteTable>,
+    pub swap: Vec<SwapSlot>,
+    /// Global huge zero folio refcount (0 = not allocated; the shrinker keeps 1).
+    pub huge_zero_refcount: u32,
+    pub next_anon_vma: u32,
+    pub events: Vec<Event>,
+    pub cov: Vec<u8>,
+    pub stats: Stats,
+    /// Index of the op being run (for violation reports).
+    pub op_index: usize,
+}
+
+/// Upper bound on iterations of any retry loop before it is called a livelock
+/// (finite fault plans end long before this).
+pub const RETRY_LIMIT: u32 = 256;
+
+impl Kernel {
+    pub fn new(geom: Geometry, policy: Policy, alloc: FaultInjector) -> Kernel {
+        Kernel {
+            geom,
+            policy,
+            alloc,
+            mms: vec![Mm::new(crate::program::ARENA_PMDS)],
+            folios: Vec::new(),
+            tables: Vec::new(),
+            swap: Vec::new(),
+            huge_zero_refcount: 0,
+            next_anon_vma: 1,
+            events: Vec::new(),
+            cov: vec![0; COV_BITS],
+            stats: Stats::default(),
+            op_index: 0,
+        }
+    }
+
+    pub fn hit(&mut self, h: u32) {
+        let i = (h as usize) % COV_BITS;
+        self.cov[i] = self.cov[i].saturating_add(1);
+    }
+
+    pub fn ptrs(&self) -> usize {
+        self.geom.ptrs
+    }
+    pub fn slots(&self) -> usize {
+        crate::program::ARENA_PMDS
+    }
+    pub fn pages(&self) -> usize {
+        self.slots() * self.ptrs()
+    }
+
+    /// A violation found inside a kernel path.
+    pub fn bug(&self, inv: Invariant, func: &'static str, mm: usize, page: usize, msg: String) -> KErr {
+        KErr::Bug(Box::new(Violation {
+            invariant: inv,
+            function: func.to_string(),
+            op_index: self.op_index,
+            mm,
+            addr: self.geom.addr_of(page),
+            message: msg,
+        }))
+    }
+
+    pub fn event(&mut self, kind: EventKind, func: &'static str, mm: usize, lo: usize, hi: usize) {
+        self.events.push(Event { kind, func, mm, lo, hi });
+    }
+
+    /// A retry loop went round once more: a livelock if it can never progress.
+    pub fn retry_guard(&mut self, iters: &mut u32, func: &'static str, mm: usize, page: usize) -> KResult<()> {
+        *iters += 1;
+        self.stats.retries += 1;
+        if self.alloc.pte_fails_forever() || *iters > RETRY_LIMIT {
+            return Err(self.bug(
+                Invariant::NoLivelock,
+                func,
+                mm,
+                page,
+                format!(
+                    "{func} retries the PMD split forever: every pte_alloc_one() fails from here on and the loop has no exit (no error, no fatal-signal check); {} iterations so far",
+                    iters
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ page tables
+
+    /// `pte_alloc_one()`: may fail (fault plan). No counter change.
+    pub fn pte_alloc_one(&mut self, mm: usize, site: &'static str) -> Option<TableId> {
+        if !self.alloc.alloc(AllocKind::PteTable, site) {
+            cov!(self, "pte_alloc_one:fail");
+            return None;
+        }
+        let id = self.tables.len() as TableId;
+        self.tables.push(PteTable {
+            state: TableState::Allocated,
+            ptes: vec![Pte::None; self.geom.ptrs],
+            site,
+            mm,
+        });
+        tracing::trace!(target: "splitfuzz::alloc", "pte_alloc_one -> table {id} (mm {mm}, {site})");
+        Some(id)
+    }
+
+    /// `pte_free()`: a second free of the same table is a violation.
+    pub fn pte_free(&mut self, t: TableId, site: &'static str) -> KResult<()> {
+        let mm = self.tables[t as usize].mm;
+        if self.tables[t as usize].state == TableState::Freed {
+            return Err(self.bug(
+                Invariant::TableConservation,
+                site,
+                mm,
+                0,
+                format!("page table {t} freed twice (first allocated by {})", self.tables[t as usize].site),
+            ));
+        }
+        tracing::trace!(target: "splitfuzz::alloc", "pte_free table {t} ({site})");
+        self.tables[t as usize].state = TableState::Freed;
+        Ok(())
+    }
+
+    pub fn mm_inc_nr_ptes(&mut self, mm: usize) {
+        self.mms[mm].nr_ptes += 1;
+    }
+    pub fn mm_dec_nr_ptes(&mut self, mm: usize) {
+        self.mms[mm].nr_ptes -= 1;
+    }
+
+    /// `pmd_populate()`
+    pub fn pmd_populate(&mut self, mm: usize, slot: usize, t: TableId) {
+        self.tables[t as usize].state = TableState::Installed;
+        self.tables[t as usize].mm = mm;
+        self.mms[mm].pmds[slot] = Pmd::Table(t);
+    }
+
+    /// `__pte_alloc()` = `pte_alloc_one()` + `pmd_install()`.
+    pub fn pte_alloc(&mut self, mm: usize, slot: usize, site: &'static str) -> KResult<()> {
+        if self.mms[mm].pmds[slot] != Pmd::None {
+            return Ok(());
+        }
+        let Some(t) = self.pte_alloc_one(mm, site) else {
+            return Err(Errno::ENOMEM.into());
+        };
+        // pmd_install(): PMD still none under the lock in this sequential model.
+        self.mm_inc_nr_ptes(mm);
+        self.pmd_populate(mm, slot, t);
+        Ok(())
+    }
+
+    /// `pgtable_trans_huge_deposit()`
+    pub fn deposit(&mut self, mm: usize, slot: usize, t: TableId) {
+        self.tables[t as usize].state = TableState::Deposited;
+        self.tables[t as usize].mm = mm;
+        let pt = self.geom.pmd_table_of(slot);
+        self.mms[mm].deposit[pt].push(t);
+    }
+
+    /// `pgtable_trans_huge_withdraw()`: an empty list is a NULL deref in the kernel.
+    pub fn withdraw(&mut self, mm: usize, slot: usize, func: &'static str) -> KResult<TableId> {
+        let pt = self.geom.pmd_table_of(slot);
+        match self.mms[mm].deposit[pt].pop() {
+            Some(t) => {
+                self.tables[t as usize].state = TableState::Allocated;
+                Ok(t)
+            }
+            None => Err(self.bug(
+                Invariant::KernelAssertion,
+                func,
+                mm,
+                self.geom.slot_start(slot),
+                "pgtable_trans_huge_withdraw() on an empty deposit list (NULL pgtable)".into(),
+            )),
+        }
+    }
+
+    /// `zap_deposited_table()`: withdraw + pte_free + mm_dec_nr_ptes.
+    pub fn zap_deposited_table(&mut self, mm: usize, slot: usize, func: &'static str) -> KResult<()> {
+        let t = self.withdraw(mm, slot, func)?;
+        self.pte_free(t, func)?;
+        self.mm_dec_nr_ptes(mm);
+        Ok(())
+    }
+
+    /// Read a PTE through the table, checking the table is live.
+    pub fn pte(&self, t: TableId, i: usize) -> Pte {
+        self.tables[t as usize].ptes[i]
+    }
+    pub fn set_pte(&mut self, t: TableId, i: usize, p: Pte) {
+        self.tables[t as usize].ptes[i] = p;
+    }
+
+    /// The table mapped at `slot`, if any.
+    pub fn table_of(&self, mm: usize, slot: usize) -> Option<TableId> {
+        match self.mms[mm].pmds[slot] {
+            Pmd::Table(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ folios
+
+    pub fn folio_alloc(&mut self, nr: usize, data: Vec<u64>) -> FolioId {
+        let id = self.folios.len() as FolioId;
+        self.folios.push(Folio {
+            nr,
+            refcount: 0,
+            entire_mapcount: 0,
+            large_mapcount: 0,
+            pincount: 0,
+            anon_exclusive: vec![false; nr],
+            data,
+            lazyfree: false,
+            dirty: false,
+            freed: false,
+        });
+        id
+    }
+
+    /// `folio_put()` (n references): freeing happens at zero; below zero is a bug.
+    pub fn folio_put(&mut self, f: FolioId, n: i64, func: &'static str, mm: usize) -> KResult<()> {
+        let fo = &mut self.folios[f as usize];
+        fo.refcount -= n;
+        if fo.refcount < 0 || fo.freed {
+            let rc = fo.refcount;
+            return Err(self.bug(
+                Invariant::FolioCounts,
+                func,
+                mm,
+                0,
+                format!("folio {f} refcount underflow ({rc}): put of a freed folio"),
+            ));
+        }
+        if fo.refcount == 0 {
+            fo.freed = true;
+        }
+        Ok(())
+    }
+
+    /// Remove one PTE mapping of a page (`folio_remove_rmap_pte` + put).
+    pub fn unmap_pte_page(&mut self, mm: usize, f: FolioId, func: &'static str) -> KResult<()> {
+        self.folios[f as usize].large_mapcount -= 1;
+        self.folio_put(f, 1, func, mm)
+    }
+
+    /// Free a swap slot reference (`swap_free`).
+    pub fn swap_put(&mut self, s: SwapId) {
+        self.swap[s as usize].count -= 1;
+    }
+
+    // ------------------------------------------------------------ huge zero
+
+    /// `mm_get_huge_zero_folio()`: the first user allocates (a THP allocation).
+    pub fn mm_get_huge_zero_folio(&mut self, mm: usize) -> bool {
+        if self.mms[mm].huge_zero {
+            return true;
+        }
+        if self.huge_zero_refcount == 0 {
+            if !self.alloc.alloc(AllocKind::Thp, "get_huge_zero_folio") {
+                return false;
+            }
+            // One reference is kept for the shrinker.
+            self.huge_zero_refcount = 1;
+        }
+        self.huge_zero_refcount += 1;
+        self.mms[mm].huge_zero = true;
+        true
+    }
+
+    /// `mm_put_huge_zero_folio()` at `__mmput`.
+    pub fn mm_put_huge_zero_folio(&mut self, mm: usize) {
+        if self.mms[mm].huge_zero {
+            self.huge_zero_refcount -= 1;
+            self.mms[mm].huge_zero = false;
+        }
+    }
+
+    // ------------------------------------------------------------ contents
+
+    /// What a read of `page` in `mm` returns without changing state
+    /// (none, zero and unmapped read as 0).
+    pub fn page_value(&self, mm: usize, page: usize) -> u64 {
+        let slot = self.geom.slot_of(page);
+        let i = page % self.ptrs();
+        match self.mms[mm].pmds[slot] {
+            Pmd::None | Pmd::HugeZero => 0,
+            Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => self.folios[folio as usize].data[i],
+            Pmd::Table(t) => match self.pte(t, i) {
+                Pte::None | Pte::Zero => 0,
+                Pte::Present { folio, idx, .. } | Pte::Migration { folio, idx, .. } => {
+                    self.folios[folio as usize].data[idx as usize]
+                }
+                Pte::Swap(s) => self.swap[s as usize].data,
+            },
+        }
+    }
+
+    /// The folio mapped at `page` (by PMD or PTE), if any.
+    pub fn folio_at(&self, mm: usize, page: usize) -> Option<FolioId> {
+        let slot = self.geom.slot_of(page);
+        match self.mms[mm].pmds[slot] {
+            Pmd::Huge { folio, .. } => Some(folio),
+            Pmd::Table(t) => match self.pte(t, page % self.ptrs()) {
+                Pte::Present { folio, .. } => Some(folio),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn new_anon_vma(&mut self) -> u32 {
+        let a = self.next_anon_vma;
+        self.next_anon_vma += 1;
+        a
+    }
+
+    /// `vmf_anon_prepare()` / `anon_vma_prepare()`
+    pub fn anon_vma_prepare(&mut self, mm: usize, vi: usize) {
+        if self.mms[mm].vmas[vi].anon_vma == 0 {
+            let a = self.new_anon_vma();
+            self.mms[mm].vmas[vi].anon_vma = a;
+        }
+    }
+
+    /// The strategy the policy gives a split caller.
+    pub fn strategy(&self, c: SplitCaller) -> crate::policy::Strategy {
+        self.policy.strategy(c)
+    }
+}

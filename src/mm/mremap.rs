@@ -1,0 +1,126 @@
+//! mm/mremap.c: `move_vma()` → `move_page_tables()` (`move_huge_pmd`,
+//! `move_normal_pmd`, split + `move_ptes`).
+
+use super::huge_memory::Split;
+use super::*;
+use crate::cov;
+use crate::policy::Strategy;
+
+impl Kernel {
+    /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)`.
+    pub fn mremap(&mut self, mm: usize, old: usize, len: usize, new: usize) -> KResult<()> {
+        if old < new + len && new < old + len {
+            return Err(Errno::EINVAL.into());
+        }
+        let Some(vi) = self.mms[mm].vma_at(old) else {
+            return Err(Errno::EFAULT.into());
+        };
+        if self.mms[mm].vmas[vi].end < old + len {
+            return Err(Errno::EFAULT.into());
+        }
+        self.split_vma(mm, old)?;
+        self.split_vma(mm, old + len)?;
+        self.do_munmap(mm, new, new + len)?;
+        let vi = self.mms[mm].vma_at(old).expect("split above");
+        let mut vma = self.mms[mm].vmas[vi].clone();
+        let moved = self.move_page_tables(mm, old, new, len, false)?;
+        if moved < len {
+            // Move back what was moved; the destination stays unmapped.
+            cov!(self, "move_vma:revert");
+            let back = self.move_page_tables(mm, new, old, moved, true)?;
+            if back != moved {
+                return Err(self.bug(
+                    Invariant::KernelAssertion,
+                    "move_vma",
+                    mm,
+                    new,
+                    "model: reverting a partial move_page_tables() failed".into(),
+                ));
+            }
+            self.free_pgtables(mm, new, new + len)?;
+            return Err(Errno::ENOMEM.into());
+        }
+        vma.start = new;
+        vma.end = new + len;
+        let pos = self.mms[mm].vmas.iter().position(|v| v.start >= new).unwrap_or(self.mms[mm].vmas.len());
+        self.mms[mm].vmas.insert(pos, vma);
+        // The old range is unmapped (do_vmi_munmap in move_vma).
+        self.do_munmap(mm, old, old + len)?;
+        self.vma_merge(mm);
+        Ok(())
+    }
+
+    /// `move_page_tables()`: returns how many pages were moved.
+    pub fn move_page_tables(&mut self, mm: usize, old: usize, new: usize, len: usize, revert: bool) -> KResult<usize> {
+        let p = self.ptrs();
+        let mut done = 0;
+        'extents: while done < len {
+            let o = old + done;
+            let n = new + done;
+            let extent = (p - o % p).min(p - n % p).min(len - done);
+            let (os, ns) = (o / p, n / p);
+            if extent == p {
+                match self.mms[mm].pmds[os] {
+                    Pmd::None => {
+                        done += p;
+                        continue;
+                    }
+                    Pmd::Table(t) if self.mms[mm].pmds[ns] == Pmd::None => {
+                        // move_normal_pmd()
+                        cov!(self, "move_normal_pmd");
+                        self.mms[mm].pmds[os] = Pmd::None;
+                        self.mms[mm].pmds[ns] = Pmd::Table(t);
+                        done += p;
+                        continue;
+                    }
+                    pmd if pmd.is_huge() => {
+                        if self.move_huge_pmd(mm, os, ns)? {
+                            done += p;
+                            continue;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut iters = 0;
+            while self.mms[mm].pmds[os].is_huge() {
+                if revert {
+                    return Ok(done);
+                }
+                cov!(self, "move_page_tables:split");
+                match self.split_for(mm, os, SplitCaller::MovePageTables, false) {
+                    Ok(Split::Done) => {}
+                    Ok(Split::Failed(Strategy::Skip)) => {
+                        self.event(EventKind::Skipped, "move_page_tables", mm, o, o + extent);
+                        done += extent;
+                        continue 'extents;
+                    }
+                    Ok(Split::Failed(_)) => {
+                        // move_ptes() returns -EAGAIN on the still-huge PMD: goto again.
+                        self.retry_guard(&mut iters, "move_page_tables", mm, o)?;
+                    }
+                    Err(KErr::Errno(_)) => return Ok(done),
+                    Err(b) => return Err(b),
+                }
+            }
+            let Pmd::Table(ot) = self.mms[mm].pmds[os] else {
+                done += extent;
+                continue;
+            };
+            if self.pte_alloc(mm, ns, "move_page_tables").is_err() {
+                return Ok(done);
+            }
+            let Pmd::Table(nt) = self.mms[mm].pmds[ns] else {
+                return Ok(done);
+            };
+            // move_ptes()
+            for k in 0..extent {
+                let e = self.pte(ot, (o + k) % p);
+                self.set_pte(ot, (o + k) % p, Pte::None);
+                self.set_pte(nt, (n + k) % p, e);
+            }
+            done += extent;
+        }
+        Ok(done)
+    }
+}

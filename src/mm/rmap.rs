@@ -1,0 +1,406 @@
+//! mm/rmap.c (`try_to_unmap_one`, `try_to_migrate_one`, `remove_migration_ptes`),
+//! mm/huge_memory.c `__folio_split`, mm/vmscan.c `shrink_folio_list` and
+//! mm/migrate.c `migrate_pages`: the paths that split a PMD for a folio in every
+//! mm that maps it.
+
+use super::*;
+use crate::cov;
+use crate::policy::Strategy;
+
+impl Kernel {
+    /// Does `mm` map folio `f` (by PMD or PTE)?
+    pub fn maps_folio(&self, mm: usize, f: FolioId) -> bool {
+        self.mms[mm].pmds.iter().any(|p| match *p {
+            Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => folio == f,
+            Pmd::Table(t) => self.tables[t as usize].ptes.iter().any(|e| match *e {
+                Pte::Present { folio, .. } | Pte::Migration { folio, .. } => folio == f,
+                _ => false,
+            }),
+            _ => false,
+        })
+    }
+
+    fn folio_mapped(&self, f: FolioId) -> bool {
+        (0..self.mms.len()).any(|m| {
+            self.mms[m].alive
+                && self.mms[m].pmds.iter().any(|p| match *p {
+                    Pmd::Huge { folio, .. } => folio == f,
+                    Pmd::Table(t) => self.tables[t as usize]
+                        .ptes
+                        .iter()
+                        .any(|e| matches!(*e, Pte::Present { folio, .. } if folio == f)),
+                    _ => false,
+                })
+        })
+    }
+
+    fn huge_slot_of(&self, mm: usize, f: FolioId) -> Option<usize> {
+        self.mms[mm]
+            .pmds
+            .iter()
+            .position(|p| matches!(*p, Pmd::Huge { folio, .. } if folio == f))
+    }
+
+    /// The lazy policies' split inside an rmap walker: the table was preallocated
+    /// (v3: once per call, before the page_vma_mapped_walk) or is missing.
+    fn rmap_split(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        freeze: bool,
+        prealloc: &mut Option<TableId>,
+        prealloc_tried: bool,
+        caller: SplitCaller,
+    ) -> KResult<Option<bool>> {
+        if self.policy.deposit {
+            return Ok(Some(self.split_huge_pmd_locked(mm, slot, freeze, None, caller.name())?));
+        }
+        if let Some(t) = prealloc.take() {
+            return Ok(Some(self.split_huge_pmd_locked(mm, slot, freeze, Some(t), caller.name())?));
+        }
+        debug_assert!(prealloc_tried);
+        self.stats.thp_split_pmd_failed += 1;
+        let lo = self.geom.slot_start(slot);
+        self.event(EventKind::SplitFailed, caller.name(), mm, lo, lo + self.ptrs());
+        match self.strategy(caller) {
+            Strategy::Proceed => {
+                let msg = match caller {
+                    SplitCaller::TryToUnmapOne => "void split left the PMD huge; the walk restarts without TTU_SPLIT_HUGE_PMD and VM_BUG_ON_FOLIO(!pvmw.pte) fires (NULL pte deref without DEBUG_VM)",
+                    _ => "void split left the PMD mapped while unmap_folio() freezes the folio for splitting: the folio would be split under a PMD mapping [GUESS on the exact failure]",
+                };
+                cov!(self, "rmap_split:crash");
+                Err(self.bug(Invariant::KernelAssertion, caller.name(), mm, lo, msg.into()))
+            }
+            _ => {
+                cov!(self, "rmap_split:ret_false");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `try_to_unmap_one()` (reclaim): unmap `f` from `mm` into swap entries (or
+    /// discard it when lazyfree and clean). Returns the rmap walk's `ret`.
+    pub fn try_to_unmap_one(&mut self, mm: usize, f: FolioId, split: bool) -> KResult<bool> {
+        let p = self.ptrs();
+        let lazy = !self.policy.deposit;
+        let mut prealloc = None;
+        if lazy && split {
+            prealloc = self.pte_alloc_one(mm, "try_to_unmap_one");
+        }
+        let mut ret = true;
+        if let Some(slot) = self.huge_slot_of(mm, f) {
+            let Pmd::Huge { dirty, .. } = self.mms[mm].pmds[slot] else { unreachable!() };
+            let fo = &self.folios[f as usize];
+            if fo.lazyfree && !fo.dirty && !dirty && fo.refcount == 1 {
+                // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
+                cov!(self, "try_to_unmap_one:discard_pmd");
+                self.mms[mm].pmds[slot] = Pmd::None;
+                let fo = &mut self.folios[f as usize];
+                fo.entire_mapcount -= 1;
+                fo.large_mapcount -= 1;
+                self.mms[mm].rss_anon -= p as i64;
+                if self.policy.deposit {
+                    self.zap_deposited_table(mm, slot, "__discard_anon_folio_pmd_locked")?;
+                }
+                self.folio_put(f, 1, "__discard_anon_folio_pmd_locked", mm)?;
+            } else if fo.lazyfree && (fo.dirty || dirty) {
+                // A redirtied lazyfree THP is marked swap-backed and the walk aborts
+                // instead of splitting (since 2025).
+                cov!(self, "try_to_unmap_one:redirtied_lazyfree");
+                self.folios[f as usize].lazyfree = false;
+                ret = false;
+            } else if split {
+                cov!(self, "try_to_unmap_one:split");
+                if self
+                    .rmap_split(mm, slot, false, &mut prealloc, lazy, SplitCaller::TryToUnmapOne)?
+                    .is_none()
+                {
+                    ret = false;
+                }
+            } else {
+                ret = false;
+            }
+        }
+        if ret {
+            ret = self.unmap_ptes_to_swap(mm, f)?;
+        }
+        if let Some(t) = prealloc {
+            self.pte_free(t, "try_to_unmap_one")?;
+        }
+        Ok(ret)
+    }
+
+    fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId) -> KResult<bool> {
+        let p = self.ptrs();
+        for slot in 0..self.slots() {
+            let Pmd::Table(t) = self.mms[mm].pmds[slot] else { continue };
+            for i in 0..p {
+                let Pte::Present { folio, idx, dirty, .. } = self.pte(t, i) else { continue };
+                if folio != f {
+                    continue;
+                }
+                let fo = &mut self.folios[f as usize];
+                if fo.anon_exclusive[idx as usize] && fo.pincount > 0 {
+                    // folio_try_share_anon_rmap_pte() fails on a pinned page: abort.
+                    cov!(self, "try_to_unmap_one:pinned");
+                    return Ok(false);
+                }
+                if dirty {
+                    fo.dirty = true;
+                }
+                if fo.lazyfree && !fo.dirty {
+                    cov!(self, "try_to_unmap_one:discard_pte");
+                    self.set_pte(t, i, Pte::None);
+                } else {
+                    fo.lazyfree = false;
+                    let data = fo.data[idx as usize];
+                    let s = self.swap.len() as SwapId;
+                    self.swap.push(SwapSlot { data, count: 1 });
+                    self.set_pte(t, i, Pte::Swap(s));
+                    self.mms[mm].rss_swap += 1;
+                    cov!(self, "try_to_unmap_one:swap");
+                }
+                self.mms[mm].rss_anon -= 1;
+                self.unmap_pte_page(mm, f, "try_to_unmap_one")?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// `try_to_migrate_one()`: replace every mapping of `f` in `mm` by migration
+    /// entries; with `split` (TTU_SPLIT_HUGE_PMD) a PMD mapping is split frozen.
+    pub fn try_to_migrate_one(&mut self, mm: usize, f: FolioId, split: bool) -> KResult<bool> {
+        let lazy = !self.policy.deposit;
+        let mut prealloc = None;
+        if lazy && split {
+            prealloc = self.pte_alloc_one(mm, "try_to_migrate_one");
+        }
+        let ret = self.try_to_migrate_one_inner(mm, f, split, &mut prealloc, lazy);
+        if let Some(t) = prealloc {
+            self.pte_free(t, "try_to_migrate_one")?;
+        }
+        ret
+    }
+
+    fn try_to_migrate_one_inner(
+        &mut self,
+        mm: usize,
+        f: FolioId,
+        split: bool,
+        prealloc: &mut Option<TableId>,
+        lazy: bool,
+    ) -> KResult<bool> {
+        let p = self.ptrs();
+        if let Some(slot) = self.huge_slot_of(mm, f) {
+            if split {
+                cov!(self, "try_to_migrate_one:split_freeze");
+                if self
+                    .rmap_split(mm, slot, true, prealloc, lazy, SplitCaller::TryToMigrateOne)?
+                    .is_none()
+                {
+                    return Ok(false);
+                }
+            } else {
+                // set_pmd_migration_entry()
+                let Pmd::Huge { write, .. } = self.mms[mm].pmds[slot] else { unreachable!() };
+                let fo = &mut self.folios[f as usize];
+                let excl = fo.anon_exclusive[0];
+                if excl && fo.pincount > 0 {
+                    return Ok(false);
+                }
+                fo.anon_exclusive.iter_mut().for_each(|x| *x = false);
+                fo.entire_mapcount -= 1;
+                fo.large_mapcount -= 1;
+                cov!(self, "set_pmd_migration_entry");
+                self.mms[mm].pmds[slot] = Pmd::Migration { folio: f, write, excl };
+                self.folio_put(f, 1, "set_pmd_migration_entry", mm)?;
+            }
+        }
+        for slot in 0..self.slots() {
+            let Pmd::Table(t) = self.mms[mm].pmds[slot] else { continue };
+            for i in 0..p {
+                let Pte::Present { folio, idx, write, .. } = self.pte(t, i) else { continue };
+                if folio != f {
+                    continue;
+                }
+                let fo = &mut self.folios[f as usize];
+                let excl = fo.anon_exclusive[idx as usize];
+                if excl && fo.pincount > 0 {
+                    cov!(self, "try_to_migrate_one:pinned");
+                    return Ok(false);
+                }
+                fo.anon_exclusive[idx as usize] = false;
+                self.set_pte(t, i, Pte::Migration { folio: f, idx, write, excl });
+                self.unmap_pte_page(mm, f, "try_to_migrate_one")?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// `remove_migration_ptes()`: map every migration entry of `src` to
+    /// `dst(idx) -> (folio, page)` (src itself to undo, new folios after a move/split).
+    pub fn remove_migration_ptes(&mut self, src: FolioId, dst: &dyn Fn(usize) -> (FolioId, u32)) {
+        let p = self.ptrs();
+        for mm in 0..self.mms.len() {
+            if !self.mms[mm].alive {
+                continue;
+            }
+            for slot in 0..self.slots() {
+                match self.mms[mm].pmds[slot] {
+                    Pmd::Migration { folio, write, excl } if folio == src => {
+                        // remove_migration_pmd()
+                        let (nf, _) = dst(0);
+                        let fo = &mut self.folios[nf as usize];
+                        fo.refcount += 1;
+                        fo.entire_mapcount += 1;
+                        fo.large_mapcount += 1;
+                        if excl {
+                            fo.anon_exclusive.iter_mut().for_each(|x| *x = true);
+                        }
+                        self.mms[mm].pmds[slot] = Pmd::Huge { folio: nf, write, dirty: true };
+                    }
+                    Pmd::Table(t) => {
+                        for i in 0..p {
+                            if let Pte::Migration { folio, idx, write, excl } = self.pte(t, i) {
+                                if folio != src {
+                                    continue;
+                                }
+                                let (nf, ni) = dst(idx as usize);
+                                let fo = &mut self.folios[nf as usize];
+                                fo.refcount += 1;
+                                fo.large_mapcount += 1;
+                                if excl {
+                                    fo.anon_exclusive[ni as usize] = true;
+                                }
+                                self.set_pte(t, i, Pte::Present { folio: nf, idx: ni, write, dirty: true });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `unmap_folio()`: try_to_migrate over every mm (rmap walk stops at ret=false).
+    fn unmap_folio(&mut self, f: FolioId, split: bool) -> KResult<bool> {
+        for mm in 0..self.mms.len() {
+            if self.mms[mm].alive && self.maps_folio(mm, f) && !self.try_to_migrate_one(mm, f, split)? {
+                return Ok(false);
+            }
+        }
+        Ok(!self.folio_mapped(f))
+    }
+
+    /// `split_folio()` → `__folio_split()`: split a PMD-order folio into order-0
+    /// folios, splitting its PMD mapping in every mm (try_to_migrate_one with
+    /// TTU_SPLIT_HUGE_PMD). Returns the new folios, or None (-EAGAIN/-ENOMEM).
+    pub fn split_folio(&mut self, f: FolioId) -> KResult<Option<Vec<FolioId>>> {
+        let fo = &self.folios[f as usize];
+        if fo.nr == 1 || fo.freed {
+            return Ok(None);
+        }
+        // can_split_folio(): extra (pin) references make the split fail early.
+        if fo.pincount > 0 {
+            cov!(self, "split_folio:pinned");
+            return Ok(None);
+        }
+        tracing::trace!(target: "splitfuzz::kernel", "__folio_split folio {f}");
+        if !self.unmap_folio(f, true)? {
+            // remap_page(): undo the migration entries already installed.
+            cov!(self, "split_folio:unmap_failed");
+            self.remove_migration_ptes(f, &|i| (f, i as u32));
+            return Ok(None);
+        }
+        cov!(self, "split_folio:done");
+        let fo = self.folios[f as usize].clone();
+        if fo.refcount != 0 {
+            return Err(self.bug(
+                Invariant::FolioCounts,
+                "__folio_split",
+                0,
+                0,
+                format!("folio {f} refcount {} not frozen after unmap_folio()", fo.refcount),
+            ));
+        }
+        let small: Vec<FolioId> = (0..fo.nr)
+            .map(|i| {
+                let n = self.folio_alloc(1, vec![fo.data[i]]);
+                self.folios[n as usize].lazyfree = fo.lazyfree;
+                self.folios[n as usize].dirty = fo.dirty;
+                n
+            })
+            .collect();
+        self.folios[f as usize].freed = true;
+        let map = small.clone();
+        self.remove_migration_ptes(f, &move |i| (map[i], 0));
+        for &n in &small {
+            if self.folios[n as usize].refcount == 0 {
+                self.folios[n as usize].freed = true;
+            }
+        }
+        Ok(Some(small))
+    }
+
+    /// `shrink_folio_list()` on one isolated folio: THP swap-out with
+    /// TTU_SPLIT_HUGE_PMD in every mapping mm.
+    pub fn shrink_folio(&mut self, f: FolioId) -> KResult<bool> {
+        if self.folios[f as usize].freed {
+            return Ok(false);
+        }
+        let large = self.folios[f as usize].nr > 1;
+        for mm in 0..self.mms.len() {
+            if self.mms[mm].alive && self.maps_folio(mm, f) && !self.try_to_unmap_one(mm, f, large)? {
+                cov!(self, "shrink_folio:keep");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `migrate_pages()` for one folio: move it whole (PMD migration entries), or
+    /// split it when no THP target can be allocated and move the pieces.
+    pub fn migrate_folio(&mut self, f: FolioId) -> KResult<bool> {
+        let fo = &self.folios[f as usize];
+        if fo.freed || fo.pincount > 0 {
+            return Ok(false);
+        }
+        if fo.nr > 1 && !self.alloc.alloc(AllocKind::Thp, "alloc_migration_target") {
+            cov!(self, "migrate:split");
+            let Some(small) = self.split_folio(f)? else {
+                return Ok(false);
+            };
+            for n in small {
+                if !self.folios[n as usize].freed {
+                    self.migrate_one(n)?;
+                }
+            }
+            return Ok(true);
+        }
+        self.migrate_one(f)
+    }
+
+    fn migrate_one(&mut self, f: FolioId) -> KResult<bool> {
+        if !self.unmap_folio(f, false)? {
+            self.remove_migration_ptes(f, &|i| (f, i as u32));
+            return Ok(false);
+        }
+        cov!(self, "migrate:move");
+        let fo = self.folios[f as usize].clone();
+        let nf = self.folio_alloc(fo.nr, fo.data.clone());
+        self.folios[nf as usize].dirty = fo.dirty;
+        self.folios[nf as usize].lazyfree = fo.lazyfree;
+        self.folios[f as usize].freed = true;
+        if fo.refcount != 0 {
+            return Err(self.bug(
+                Invariant::FolioCounts,
+                "migrate_folio",
+                0,
+                0,
+                format!("folio {f} refcount {} after unmap", fo.refcount),
+            ));
+        }
+        self.remove_migration_ptes(f, &move |i| (nf, i as u32));
+        Ok(true)
+    }
+}

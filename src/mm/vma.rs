@@ -1,0 +1,77 @@
+//! mm/vma.c + mm/mmap.c: VMA split/merge, mmap(MAP_FIXED), munmap.
+
+use super::*;
+use crate::cov;
+
+impl Kernel {
+    /// `__split_vma()` at `at` (a no-op when `at` is not strictly inside a VMA).
+    /// v3 moved `vma_adjust_trans_huge()` before `vma_prepare()`, so a failed
+    /// split aborts cleanly; a void split lets the VMA split go ahead.
+    pub fn split_vma(&mut self, mm: usize, at: usize) -> KResult<()> {
+        let Some(vi) = self.mms[mm].vma_at(at) else { return Ok(()) };
+        if self.mms[mm].vmas[vi].start == at {
+            return Ok(());
+        }
+        self.vma_adjust_trans_huge(mm, at)?;
+        let mut right = self.mms[mm].vmas[vi].clone();
+        right.start = at;
+        self.mms[mm].vmas[vi].end = at;
+        self.mms[mm].vmas.insert(vi + 1, right);
+        cov!(self, "__split_vma");
+        if let Some(msg) = crate::invariants::straddling_huge_pmd(self, mm, at) {
+            return Err(self.bug(Invariant::VmaContainment, "vma_adjust_trans_huge", mm, at, msg));
+        }
+        Ok(())
+    }
+
+    /// `vma_merge()`: merge neighbours with equal flags and compatible anon_vma.
+    pub fn vma_merge(&mut self, mm: usize) {
+        let v = &mut self.mms[mm].vmas;
+        let mut i = 0;
+        while i + 1 < v.len() {
+            let (a, b) = (&v[i], &v[i + 1]);
+            if a.end == b.start
+                && a.write == b.write
+                && a.thp == b.thp
+                && (a.anon_vma == b.anon_vma || a.anon_vma == 0 || b.anon_vma == 0)
+            {
+                let b = v.remove(i + 1);
+                v[i].end = b.end;
+                v[i].anon_vma = v[i].anon_vma.max(b.anon_vma);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// `do_vmi_munmap()`: split at both ends, `unmap_vmas()`, `free_pgtables()`.
+    pub fn do_munmap(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
+        if !self.mms[mm].vmas.iter().any(|v| v.start < hi && lo < v.end) {
+            return Ok(());
+        }
+        self.split_vma(mm, lo)?;
+        self.split_vma(mm, hi)?;
+        let victims: Vec<(usize, usize)> = self.mms[mm]
+            .vmas
+            .iter()
+            .filter(|v| v.start >= lo && v.end <= hi)
+            .map(|v| (v.start, v.end))
+            .collect();
+        for &(s, e) in &victims {
+            // unmap_vmas() → unmap_page_range() → zap_pmd_range()
+            self.zap_pmd_range(mm, s, e, false)?;
+        }
+        self.mms[mm].vmas.retain(|v| !(v.start >= lo && v.end <= hi));
+        self.free_pgtables(mm, lo, hi)?;
+        Ok(())
+    }
+
+    /// `mmap(MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS)` (+ MADV_HUGEPAGE).
+    pub fn do_mmap(&mut self, mm: usize, lo: usize, hi: usize, thp: bool) -> KResult<()> {
+        self.do_munmap(mm, lo, hi)?;
+        let pos = self.mms[mm].vmas.iter().position(|v| v.start >= hi).unwrap_or(self.mms[mm].vmas.len());
+        self.mms[mm].vmas.insert(pos, Vma { start: lo, end: hi, write: true, thp, anon_vma: 0 });
+        self.vma_merge(mm);
+        Ok(())
+    }
+}

@@ -1,0 +1,549 @@
+//! The input format: `Program { ops, fault plan }`, decoded from any byte string
+//! (the `arbitrary` crate's `Unstructured`) and written/read as line-oriented text.
+//!
+//! Addresses and sizes are byte offsets in the arena in the kernel geometry
+//! (4 KiB pages, 2 MiB PMDs). The decoder puts them on a grid of eighths of a PMD
+//! (256 KiB), which every geometry represents exactly, so one program means the
+//! same thing with 512 PTEs per table and with the small fuzzing geometry.
+
+use crate::alloc::Plan;
+use arbitrary::Unstructured;
+use std::fmt::{self, Write as _};
+
+pub const PAGE_SIZE: u64 = 4096;
+pub const PMD_SIZE: u64 = 2 << 20;
+/// PMD slots in the arena. The arena straddles a 1 GiB boundary in its middle,
+/// so it spans two PMD tables (slots 0-7 and 8-15) and `move_huge_pmd` can move a
+/// deposit between PMD tables.
+pub const ARENA_PMDS: usize = 16;
+pub const ARENA_SIZE: u64 = ARENA_PMDS as u64 * PMD_SIZE;
+/// Grid of decoded addresses: one eighth of a PMD.
+pub const GRID: u64 = PMD_SIZE / 8;
+/// Upper bound on ops decoded from bytes.
+pub const MAX_DECODED_OPS: usize = 64;
+/// Processes (mms) a program can have: the initial one plus forks.
+pub const MAX_MMS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Advice {
+    Dontneed,
+    Free,
+    Cold,
+    Pageout,
+    Collapse,
+}
+
+impl Advice {
+    pub const ALL: [Advice; 5] = [
+        Advice::Dontneed,
+        Advice::Free,
+        Advice::Cold,
+        Advice::Pageout,
+        Advice::Collapse,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Advice::Dontneed => "dontneed",
+            Advice::Free => "free",
+            Advice::Cold => "cold",
+            Advice::Pageout => "pageout",
+            Advice::Collapse => "collapse",
+        }
+    }
+}
+
+/// One user-level action. Ranges are `[start, start+len)` in arena bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `mmap(MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS)`, optionally `MADV_HUGEPAGE`.
+    Mmap { start: u64, len: u64, thp: bool },
+    Munmap { start: u64, len: u64 },
+    /// `mprotect` to `PROT_READ` (write=false) or `PROT_READ|PROT_WRITE`.
+    Mprotect { start: u64, len: u64, write: bool },
+    /// Read or write every page of the range (writes store a tag per op and page).
+    Touch { start: u64, len: u64, write: bool },
+    Madvise { start: u64, len: u64, advice: Advice },
+    Fork,
+    /// `pin_user_pages(FOLL_WRITE|FOLL_LONGTERM)` on every page.
+    Pin { start: u64, len: u64 },
+    Unpin { start: u64, len: u64 },
+    /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)`.
+    Mremap { old: u64, len: u64, new: u64 },
+    /// Reclaim the folio mapped at `addr` (shrink_folio_list → try_to_unmap).
+    Reclaim { addr: u64 },
+    /// Migrate the folio mapped at `addr` (migrate_pages → try_to_migrate).
+    Migrate { addr: u64 },
+    /// `walk_page_range()` with a `pte_entry` walker.
+    Walk { start: u64, len: u64 },
+    /// `exit_mmap` + `check_mm`.
+    Exit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpLine {
+    pub op: Op,
+    /// The process: 0 is the initial mm, forks get 1, 2, 3.
+    pub mm: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FaultPlan {
+    pub pte_alloc: Plan,
+    pub thp: Plan,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Ok,
+    Violation { invariant: String, function: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Program {
+    /// Optional `policy NAME` line (the CLI flag wins).
+    pub policy: Option<String>,
+    pub faults: FaultPlan,
+    pub ops: Vec<OpLine>,
+    /// Optional `expect` line, checked by `cargo test` and `splitfuzz run`.
+    pub expect: Option<Expect>,
+}
+
+// ---------------------------------------------------------------- decoding
+
+fn grid(u: &mut Unstructured, max_units: u64) -> u64 {
+    let v: u8 = u.arbitrary().unwrap_or(0);
+    (v as u64 % max_units) * GRID
+}
+
+fn range(u: &mut Unstructured) -> (u64, u64) {
+    let units = ARENA_SIZE / GRID;
+    let start = grid(u, units);
+    let l: u8 = u.arbitrary().unwrap_or(0);
+    // Lengths: mostly small (sub-PMD and one PMD), sometimes up to 4 PMDs.
+    let max_len = units - start / GRID;
+    let len_units = 1 + (l as u64 % 32).min(max_len - 1);
+    (start, len_units * GRID)
+}
+
+fn plan(u: &mut Unstructured, never_weight: u8) -> Plan {
+    let tag: u8 = u.arbitrary().unwrap_or(0);
+    let arg: u8 = u.arbitrary().unwrap_or(0);
+    let kinds = 3 + never_weight;
+    match tag % kinds {
+        0 => Plan::Nth(1 + arg as u32 % 16),
+        1 => Plan::From(1 + arg as u32 % 16),
+        2 => {
+            let mut v: Vec<u32> = (0..1 + arg % 4)
+                .map(|_| 1 + u.arbitrary::<u8>().unwrap_or(0) as u32 % 32)
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            Plan::At(v)
+        }
+        _ => Plan::Never,
+    }
+}
+
+fn op(u: &mut Unstructured) -> OpLine {
+    let kind: u8 = u.arbitrary().unwrap_or(0);
+    let mm: u8 = u.arbitrary().unwrap_or(0);
+    // Most ops target mm 0; forks make the others live.
+    let mm = match mm % 8 {
+        0..=3 => 0,
+        4 | 5 => 1,
+        6 => 2,
+        _ => 3,
+    };
+    let op = match kind % 20 {
+        0 | 1 => {
+            let (start, len) = range(u);
+            let thp = u.arbitrary::<u8>().unwrap_or(0) % 4 != 0;
+            Op::Mmap { start, len, thp }
+        }
+        2 => {
+            let (start, len) = range(u);
+            Op::Munmap { start, len }
+        }
+        3 => {
+            let (start, len) = range(u);
+            let write = u.arbitrary::<bool>().unwrap_or(false);
+            Op::Mprotect { start, len, write }
+        }
+        4..=6 => {
+            let (start, len) = range(u);
+            let write = u.arbitrary::<u8>().unwrap_or(0) % 3 != 0;
+            Op::Touch { start, len, write }
+        }
+        7 | 8 => {
+            let (start, len) = range(u);
+            let a: u8 = u.arbitrary().unwrap_or(0);
+            Op::Madvise { start, len, advice: Advice::ALL[a as usize % Advice::ALL.len()] }
+        }
+        9 | 10 => Op::Fork,
+        11 => {
+            let (start, len) = range(u);
+            Op::Pin { start, len }
+        }
+        12 => {
+            let (start, len) = range(u);
+            Op::Unpin { start, len }
+        }
+        13 => {
+            let (old, len) = range(u);
+            let units = ARENA_SIZE / GRID;
+            let new = grid(u, units - len / GRID + 1);
+            Op::Mremap { old, len, new }
+        }
+        14 | 15 => Op::Reclaim { addr: grid(u, ARENA_SIZE / GRID) },
+        16 => Op::Migrate { addr: grid(u, ARENA_SIZE / GRID) },
+        17 | 18 => {
+            let (start, len) = range(u);
+            Op::Walk { start, len }
+        }
+        _ => Op::Exit,
+    };
+    OpLine { op, mm }
+}
+
+impl Program {
+    /// Decode any byte string into a program. Never fails, never panics.
+    pub fn decode(bytes: &[u8]) -> Program {
+        let mut u = Unstructured::new(bytes);
+        let pte_alloc = plan(&mut u, 1);
+        let thp = plan(&mut u, 5);
+        let mut ops = Vec::new();
+        while !u.is_empty() && ops.len() < MAX_DECODED_OPS {
+            ops.push(op(&mut u));
+        }
+        Program { policy: None, faults: FaultPlan { pte_alloc, thp }, ops, expect: None }
+    }
+}
+
+// ---------------------------------------------------------------- text form
+
+pub fn fmt_size(b: u64) -> String {
+    if b == 0 {
+        "0".into()
+    } else if b % (1 << 20) == 0 {
+        format!("{}M", b >> 20)
+    } else if b % 1024 == 0 {
+        format!("{}K", b >> 10)
+    } else {
+        format!("{b}")
+    }
+}
+
+impl fmt::Display for OpLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = fmt_size;
+        match &self.op {
+            Op::Mmap { start, len, thp } => {
+                write!(f, "mmap {} {}{}", s(*start), s(*len), if *thp { " thp" } else { "" })?
+            }
+            Op::Munmap { start, len } => write!(f, "munmap {} {}", s(*start), s(*len))?,
+            Op::Mprotect { start, len, write } => write!(
+                f,
+                "mprotect {} {} {}",
+                s(*start),
+                s(*len),
+                if *write { "rw" } else { "r" }
+            )?,
+            Op::Touch { start, len, write } => write!(
+                f,
+                "touch {} {} {}",
+                s(*start),
+                s(*len),
+                if *write { "write" } else { "read" }
+            )?,
+            Op::Madvise { start, len, advice } => {
+                write!(f, "madvise {} {} {}", s(*start), s(*len), advice.name())?
+            }
+            Op::Fork => write!(f, "fork")?,
+            Op::Pin { start, len } => write!(f, "pin {} {}", s(*start), s(*len))?,
+            Op::Unpin { start, len } => write!(f, "unpin {} {}", s(*start), s(*len))?,
+            Op::Mremap { old, len, new } => {
+                write!(f, "mremap {} {} {}", s(*old), s(*len), s(*new))?
+            }
+            Op::Reclaim { addr } => write!(f, "reclaim {}", s(*addr))?,
+            Op::Migrate { addr } => write!(f, "migrate {}", s(*addr))?,
+            Op::Walk { start, len } => write!(f, "walk {} {}", s(*start), s(*len))?,
+            Op::Exit => write!(f, "exit")?,
+        }
+        if self.mm != 0 {
+            write!(f, " mm={}", self.mm)?;
+        }
+        Ok(())
+    }
+}
+
+impl Program {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        if let Some(p) = &self.policy {
+            let _ = writeln!(out, "policy {p}");
+        }
+        if !self.faults.pte_alloc.is_never() {
+            let _ = writeln!(out, "fail pte_alloc {}", self.faults.pte_alloc);
+        }
+        if !self.faults.thp.is_never() {
+            let _ = writeln!(out, "fail thp {}", self.faults.thp);
+        }
+        for op in &self.ops {
+            let _ = writeln!(out, "{op}");
+        }
+        match &self.expect {
+            Some(Expect::Ok) => out.push_str("expect ok\n"),
+            Some(Expect::Violation { invariant, function }) => {
+                let _ = writeln!(out, "expect violation {invariant} {function}");
+            }
+            None => {}
+        }
+        out
+    }
+
+    /// Parse the text form. Errors name the line.
+    pub fn parse(text: &str) -> Result<Program, String> {
+        let mut p = Program::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            parse_line(line, &mut p).map_err(|e| format!("line {}: {e}: '{}'", i + 1, raw.trim()))?;
+        }
+        Ok(p)
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = if let Some(h) = num.strip_prefix("0x") {
+        u64::from_str_radix(h, 16).map_err(|_| format!("bad size '{s}'"))?
+    } else {
+        num.parse().map_err(|_| format!("bad size '{s}'"))?
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("size '{s}' overflows"))
+}
+
+fn parse_plan(s: &str) -> Result<Plan, String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("fault plan '{s}' is not nth=N, from=N or at=N,M"))?;
+    let num = |x: &str| -> Result<u32, String> {
+        let n: u32 = x.trim().parse().map_err(|_| format!("bad call index '{x}'"))?;
+        if n == 0 {
+            return Err("call indices start at 1".into());
+        }
+        Ok(n)
+    };
+    match k {
+        "nth" => Ok(Plan::Nth(num(v)?)),
+        "from" => Ok(Plan::From(num(v)?)),
+        "at" => {
+            let mut l = v.split(',').map(num).collect::<Result<Vec<_>, _>>()?;
+            l.sort_unstable();
+            l.dedup();
+            Ok(Plan::At(l))
+        }
+        _ => Err(format!("unknown fault plan kind '{k}' (nth, from, at)")),
+    }
+}
+
+fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
+    let mut words: Vec<&str> = line.split_whitespace().collect();
+    let mut mm = 0usize;
+    if let Some(last) = words.last() {
+        if let Some(n) = last.strip_prefix("mm=") {
+            mm = n.parse().map_err(|_| format!("bad mm '{n}'"))?;
+            if mm >= MAX_MMS {
+                return Err(format!("mm={mm} out of range (0..{})", MAX_MMS - 1));
+            }
+            words.pop();
+        }
+    }
+    let cmd = words[0];
+    let args = &words[1..];
+    let want = |n: usize| -> Result<(), String> {
+        if args.len() != n {
+            Err(format!("'{cmd}' takes {n} argument(s), got {}", args.len()))
+        } else {
+            Ok(())
+        }
+    };
+    let addr = |s: &str| -> Result<u64, String> {
+        let a = parse_size(s)?;
+        if a % PAGE_SIZE != 0 {
+            return Err(format!("address {s} is not 4K aligned"));
+        }
+        if a >= ARENA_SIZE {
+            return Err(format!("address {s} is outside the {}M arena", ARENA_SIZE >> 20));
+        }
+        Ok(a)
+    };
+    let rng = |a: &str, l: &str| -> Result<(u64, u64), String> {
+        let start = addr(a)?;
+        let len = parse_size(l)?;
+        if len == 0 || len % PAGE_SIZE != 0 {
+            return Err(format!("length {l} must be a non-zero multiple of 4K"));
+        }
+        if start + len > ARENA_SIZE {
+            return Err(format!("range {a}+{l} runs past the {}M arena", ARENA_SIZE >> 20));
+        }
+        Ok((start, len))
+    };
+    let op = match cmd {
+        "policy" => {
+            want(1)?;
+            p.policy = Some(args[0].to_string());
+            return Ok(());
+        }
+        "fail" => {
+            want(2)?;
+            let plan = parse_plan(args[1])?;
+            match args[0] {
+                "pte_alloc" => p.faults.pte_alloc = plan,
+                "thp" => p.faults.thp = plan,
+                k => return Err(format!("unknown allocation '{k}' (pte_alloc, thp)")),
+            }
+            return Ok(());
+        }
+        "expect" => {
+            p.expect = Some(match args {
+                ["ok"] => Expect::Ok,
+                ["violation", inv, func] => Expect::Violation {
+                    invariant: inv.to_string(),
+                    function: func.to_string(),
+                },
+                _ => return Err("expect takes 'ok' or 'violation INVARIANT FUNCTION'".into()),
+            });
+            return Ok(());
+        }
+        "mmap" => {
+            if args.len() == 3 && args[2] != "thp" {
+                return Err(format!("mmap flag '{}' (only 'thp')", args[2]));
+            }
+            if args.len() != 2 && args.len() != 3 {
+                return Err("mmap takes START LEN [thp]".into());
+            }
+            let (start, len) = rng(args[0], args[1])?;
+            Op::Mmap { start, len, thp: args.len() == 3 }
+        }
+        "munmap" => {
+            want(2)?;
+            let (start, len) = rng(args[0], args[1])?;
+            Op::Munmap { start, len }
+        }
+        "mprotect" => {
+            want(3)?;
+            let (start, len) = rng(args[0], args[1])?;
+            let write = match args[2] {
+                "r" => false,
+                "rw" => true,
+                x => return Err(format!("protection '{x}' (r or rw)")),
+            };
+            Op::Mprotect { start, len, write }
+        }
+        "touch" => {
+            want(3)?;
+            let (start, len) = rng(args[0], args[1])?;
+            let write = match args[2] {
+                "read" => false,
+                "write" => true,
+                x => return Err(format!("access '{x}' (read or write)")),
+            };
+            Op::Touch { start, len, write }
+        }
+        "madvise" => {
+            want(3)?;
+            let (start, len) = rng(args[0], args[1])?;
+            let advice = Advice::ALL
+                .iter()
+                .copied()
+                .find(|a| a.name() == args[2])
+                .ok_or_else(|| format!("advice '{}' (dontneed, free, cold, pageout, collapse)", args[2]))?;
+            Op::Madvise { start, len, advice }
+        }
+        "fork" => {
+            want(0)?;
+            Op::Fork
+        }
+        "exit" => {
+            want(0)?;
+            Op::Exit
+        }
+        "pin" | "unpin" | "walk" => {
+            want(2)?;
+            let (start, len) = rng(args[0], args[1])?;
+            match cmd {
+                "pin" => Op::Pin { start, len },
+                "unpin" => Op::Unpin { start, len },
+                _ => Op::Walk { start, len },
+            }
+        }
+        "mremap" => {
+            want(3)?;
+            let (old, len) = rng(args[0], args[1])?;
+            let (new, _) = rng(args[2], args[1])?;
+            Op::Mremap { old, len, new }
+        }
+        "reclaim" => {
+            want(1)?;
+            Op::Reclaim { addr: addr(args[0])? }
+        }
+        "migrate" => {
+            want(1)?;
+            Op::Migrate { addr: addr(args[0])? }
+        }
+        other => return Err(format!("unknown op '{other}'")),
+    };
+    p.ops.push(OpLine { op, mm });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_from_the_issue_parses() {
+        let t = "policy lazy-v3\nfail pte_alloc nth=2\nmmap 0 8M thp\ntouch 0 4M write\nfork\npin 2M 4K\n\
+                 mprotect 1M 4K r mm=1\nmadvise 6M 8K dontneed\nmremap 0 2M 10M\nreclaim 2M\nmigrate 4M\n\
+                 walk 0 8M\nmunmap 0 8M\nexpect violation no-silent-skip zap_pmd_range # c\n";
+        let p = Program::parse(t).unwrap();
+        assert_eq!(p.ops.len(), 12);
+        assert_eq!(p.ops[5].mm, 1);
+        assert_eq!(Program::parse(&p.to_text()).unwrap(), p);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = Program::parse("mmap 0 8M\ntouch 0 4M sideways\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        assert!(Program::parse("mmap 0 64M").is_err());
+        assert!(Program::parse("fail pte_alloc nth=0").is_err());
+        assert!(Program::parse("mmap 3 4K").is_err());
+        assert!(Program::parse("frobnicate").is_err());
+        assert!(Program::parse("touch 0 4K write mm=9").is_err());
+    }
+
+    #[test]
+    fn any_bytes_decode_and_roundtrip_through_text() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for n in 0..2000 {
+            let bytes: Vec<u8> = (0..(n % 200))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let p = Program::decode(&bytes);
+            let back = Program::parse(&p.to_text()).unwrap();
+            assert_eq!(back, p, "{}", p.to_text());
+        }
+    }
+}
