@@ -1,1 +1,142 @@
+//! Shrink a violating program by whole ops, fault-plan entries and sizes while
+//! keeping the same signature (invariant + kernel function).
 
+use crate::alloc::Plan;
+use crate::exec::{run, RunConfig};
+use crate::program::{Expect, Op, Program, GRID, PAGE_SIZE, PMD_SIZE};
+
+fn signature(p: &Program, cfg: &RunConfig) -> Option<String> {
+    run(p, cfg).signature()
+}
+
+fn smaller_plans(p: &Plan) -> Vec<Plan> {
+    let mut v = vec![Plan::Never];
+    match p {
+        Plan::Never => v.clear(),
+        Plan::Nth(n) | Plan::From(n) => {
+            for m in [1, n / 2, n.saturating_sub(1)] {
+                if m >= 1 && m < *n {
+                    v.push(if matches!(p, Plan::Nth(_)) { Plan::Nth(m) } else { Plan::From(m) });
+                }
+            }
+            if let Plan::From(n) = p {
+                v.push(Plan::Nth(*n));
+            }
+        }
+        Plan::At(l) => {
+            if l.len() == 1 {
+                v.push(Plan::Nth(l[0]));
+            }
+            for i in 0..l.len() {
+                let mut m = l.clone();
+                m.remove(i);
+                if !m.is_empty() {
+                    v.push(Plan::At(m));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Candidate simplifications of one op (smaller or more aligned sizes).
+fn smaller_ops(op: &Op) -> Vec<Op> {
+    let lens = |len: u64| -> Vec<u64> {
+        let mut v: Vec<u64> = [PAGE_SIZE, GRID, PMD_SIZE, len / 2]
+            .into_iter()
+            .filter(|&l| l > 0 && l < len && l % PAGE_SIZE == 0)
+            .collect();
+        v.dedup();
+        v
+    };
+    let starts = |s: u64| -> Vec<u64> {
+        [0, s - s % PMD_SIZE].into_iter().filter(|&x| x < s).collect()
+    };
+    let mut out = Vec::new();
+    match op.clone() {
+        Op::Mmap { start, len, thp } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Mmap { start, len, thp }));
+            out.extend(starts(start).into_iter().map(|start| Op::Mmap { start, len, thp }));
+        }
+        Op::Touch { start, len, write } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Touch { start, len, write }));
+            out.extend(starts(start).into_iter().map(|start| Op::Touch { start, len, write }));
+        }
+        Op::Madvise { start, len, advice } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Madvise { start, len, advice }));
+        }
+        Op::Munmap { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Munmap { start, len })),
+        Op::Mprotect { start, len, write } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Mprotect { start, len, write }))
+        }
+        Op::Pin { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Pin { start, len })),
+        Op::Walk { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Walk { start, len })),
+        _ => {}
+    }
+    out
+}
+
+/// Minimize `prog` under `cfg`. None when it does not violate.
+pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
+    let out = run(prog, cfg);
+    let v = out.violation?;
+    let sig = v.signature();
+    let mut cur = prog.clone();
+    cur.expect = None;
+    // Ops after the violating one cannot matter (the implicit exit stays).
+    if v.op_index < cur.ops.len() {
+        cur.ops.truncate(v.op_index + 1);
+    }
+    let keeps = |p: &Program| signature(p, cfg).as_deref() == Some(sig.as_str());
+    let mut changed = true;
+    let mut rounds = 0;
+    while changed && rounds < 20 {
+        changed = false;
+        rounds += 1;
+        // Whole ops, from the end.
+        let mut i = cur.ops.len();
+        while i > 0 {
+            i -= 1;
+            let mut c = cur.clone();
+            c.ops.remove(i);
+            if keeps(&c) {
+                cur = c;
+                changed = true;
+            }
+        }
+        // Fault plans.
+        for which in 0..2 {
+            let plan = if which == 0 { cur.faults.pte_alloc.clone() } else { cur.faults.thp.clone() };
+            for cand in smaller_plans(&plan) {
+                let mut c = cur.clone();
+                if which == 0 {
+                    c.faults.pte_alloc = cand;
+                } else {
+                    c.faults.thp = cand;
+                }
+                if keeps(&c) {
+                    cur = c;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        // Sizes and processes.
+        for i in 0..cur.ops.len() {
+            for cand in smaller_ops(&cur.ops[i].op) {
+                let mut c = cur.clone();
+                c.ops[i].op = cand;
+                if keeps(&c) {
+                    cur = c;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    let fin = run(&cur, cfg).violation.expect("minimized program keeps its violation");
+    cur.policy = Some(cfg.policy.preset.name().to_string());
+    cur.overrides = cfg.policy.overrides.iter().map(|(c, s)| format!("{}={}", c.name(), s.name())).collect();
+    cur.expect = Some(Expect::Violation { invariant: fin.invariant.name().into(), function: fin.function });
+    Some(cur)
+}

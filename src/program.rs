@@ -102,6 +102,8 @@ pub enum Expect {
 pub struct Program {
     /// Optional `policy NAME` line (the CLI flag wins).
     pub policy: Option<String>,
+    /// `override CALLER=STRATEGY` lines, applied on top of the policy.
+    pub overrides: Vec<String>,
     pub faults: FaultPlan,
     pub ops: Vec<OpLine>,
     /// Optional `expect` line, checked by `cargo test` and `splitfuzz run`.
@@ -215,7 +217,7 @@ impl Program {
         while !u.is_empty() && ops.len() < MAX_DECODED_OPS {
             ops.push(op(&mut u));
         }
-        Program { policy: None, faults: FaultPlan { pte_alloc, thp }, ops, expect: None }
+        Program { policy: None, overrides: Vec::new(), faults: FaultPlan { pte_alloc, thp }, ops, expect: None }
     }
 }
 
@@ -281,6 +283,9 @@ impl Program {
         let mut out = String::new();
         if let Some(p) = &self.policy {
             let _ = writeln!(out, "policy {p}");
+        }
+        for o in &self.overrides {
+            let _ = writeln!(out, "override {o}");
         }
         if !self.faults.pte_alloc.is_never() {
             let _ = writeln!(out, "fail pte_alloc {}", self.faults.pte_alloc);
@@ -400,6 +405,12 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
             p.policy = Some(args[0].to_string());
             return Ok(());
         }
+        "override" => {
+            want(1)?;
+            crate::policy::Policy::preset(crate::policy::Preset::LazyV3).apply_override(args[0])?;
+            p.overrides.push(args[0].to_string());
+            return Ok(());
+        }
         "fail" => {
             want(2)?;
             let plan = parse_plan(args[1])?;
@@ -503,6 +514,98 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- encoding
+
+fn enc_plan(out: &mut Vec<u8>, plan: &Plan, never_tag: u8) -> Result<(), String> {
+    match plan {
+        Plan::Never => out.extend([never_tag, 0]),
+        Plan::Nth(n) | Plan::From(n) if (1..=16).contains(n) => {
+            out.extend([if matches!(plan, Plan::Nth(_)) { 0 } else { 1 }, (*n - 1) as u8])
+        }
+        Plan::At(v) if (1..=4).contains(&v.len()) && v.iter().all(|x| (1..=32).contains(x)) => {
+            out.extend([2, (v.len() - 1) as u8]);
+            out.extend(v.iter().map(|x| (*x - 1) as u8));
+        }
+        _ => return Err(format!("fault plan '{plan}' is outside the byte format (nth/from <= 16, at: up to 4 calls <= 32)")),
+    }
+    Ok(())
+}
+
+fn enc_grid(out: &mut Vec<u8>, a: u64) -> Result<(), String> {
+    if a % GRID != 0 {
+        return Err(format!("address {} is not on the {}K grid of the byte format", fmt_size(a), GRID >> 10));
+    }
+    out.push((a / GRID) as u8);
+    Ok(())
+}
+
+fn enc_range(out: &mut Vec<u8>, start: u64, len: u64) -> Result<(), String> {
+    enc_grid(out, start)?;
+    if len % GRID != 0 || len / GRID > 32 {
+        return Err(format!("length {} is not a multiple of {}K up to 8M", fmt_size(len), GRID >> 10));
+    }
+    out.push((len / GRID - 1) as u8);
+    Ok(())
+}
+
+/// Bytes that `Program::decode` turns back into `p` (policy, overrides and
+/// expect lines are not part of the byte format).
+pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
+    if p.ops.len() > MAX_DECODED_OPS {
+        return Err(format!("more than {MAX_DECODED_OPS} ops"));
+    }
+    let mut out = Vec::new();
+    enc_plan(&mut out, &p.faults.pte_alloc, 3)?;
+    enc_plan(&mut out, &p.faults.thp, 3)?;
+    for line in &p.ops {
+        let kind = match line.op {
+            Op::Mmap { .. } => 0,
+            Op::Munmap { .. } => 2,
+            Op::Mprotect { .. } => 3,
+            Op::Touch { .. } => 4,
+            Op::Madvise { .. } => 7,
+            Op::Fork => 9,
+            Op::Pin { .. } => 11,
+            Op::Unpin { .. } => 12,
+            Op::Mremap { .. } => 13,
+            Op::Reclaim { .. } => 14,
+            Op::Migrate { .. } => 16,
+            Op::Walk { .. } => 17,
+            Op::Exit => 19,
+        };
+        let mm = [0u8, 4, 6, 7][line.mm.min(3)];
+        out.extend([kind, mm]);
+        match line.op {
+            Op::Mmap { start, len, thp } => {
+                enc_range(&mut out, start, len)?;
+                out.push(thp as u8);
+            }
+            Op::Munmap { start, len } | Op::Pin { start, len } | Op::Unpin { start, len } | Op::Walk { start, len } => {
+                enc_range(&mut out, start, len)?
+            }
+            Op::Mprotect { start, len, write } | Op::Touch { start, len, write } => {
+                enc_range(&mut out, start, len)?;
+                out.push(write as u8);
+            }
+            Op::Madvise { start, len, advice } => {
+                enc_range(&mut out, start, len)?;
+                out.push(Advice::ALL.iter().position(|a| *a == advice).unwrap_or(0) as u8);
+            }
+            Op::Mremap { old, len, new } => {
+                enc_range(&mut out, old, len)?;
+                enc_grid(&mut out, new)?;
+            }
+            Op::Reclaim { addr } | Op::Migrate { addr } => enc_grid(&mut out, addr)?,
+            Op::Fork | Op::Exit => {}
+        }
+    }
+    let back = Program::decode(&out);
+    if back.ops != p.ops || back.faults != p.faults {
+        return Err("program is outside the byte format (ranges must fit the arena as the decoder bounds them)".into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,6 +647,8 @@ mod tests {
             let p = Program::decode(&bytes);
             let back = Program::parse(&p.to_text()).unwrap();
             assert_eq!(back, p, "{}", p.to_text());
+            let bytes = encode(&p).unwrap();
+            assert_eq!(Program::decode(&bytes), p);
         }
     }
 }
