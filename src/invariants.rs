@@ -569,7 +569,7 @@ pub fn check_reference(
             continue;
         }
         for (page, ap) in a.iter().enumerate() {
-            let Some(m) = cands.iter().find(|c| c[page].accepts(ap)) else {
+            let Some(_) = cands.iter().find(|c| c[page].accepts(ap)) else {
                 let want = cands[0][page];
                 let blame = attribute(k, mi, page, func);
                 let msg = if ok {
@@ -584,7 +584,9 @@ pub fn check_reference(
                 return Err(v(k, Invariant::NoSilentSkip, blame, mi, page, msg));
             };
             if let Some(n) = next.mms[mi].as_mut() {
-                n[page].maybe_zero = m[page].maybe_zero && ap.val != 0;
+                // Every acceptable state that allowed zero keeps allowing it.
+                let mz = cands.iter().any(|c| c[page].accepts(ap) && c[page].maybe_zero);
+                n[page].maybe_zero = mz && ap.val != 0;
             }
         }
     }

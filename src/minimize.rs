@@ -42,9 +42,12 @@ fn smaller_plans(p: &Plan) -> Vec<Plan> {
 /// Candidate simplifications of one op (smaller or more aligned sizes).
 fn smaller_ops(op: &Op) -> Vec<Op> {
     let lens = |len: u64| -> Vec<u64> {
+        // Grid sizes only, so a minimized program stays encodable as bytes
+        // (`splitfuzz encode`) and replays in every engine.
+        let grid = |x: u64| if len % GRID == 0 { x % GRID == 0 } else { x % PAGE_SIZE == 0 };
         let mut v: Vec<u64> = [PAGE_SIZE, GRID, PMD_SIZE, len / 2]
             .into_iter()
-            .filter(|&l| l > 0 && l < len && l % PAGE_SIZE == 0)
+            .filter(|&l| l > 0 && l < len && grid(l))
             .collect();
         v.dedup();
         v

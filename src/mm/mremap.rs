@@ -107,6 +107,12 @@ impl Kernel {
                 done += extent;
                 continue;
             };
+            if revert && (0..extent).all(|k| self.pte(ot, (o + k) % p) == Pte::None) {
+                // Nothing to move back here: the revert needs no table (the kernel
+                // would allocate one, and a failure there would change nothing).
+                done += extent;
+                continue;
+            }
             if self.pte_alloc(mm, ns, "move_page_tables").is_err() {
                 return Ok(done);
             }
