@@ -86,7 +86,10 @@ impl fmt::Display for Plan {
             Plan::At(v) => write!(
                 f,
                 "at={}",
-                v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             Plan::From(n) => write!(f, "from={n}"),
         }
@@ -163,7 +166,12 @@ impl FaultInjector {
             tracing::trace!(target: "splitfuzz::alloc", "{} call #{} from {}: ok", kind.name(), call, site);
         }
         if self.record {
-            self.log.push(AllocRecord { kind, call, site, failed });
+            self.log.push(AllocRecord {
+                kind,
+                call,
+                site,
+                failed,
+            });
         }
         !failed
     }

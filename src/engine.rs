@@ -112,7 +112,15 @@ struct Shared {
 }
 
 fn slug(sig: &str) -> String {
-    sig.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect()
+    sig.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
@@ -160,7 +168,9 @@ fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
             _ if !v.is_empty() => {
                 // small arithmetic on one byte (sizes, call indices)
                 let i = rng.gen_range(0..v.len());
-                v[i] = v[i].wrapping_add(rng.gen_range(1..=4)).wrapping_sub(if rng.gen() { 0 } else { 5 });
+                v[i] = v[i]
+                    .wrapping_add(rng.gen_range(1..=4))
+                    .wrapping_sub(if rng.gen() { 0 } else { 5 });
             }
             _ => v.push(rng.gen()),
         }
@@ -179,7 +189,9 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<(Pa
     // Keep an existing reproducer of the same signature if it is no longer.
     if let Ok(old) = std::fs::read_to_string(&path) {
         if let Ok(p) = Program::parse(&old) {
-            if run(&p, cfg).signature().as_deref() == Some(sig.as_str()) && p.ops.len() <= min.ops.len() {
+            if run(&p, cfg).signature().as_deref() == Some(sig.as_str())
+                && p.ops.len() <= min.ops.len()
+            {
                 return Ok((path, p.ops.len()));
             }
         }
@@ -188,7 +200,8 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<(Pa
         "# splitfuzz finding: {sig}\n# found by the built-in engine, minimized; replay: splitfuzz repro {}\n",
         path.display()
     );
-    std::fs::write(&path, header + &min.to_text()).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, header + &min.to_text())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::write(path.with_extension("bin"), bytes)?;
     Ok((path, min.ops.len()))
 }
@@ -197,12 +210,16 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
     let cfg = RunConfig::new(opts.policy.clone(), opts.geometry);
     let start = Instant::now();
     let execs = AtomicU64::new(0);
-    let shared = Mutex::new(Shared { findings: BTreeMap::new() });
+    let shared = Mutex::new(Shared {
+        findings: BTreeMap::new(),
+    });
     let corpus_total = AtomicU64::new(0);
     let feature_total = AtomicU64::new(0);
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").unwrap());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").unwrap(),
+        );
         b.enable_steady_tick(Duration::from_millis(250));
         Some(b)
     } else {
@@ -220,7 +237,9 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
             let corpus_total = &corpus_total;
             let feature_total = &feature_total;
             s.spawn(move || {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(opts.seed.wrapping_mul(0x9e37_79b9).wrapping_add(job as u64));
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                    opts.seed.wrapping_mul(0x9e37_79b9).wrapping_add(job as u64),
+                );
                 let mut corpus: Vec<Vec<u8>> = Vec::new();
                 let mut seen = vec![false; COV_BITS * 8];
                 let mut features = 0usize;
@@ -292,7 +311,9 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                                     f.path = p;
                                     f.ops = ops;
                                 }
-                                Err(e) => f.message = format!("{} (could not save: {e:#})", f.message),
+                                Err(e) => {
+                                    f.message = format!("{} (could not save: {e:#})", f.message)
+                                }
                             }
                             if let Some(b) = bar {
                                 b.println(format!("new finding: {sig}"));
@@ -315,7 +336,10 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                         );
                         if let Some(b) = bar {
                             b.set_message(msg);
-                        } else if !tty && opts.progress && last_print.elapsed() > Duration::from_secs(10) {
+                        } else if !tty
+                            && opts.progress
+                            && last_print.elapsed() > Duration::from_secs(10)
+                        {
                             eprintln!("{msg}");
                             last_print = Instant::now();
                         }
@@ -330,8 +354,15 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let total = execs.load(Ordering::Relaxed).min(opts.max_runs.unwrap_or(u64::MAX));
-    let findings = shared.into_inner().unwrap().findings.into_values().collect();
+    let total = execs
+        .load(Ordering::Relaxed)
+        .min(opts.max_runs.unwrap_or(u64::MAX));
+    let findings = shared
+        .into_inner()
+        .unwrap()
+        .findings
+        .into_values()
+        .collect();
     Ok(Report {
         policy: opts.policy.label(),
         geometry: opts.geometry,

@@ -53,7 +53,7 @@ pub fn run_program(bytes: &[u8], cfg: &RunConfig) -> Outcome {
 pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
     let mut k = build(prog, cfg);
     let mut results = Vec::with_capacity(prog.ops.len());
-    let violation = run_on(&mut k, prog, &mut results, &mut |_, _, _| {});
+    let violation = run_on(&mut k, prog, &mut results, &mut |_, _, _| {}, true);
     Outcome {
         violation,
         results,
@@ -70,11 +70,13 @@ pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
 
 /// Run on an existing kernel; `hook(kernel, op_index, phase)` sees the state
 /// before (phase 0) and after (phase 1) each op (used by `repro` to dump state).
+/// With `teardown`, every mm exits at the end and the teardown is checked.
 pub fn run_on(
     k: &mut Kernel,
     prog: &Program,
     results: &mut Vec<OpResult>,
     hook: &mut dyn FnMut(&Kernel, usize, u8),
+    teardown: bool,
 ) -> Option<Violation> {
     let mut reference = Reference::new(k.pages());
     for (i, line) in prog.ops.iter().enumerate() {
@@ -114,10 +116,20 @@ pub fn run_on(
         if let Err(v) = invariants::check_state(k, func) {
             return Some(v);
         }
-        match invariants::check_reference(k, &reference, &exp, res == OpResult::Ok, func, &line.to_string()) {
+        match invariants::check_reference(
+            k,
+            &reference,
+            &exp,
+            res == OpResult::Ok,
+            func,
+            &line.to_string(),
+        ) {
             Ok(next) => reference = next,
             Err(v) => return Some(v),
         }
+    }
+    if !teardown {
+        return None;
     }
     // Implicit exit of every live mm, then the global teardown check.
     k.op_index = prog.ops.len();

@@ -195,7 +195,10 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             let vma_cover = mm.vmas.iter().any(|v| v.start < s + p && s < v.end);
             if pmd.is_huge() {
                 // vma-containment
-                let inside = mm.vma_at(s).map(|vi| mm.vmas[vi].end >= s + p).unwrap_or(false);
+                let inside = mm
+                    .vma_at(s)
+                    .map(|vi| mm.vmas[vi].end >= s + p)
+                    .unwrap_or(false);
                 if !inside {
                     return Err(v(
                         k,
@@ -203,12 +206,23 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                         attribute(k, mi, s, func),
                         mi,
                         s,
-                        format!("huge PMD [{:#x}, {:#x}) is not inside one VMA", k.geom.addr_of(s), k.geom.addr_of(s + p)),
+                        format!(
+                            "huge PMD [{:#x}, {:#x}) is not inside one VMA",
+                            k.geom.addr_of(s),
+                            k.geom.addr_of(s + p)
+                        ),
                     ));
                 }
                 huge_per_pt[k.geom.pmd_table_of(slot)] += 1;
                 if matches!(pmd, Pmd::HugeZero) && !mm.huge_zero {
-                    return Err(v(k, Invariant::HugeZero, func, mi, s, "huge zero PMD mapped but MMF_HUGE_ZERO_FOLIO not set".into()));
+                    return Err(v(
+                        k,
+                        Invariant::HugeZero,
+                        func,
+                        mi,
+                        s,
+                        "huge zero PMD mapped but MMF_HUGE_ZERO_FOLIO not set".into(),
+                    ));
                 }
             }
             match *pmd {
@@ -218,7 +232,14 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                     pmd_maps[folio as usize] += 1;
                     let fo = &k.folios[folio as usize];
                     if write && !fo.anon_exclusive[0] {
-                        return Err(v(k, Invariant::FolioCounts, func, mi, s, format!("writable huge PMD of folio {folio} without PageAnonExclusive")));
+                        return Err(v(
+                            k,
+                            Invariant::FolioCounts,
+                            func,
+                            mi,
+                            s,
+                            format!("writable huge PMD of folio {folio} without PageAnonExclusive"),
+                        ));
                     }
                 }
                 Pmd::Migration { .. } => rss += p as i64,
@@ -230,15 +251,31 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                     }
                     let tb = &k.tables[t as usize];
                     if tb.state == TableState::Freed {
-                        return Err(v(k, Invariant::TableConservation, func, mi, s, format!("page table {t} is installed but was freed (use after free)")));
+                        return Err(v(
+                            k,
+                            Invariant::TableConservation,
+                            func,
+                            mi,
+                            s,
+                            format!("page table {t} is installed but was freed (use after free)"),
+                        ));
                     }
                     for (i, e) in tb.ptes.iter().enumerate() {
                         let page = s + i;
                         if *e != Pte::None && mm.vma_at(page).is_none() {
-                            return Err(v(k, Invariant::VmaContainment, attribute(k, mi, page, func), mi, page, format!("PTE {e:?} outside any VMA")));
+                            return Err(v(
+                                k,
+                                Invariant::VmaContainment,
+                                attribute(k, mi, page, func),
+                                mi,
+                                page,
+                                format!("PTE {e:?} outside any VMA"),
+                            ));
                         }
                         match *e {
-                            Pte::Present { folio, idx, write, .. } => {
+                            Pte::Present {
+                                folio, idx, write, ..
+                            } => {
                                 rss += 1;
                                 pte_maps[folio as usize] += 1;
                                 if write && !k.folios[folio as usize].anon_exclusive[idx as usize] {
@@ -270,7 +307,12 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                     func,
                     mi,
                     pt * 8 * p,
-                    format!("PMD table {pt}: {} deposited tables for {} huge PMDs ({})", list.len(), huge_per_pt[pt], k.policy.label()),
+                    format!(
+                        "PMD table {pt}: {} deposited tables for {} huge PMDs ({})",
+                        list.len(),
+                        huge_per_pt[pt],
+                        k.policy.label()
+                    ),
                 ));
             }
         }
@@ -281,23 +323,52 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                 func,
                 mi,
                 0,
-                format!("nr_ptes {} but {} installed + {} deposited tables", mm.nr_ptes, tables, dep),
+                format!(
+                    "nr_ptes {} but {} installed + {} deposited tables",
+                    mm.nr_ptes, tables, dep
+                ),
             ));
         }
         if mm.rss_anon != rss {
-            return Err(v(k, Invariant::Rss, func, mi, 0, format!("MM_ANONPAGES {} but the page tables map {}", mm.rss_anon, rss)));
+            return Err(v(
+                k,
+                Invariant::Rss,
+                func,
+                mi,
+                0,
+                format!(
+                    "MM_ANONPAGES {} but the page tables map {}",
+                    mm.rss_anon, rss
+                ),
+            ));
         }
         if mm.rss_swap != swapents {
-            return Err(v(k, Invariant::Rss, func, mi, 0, format!("MM_SWAPENTS {} but {} swap PTEs", mm.rss_swap, swapents)));
+            return Err(v(
+                k,
+                Invariant::Rss,
+                func,
+                mi,
+                0,
+                format!("MM_SWAPENTS {} but {} swap PTEs", mm.rss_swap, swapents),
+            ));
         }
     }
     for (t, tb) in k.tables.iter().enumerate() {
         let (i, d) = (installed[t], deposited[t]);
         let bad = match tb.state {
-            TableState::Installed => (i != 1 || d != 0).then(|| format!("installed table {t} referenced by {i} PMDs and {d} deposit lists")),
-            TableState::Deposited => (d != 1 || i != 0).then(|| format!("deposited table {t} referenced by {i} PMDs and {d} deposit lists")),
-            TableState::Freed => (i + d != 0).then(|| format!("freed table {t} still referenced (use after free)")),
-            TableState::Allocated => Some(format!("table {t} from {} was allocated and never installed, deposited or freed (leak)", tb.site)),
+            TableState::Installed => (i != 1 || d != 0).then(|| {
+                format!("installed table {t} referenced by {i} PMDs and {d} deposit lists")
+            }),
+            TableState::Deposited => (d != 1 || i != 0).then(|| {
+                format!("deposited table {t} referenced by {i} PMDs and {d} deposit lists")
+            }),
+            TableState::Freed => {
+                (i + d != 0).then(|| format!("freed table {t} still referenced (use after free)"))
+            }
+            TableState::Allocated => Some(format!(
+                "table {t} from {} was allocated and never installed, deposited or freed (leak)",
+                tb.site
+            )),
         };
         if let Some(msg) = bad {
             return Err(v(k, Invariant::TableConservation, func, tb.mm, 0, msg));
@@ -311,7 +382,11 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             }
             continue;
         }
-        if fo.refcount != pm + tm + pn || fo.entire_mapcount != pm || fo.large_mapcount != pm + tm || fo.pincount != pn {
+        if fo.refcount != pm + tm + pn
+            || fo.entire_mapcount != pm
+            || fo.large_mapcount != pm + tm
+            || fo.pincount != pn
+        {
             return Err(v(
                 k,
                 Invariant::FolioCounts,
@@ -325,12 +400,29 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             ));
         }
         if fo.refcount == 0 {
-            return Err(v(k, Invariant::FolioCounts, func, 0, 0, format!("folio {f} has no references but was never freed (leak)")));
+            return Err(v(
+                k,
+                Invariant::FolioCounts,
+                func,
+                0,
+                0,
+                format!("folio {f} has no references but was never freed (leak)"),
+            ));
         }
     }
     for (s, sl) in k.swap.iter().enumerate() {
         if sl.count != swap_refs[s] {
-            return Err(v(k, Invariant::Rss, func, 0, 0, format!("swap slot {s} count {} but {} swap PTEs", sl.count, swap_refs[s])));
+            return Err(v(
+                k,
+                Invariant::Rss,
+                func,
+                0,
+                0,
+                format!(
+                    "swap slot {s} count {} but {} swap PTEs",
+                    sl.count, swap_refs[s]
+                ),
+            ));
         }
     }
     if k.huge_zero_refcount != 0 && k.huge_zero_refcount != 1 + huge_zero_users {
@@ -340,7 +432,10 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             func,
             0,
             0,
-            format!("huge_zero_refcount {} but {} mms have MMF_HUGE_ZERO_FOLIO (+1 shrinker)", k.huge_zero_refcount, huge_zero_users),
+            format!(
+                "huge_zero_refcount {} but {} mms have MMF_HUGE_ZERO_FOLIO (+1 shrinker)",
+                k.huge_zero_refcount, huge_zero_users
+            ),
         ));
     }
     Ok(())
@@ -351,9 +446,15 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
 pub fn check_mm(k: &Kernel, mi: usize) -> Option<Violation> {
     let mm = &k.mms[mi];
     let msg = if mm.rss_anon != 0 || mm.rss_swap != 0 {
-        format!("BUG: Bad rss-counter state: MM_ANONPAGES {} MM_SWAPENTS {}", mm.rss_anon, mm.rss_swap)
+        format!(
+            "BUG: Bad rss-counter state: MM_ANONPAGES {} MM_SWAPENTS {}",
+            mm.rss_anon, mm.rss_swap
+        )
     } else if mm.nr_ptes != 0 {
-        format!("BUG: non-zero pgtables_bytes on freeing mm: {}", mm.nr_ptes * 4096)
+        format!(
+            "BUG: non-zero pgtables_bytes on freeing mm: {}",
+            mm.nr_ptes * 4096
+        )
     } else if mm.deposit.iter().any(|d| !d.is_empty()) {
         "VM_BUG_ON_MM(mm->pmd_huge_pte): deposited tables left at mm free".into()
     } else if let Some(s) = mm.pmds.iter().position(|p| *p != Pmd::None) {
@@ -368,20 +469,61 @@ pub fn check_mm(k: &Kernel, mi: usize) -> Option<Violation> {
 /// back to the shrinker's reference.
 pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
     if let Some(mi) = k.mms.iter().position(|m| m.alive) {
-        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", mi, 0, "mm still alive at teardown".into()));
+        return Err(v(
+            k,
+            Invariant::CleanTeardown,
+            "exit_mmap",
+            mi,
+            0,
+            "mm still alive at teardown".into(),
+        ));
     }
     if let Some(t) = k.tables.iter().position(|t| t.state != TableState::Freed) {
         let tb = &k.tables[t];
-        return Err(v(k, Invariant::CleanTeardown, "free_pgtables", tb.mm, 0, format!("page table {t} ({}, {:?}) never freed: leaked", tb.site, tb.state)));
+        return Err(v(
+            k,
+            Invariant::CleanTeardown,
+            "free_pgtables",
+            tb.mm,
+            0,
+            format!(
+                "page table {t} ({}, {:?}) never freed: leaked",
+                tb.site, tb.state
+            ),
+        ));
     }
     if let Some(f) = k.folios.iter().position(|f| !f.freed) {
-        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", 0, 0, format!("folio {f} never freed (refcount {})", k.folios[f].refcount)));
+        return Err(v(
+            k,
+            Invariant::CleanTeardown,
+            "exit_mmap",
+            0,
+            0,
+            format!("folio {f} never freed (refcount {})", k.folios[f].refcount),
+        ));
     }
     if let Some(s) = k.swap.iter().position(|s| s.count != 0) {
-        return Err(v(k, Invariant::CleanTeardown, "exit_mmap", 0, 0, format!("swap slot {s} still referenced")));
+        return Err(v(
+            k,
+            Invariant::CleanTeardown,
+            "exit_mmap",
+            0,
+            0,
+            format!("swap slot {s} still referenced"),
+        ));
     }
     if k.huge_zero_refcount > 1 {
-        return Err(v(k, Invariant::HugeZero, "mm_put_huge_zero_folio", 0, 0, format!("huge_zero_refcount {} after every mm exited", k.huge_zero_refcount)));
+        return Err(v(
+            k,
+            Invariant::HugeZero,
+            "mm_put_huge_zero_folio",
+            0,
+            0,
+            format!(
+                "huge_zero_refcount {} after every mm exited",
+                k.huge_zero_refcount
+            ),
+        ));
     }
     Ok(())
 }
@@ -449,7 +591,9 @@ pub struct Expected {
 
 impl Reference {
     pub fn new(pages: usize) -> Reference {
-        Reference { mms: vec![Some(vec![RefPage::default(); pages])] }
+        Reference {
+            mms: vec![Some(vec![RefPage::default(); pages])],
+        }
     }
 
     /// The op's effect on success.
@@ -463,8 +607,17 @@ impl Reference {
             return Expected { success: s, alt };
         };
         match &line.op {
-            Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| *p = RefPage { mapped: true, write: true, val: 0, maybe_zero: false }),
-            Op::Munmap { .. } => pages[lo..hi].iter_mut().for_each(|p| *p = RefPage::default()),
+            Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| {
+                *p = RefPage {
+                    mapped: true,
+                    write: true,
+                    val: 0,
+                    maybe_zero: false,
+                }
+            }),
+            Op::Munmap { .. } => pages[lo..hi]
+                .iter_mut()
+                .for_each(|p| *p = RefPage::default()),
             Op::Mprotect { write, .. } => {
                 if pages[lo..hi].iter().all(|p| p.mapped) {
                     pages[lo..hi].iter_mut().for_each(|p| p.write = *write);
@@ -473,17 +626,27 @@ impl Reference {
             Op::Touch { write: true, .. } => {
                 for (i, p) in pages[lo..hi].iter_mut().enumerate() {
                     if p.mapped && p.write {
-                        *p = RefPage { val: tag(op_index, lo + i), maybe_zero: false, ..*p };
+                        *p = RefPage {
+                            val: tag(op_index, lo + i),
+                            maybe_zero: false,
+                            ..*p
+                        };
                     }
                 }
             }
-            Op::Madvise { advice: Advice::Dontneed, .. } => {
+            Op::Madvise {
+                advice: Advice::Dontneed,
+                ..
+            } => {
                 for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
                     p.val = 0;
                     p.maybe_zero = false;
                 }
             }
-            Op::Madvise { advice: Advice::Free, .. } => {
+            Op::Madvise {
+                advice: Advice::Free,
+                ..
+            } => {
                 for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && p.val != 0) {
                     p.maybe_zero = true;
                 }
@@ -496,12 +659,18 @@ impl Reference {
             }
             Op::Mremap { new, .. } => {
                 let (old, new) = (lo, geom.page_of(*new, false));
-                if !(old < new + len && new < old + len) && pages[old..old + len].iter().all(|p| p.mapped) {
+                if !(old < new + len && new < old + len)
+                    && pages[old..old + len].iter().all(|p| p.mapped)
+                {
                     let mut a = pages.clone();
-                    a[new..new + len].iter_mut().for_each(|p| *p = RefPage::default());
+                    a[new..new + len]
+                        .iter_mut()
+                        .for_each(|p| *p = RefPage::default());
                     let moved: Vec<RefPage> = pages[old..old + len].to_vec();
                     pages[new..new + len].copy_from_slice(&moved);
-                    pages[old..old + len].iter_mut().for_each(|p| *p = RefPage::default());
+                    pages[old..old + len]
+                        .iter_mut()
+                        .for_each(|p| *p = RefPage::default());
                     let mut r = self.clone();
                     r.mms[mm] = Some(a);
                     alt = Some(r);
@@ -532,8 +701,14 @@ pub fn observe(k: &Kernel) -> Reference {
                 mm.alive.then(|| {
                     let mut pages = vec![RefPage::default(); n];
                     for vma in &mm.vmas {
-                        for (page, rp) in pages.iter_mut().enumerate().take(vma.end).skip(vma.start) {
-                            *rp = RefPage { mapped: true, write: vma.write, val: k.page_value(mi, page), maybe_zero: false };
+                        for (page, rp) in pages.iter_mut().enumerate().take(vma.end).skip(vma.start)
+                        {
+                            *rp = RefPage {
+                                mapped: true,
+                                write: vma.write,
+                                val: k.page_value(mi, page),
+                                maybe_zero: false,
+                            };
                         }
                     }
                     pages
@@ -563,7 +738,14 @@ pub fn check_reference(
         let cands: Vec<Vec<RefPage>> = if ok {
             get(&exp.success).into_iter().collect()
         } else {
-            [get(before), get(&exp.success), exp.alt.as_ref().and_then(get)].into_iter().flatten().collect()
+            [
+                get(before),
+                get(&exp.success),
+                exp.alt.as_ref().and_then(get),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         };
         if cands.is_empty() {
             continue;
@@ -579,13 +761,18 @@ pub fn check_reference(
                         describe(&want)
                     )
                 } else {
-                    format!("{what} failed and left the page {}, neither its old nor its new state", describe(ap))
+                    format!(
+                        "{what} failed and left the page {}, neither its old nor its new state",
+                        describe(ap)
+                    )
                 };
                 return Err(v(k, Invariant::NoSilentSkip, blame, mi, page, msg));
             };
             if let Some(n) = next.mms[mi].as_mut() {
                 // Every acceptable state that allowed zero keeps allowing it.
-                let mz = cands.iter().any(|c| c[page].accepts(ap) && c[page].maybe_zero);
+                let mz = cands
+                    .iter()
+                    .any(|c| c[page].accepts(ap) && c[page].maybe_zero);
                 n[page].maybe_zero = mz && ap.val != 0;
             }
         }
@@ -607,7 +794,13 @@ fn describe(p: &RefPage) -> String {
 }
 
 /// no-silent-skip for walks: a walk that returned 0 visited every mapped page.
-pub fn check_walk(k: &Kernel, mm: usize, lo: usize, seen: &[bool], func: &'static str) -> Result<(), Violation> {
+pub fn check_walk(
+    k: &Kernel,
+    mm: usize,
+    lo: usize,
+    seen: &[bool],
+    func: &'static str,
+) -> Result<(), Violation> {
     for (i, s) in seen.iter().enumerate() {
         let page = lo + i;
         if !s && k.mms[mm].vma_at(page).is_some() {

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "splitfuzz", version, about = "Fault-injection fuzzing of THP PMD split-failure handling")]
+#[command(
+    name = "splitfuzz",
+    version,
+    about = "Fault-injection fuzzing of THP PMD split-failure handling"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -125,8 +129,9 @@ fn geometry(s: &str) -> Result<Geometry> {
 }
 
 fn make_policy(name: &str, overrides: &[String]) -> Result<Policy> {
-    let preset = Preset::from_name(name)
-        .ok_or_else(|| anyhow!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)"))?;
+    let preset = Preset::from_name(name).ok_or_else(|| {
+        anyhow!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)")
+    })?;
     let mut p = Policy::preset(preset);
     for o in overrides {
         p.apply_override(o).map_err(|e| anyhow!(e))?;
@@ -138,7 +143,8 @@ fn make_policy(name: &str, overrides: &[String]) -> Result<Policy> {
 pub fn load(path: &Path) -> Result<Program> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if is_text(path, &bytes) {
-        let text = String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
         Program::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
     } else {
         Ok(Program::decode(&bytes))
@@ -149,13 +155,21 @@ fn is_text(path: &Path, bytes: &[u8]) -> bool {
     match path.extension().and_then(|e| e.to_str()) {
         Some("txt") => true,
         Some("bin") => false,
-        _ => std::str::from_utf8(bytes).is_ok_and(|s| Program::parse(s).is_ok() && !s.trim().is_empty()),
+        _ => std::str::from_utf8(bytes)
+            .is_ok_and(|s| Program::parse(s).is_ok() && !s.trim().is_empty()),
     }
 }
 
 fn config(p: &PolicyArgs, prog: &Program) -> Result<RunConfig> {
-    let name = p.policy.clone().or_else(|| prog.policy.clone()).unwrap_or_else(|| "lazy-v3".into());
-    Ok(RunConfig::new(make_policy(&name, &p.overrides)?, geometry(&p.geometry)?))
+    let name = p
+        .policy
+        .clone()
+        .or_else(|| prog.policy.clone())
+        .unwrap_or_else(|| "lazy-v3".into());
+    Ok(RunConfig::new(
+        make_policy(&name, &p.overrides)?,
+        geometry(&p.geometry)?,
+    ))
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
@@ -170,32 +184,67 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if files.is_empty() {
                 bail!("run needs at least one FILE");
             }
-            let progs = files.iter().map(|f| load(f).map(|p| (f, p))).collect::<Result<Vec<_>>>()?;
+            let progs = files
+                .iter()
+                .map(|f| load(f).map(|p| (f, p)))
+                .collect::<Result<Vec<_>>>()?;
             let mut failed = false;
             for (f, prog) in progs {
                 let cfg = config(&p, &prog)?;
                 let out = exec::run(&prog, &cfg);
-                let errs = out.results.iter().filter(|r| matches!(r, OpResult::Err(_))).count();
+                let errs = out
+                    .results
+                    .iter()
+                    .filter(|r| matches!(r, OpResult::Err(_)))
+                    .count();
                 match &out.violation {
                     Some(v) => {
                         failed = true;
-                        println!("{}: {} [{}]: {v}", f.display(), cfg.policy, prog.ops[v.op_index.min(prog.ops.len().saturating_sub(1))].to_string().replace('\n', " "));
+                        println!(
+                            "{}: {} [{}]: {v}",
+                            f.display(),
+                            cfg.policy,
+                            prog.ops[v.op_index.min(prog.ops.len().saturating_sub(1))]
+                                .to_string()
+                                .replace('\n', " ")
+                        );
                     }
-                    None => println!("{}: {} ok ({} ops, {} returned errors)", f.display(), cfg.policy, prog.ops.len(), errs),
+                    None => println!(
+                        "{}: {} ok ({} ops, {} returned errors)",
+                        f.display(),
+                        cfg.policy,
+                        prog.ops.len(),
+                        errs
+                    ),
                 }
                 if let Some(exp) = &prog.expect {
-                    let got = out.violation.as_ref().map(|v| (v.invariant.name().to_string(), v.function.clone()));
+                    let got = out
+                        .violation
+                        .as_ref()
+                        .map(|v| (v.invariant.name().to_string(), v.function.clone()));
                     let want = match exp {
                         Expect::Ok => None,
-                        Expect::Violation { invariant, function } => Some((invariant.clone(), function.clone())),
+                        Expect::Violation {
+                            invariant,
+                            function,
+                        } => Some((invariant.clone(), function.clone())),
                     };
                     if got != want {
-                        println!("{}: expectation not met: expected {:?}, got {:?}", f.display(), want, got);
+                        println!(
+                            "{}: expectation not met: expected {:?}, got {:?}",
+                            f.display(),
+                            want,
+                            got
+                        );
                         failed = true;
                     }
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Repro { file, p } => {
             let prog = load(&file)?;
@@ -207,16 +256,28 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             k.alloc.record = true;
             let mut results = Vec::new();
             let mut last = String::new();
-            let v = exec::run_on(&mut k, &prog, &mut results, &mut |k, i, phase| {
-                if phase == 0 {
-                    last = splitfuzz::mm::dump(k);
-                } else {
-                    tracing::trace!(target: "splitfuzz::state", "after op #{i}:\n{}", splitfuzz::mm::dump(k));
-                }
-            });
+            let v = exec::run_on(
+                &mut k,
+                &prog,
+                &mut results,
+                &mut |k, i, phase| {
+                    if phase == 0 {
+                        last = splitfuzz::mm::dump(k);
+                    } else {
+                        tracing::trace!(target: "splitfuzz::state", "after op #{i}:\n{}", splitfuzz::mm::dump(k));
+                    }
+                },
+                true,
+            );
             println!("# allocations:");
             for r in &k.alloc.log {
-                println!("#   {} #{} from {}{}", r.kind.name(), r.call, r.site, if r.failed { " FAILED (injected)" } else { "" });
+                println!(
+                    "#   {} #{} from {}{}",
+                    r.kind.name(),
+                    r.call,
+                    r.site,
+                    if r.failed { " FAILED (injected)" } else { "" }
+                );
             }
             match v {
                 Some(v) => {
@@ -232,30 +293,49 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Decode { file } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             print!("{}", Program::decode(&bytes).to_text());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Encode { file, out } => {
             let prog = load(&file)?;
-            let bytes = splitfuzz::program::encode(&prog).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            let bytes = splitfuzz::program::encode(&prog)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Minimize { file, p, out } => {
             let prog = load(&file)?;
             let cfg = config(&p, &prog)?;
             let Some(min) = minimize::minimize(&prog, &cfg) else {
-                bail!("{}: no violation under {}, nothing to minimize", file.display(), cfg.policy);
+                bail!(
+                    "{}: no violation under {}, nothing to minimize",
+                    file.display(),
+                    cfg.policy
+                );
             };
             let text = min.to_text();
             match out {
-                Some(o) => std::fs::write(&o, &text).with_context(|| format!("cannot write {}", o.display()))?,
+                Some(o) => std::fs::write(&o, &text)
+                    .with_context(|| format!("cannot write {}", o.display()))?,
                 None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Fuzz { policy, overrides, time, runs, jobs, seed, geometry: g, crashes, corpus, quiet } => {
+        Cmd::Fuzz {
+            policy,
+            overrides,
+            time,
+            runs,
+            jobs,
+            seed,
+            geometry: g,
+            crashes,
+            corpus,
+            quiet,
+        } => {
             let dur = parse_duration(&time)?;
             let geom = geometry(&g)?;
             let mut any = false;
@@ -276,14 +356,20 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 print!("{}", report.table());
                 any |= !report.findings.is_empty();
             }
-            Ok(if any { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if any {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| anyhow!("bad duration '{s}' (e.g. 30s, 10m)"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow!("bad duration '{s}' (e.g. 30s, 10m)"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,

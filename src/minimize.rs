@@ -16,7 +16,11 @@ fn smaller_plans(p: &Plan) -> Vec<Plan> {
         Plan::Nth(n) | Plan::From(n) => {
             for m in [1, n / 2, n.saturating_sub(1)] {
                 if m >= 1 && m < *n {
-                    v.push(if matches!(p, Plan::Nth(_)) { Plan::Nth(m) } else { Plan::From(m) });
+                    v.push(if matches!(p, Plan::Nth(_)) {
+                        Plan::Nth(m)
+                    } else {
+                        Plan::From(m)
+                    });
                 }
             }
             if let Plan::From(n) = p {
@@ -44,7 +48,13 @@ fn smaller_ops(op: &Op) -> Vec<Op> {
     let lens = |len: u64| -> Vec<u64> {
         // Grid sizes only, so a minimized program stays encodable as bytes
         // (`splitfuzz encode`) and replays in every engine.
-        let grid = |x: u64| if len % GRID == 0 { x % GRID == 0 } else { x % PAGE_SIZE == 0 };
+        let grid = |x: u64| {
+            if len % GRID == 0 {
+                x % GRID == 0
+            } else {
+                x % PAGE_SIZE == 0
+            }
+        };
         let mut v: Vec<u64> = [PAGE_SIZE, GRID, PMD_SIZE, len / 2]
             .into_iter()
             .filter(|&l| l > 0 && l < len && grid(l))
@@ -53,27 +63,58 @@ fn smaller_ops(op: &Op) -> Vec<Op> {
         v
     };
     let starts = |s: u64| -> Vec<u64> {
-        [0, s - s % PMD_SIZE].into_iter().filter(|&x| x < s).collect()
+        [0, s - s % PMD_SIZE]
+            .into_iter()
+            .filter(|&x| x < s)
+            .collect()
     };
     let mut out = Vec::new();
     match op.clone() {
         Op::Mmap { start, len, thp } => {
-            out.extend(lens(len).into_iter().map(|len| Op::Mmap { start, len, thp }));
-            out.extend(starts(start).into_iter().map(|start| Op::Mmap { start, len, thp }));
+            out.extend(
+                lens(len)
+                    .into_iter()
+                    .map(|len| Op::Mmap { start, len, thp }),
+            );
+            out.extend(
+                starts(start)
+                    .into_iter()
+                    .map(|start| Op::Mmap { start, len, thp }),
+            );
         }
         Op::Touch { start, len, write } => {
-            out.extend(lens(len).into_iter().map(|len| Op::Touch { start, len, write }));
-            out.extend(starts(start).into_iter().map(|start| Op::Touch { start, len, write }));
+            out.extend(
+                lens(len)
+                    .into_iter()
+                    .map(|len| Op::Touch { start, len, write }),
+            );
+            out.extend(
+                starts(start)
+                    .into_iter()
+                    .map(|start| Op::Touch { start, len, write }),
+            );
         }
         Op::Madvise { start, len, advice } => {
-            out.extend(lens(len).into_iter().map(|len| Op::Madvise { start, len, advice }));
+            out.extend(
+                lens(len)
+                    .into_iter()
+                    .map(|len| Op::Madvise { start, len, advice }),
+            );
         }
-        Op::Munmap { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Munmap { start, len })),
-        Op::Mprotect { start, len, write } => {
-            out.extend(lens(len).into_iter().map(|len| Op::Mprotect { start, len, write }))
+        Op::Munmap { start, len } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Munmap { start, len }))
         }
-        Op::Pin { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Pin { start, len })),
-        Op::Walk { start, len } => out.extend(lens(len).into_iter().map(|len| Op::Walk { start, len })),
+        Op::Mprotect { start, len, write } => out.extend(
+            lens(len)
+                .into_iter()
+                .map(|len| Op::Mprotect { start, len, write }),
+        ),
+        Op::Pin { start, len } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Pin { start, len }))
+        }
+        Op::Walk { start, len } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Walk { start, len }))
+        }
         _ => {}
     }
     out
@@ -109,7 +150,11 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
         }
         // Fault plans.
         for which in 0..2 {
-            let plan = if which == 0 { cur.faults.pte_alloc.clone() } else { cur.faults.thp.clone() };
+            let plan = if which == 0 {
+                cur.faults.pte_alloc.clone()
+            } else {
+                cur.faults.thp.clone()
+            };
             for cand in smaller_plans(&plan) {
                 let mut c = cur.clone();
                 if which == 0 {
@@ -137,9 +182,19 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
             }
         }
     }
-    let fin = run(&cur, cfg).violation.expect("minimized program keeps its violation");
+    let fin = run(&cur, cfg)
+        .violation
+        .expect("minimized program keeps its violation");
     cur.policy = Some(cfg.policy.preset.name().to_string());
-    cur.overrides = cfg.policy.overrides.iter().map(|(c, s)| format!("{}={}", c.name(), s.name())).collect();
-    cur.expect = Some(Expect::Violation { invariant: fin.invariant.name().into(), function: fin.function });
+    cur.overrides = cfg
+        .policy
+        .overrides
+        .iter()
+        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
+        .collect();
+    cur.expect = Some(Expect::Violation {
+        invariant: fin.invariant.name().into(),
+        function: fin.function,
+    });
     Some(cur)
 }

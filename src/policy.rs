@@ -81,21 +81,37 @@ impl SplitCaller {
         use Strategy::*;
         match (self, s) {
             (_, Error) => "return -ENOMEM / VM_FAULT_OOM / ret=false to the caller",
-            (ZapPmdRange, Proceed) => "zap_pte_range finds no table, returns addr, pmd-- : same PMD again (LOOP)",
-            (ZapPmdRange, Skip) => "addr = next; continue: range not zapped, madvise returns 0 (SKIP)",
-            (DoHugePmdWpPage, Proceed | Skip) => "VM_FAULT_FALLBACK, handle_pte_fault sees no table, returns 0: re-fault (LOOP)",
-            (CopyHugePmd, Proceed | Skip) => "-EAGAIN, copy_pte_range finds no src table, returns 0: child range empty (SKIP)",
+            (ZapPmdRange, Proceed) => {
+                "zap_pte_range finds no table, returns addr, pmd-- : same PMD again (LOOP)"
+            }
+            (ZapPmdRange, Skip) => {
+                "addr = next; continue: range not zapped, madvise returns 0 (SKIP)"
+            }
+            (DoHugePmdWpPage, Proceed | Skip) => {
+                "VM_FAULT_FALLBACK, handle_pte_fault sees no table, returns 0: re-fault (LOOP)"
+            }
+            (CopyHugePmd, Proceed | Skip) => {
+                "-EAGAIN, copy_pte_range finds no src table, returns 0: child range empty (SKIP)"
+            }
             (ChangePmdRange, Proceed) => "change_pte_range -EAGAIN: goto again (LOOP)",
             (ChangePmdRange, Skip) => "range left with old protection, returns success (SKIP)",
             (WalkPmdRange, Proceed) => "walk_pte_range: ACTION_AGAIN, goto again (LOOP)",
             (WalkPmdRange, Skip) => "PMD not walked, walk returns 0 (SKIP)",
             (MovePageTables, Proceed) => "move_ptes -EAGAIN: goto again (LOOP)",
             (MovePageTables, Skip) => "extent not moved, mremap returns success (SKIP)",
-            (VmaAdjustTransHuge, Proceed | Skip) => "VMA split completes with a huge PMD straddling the boundary",
-            (TryToUnmapOne, Proceed) => "walk restarted, PMD still huge: VM_BUG_ON_FOLIO(!pvmw.pte) (CRASH)",
-            (TryToMigrateOne, Proceed) => "PMD still mapped while the folio is split (CRASH, GUESS)",
+            (VmaAdjustTransHuge, Proceed | Skip) => {
+                "VMA split completes with a huge PMD straddling the boundary"
+            }
+            (TryToUnmapOne, Proceed) => {
+                "walk restarted, PMD still huge: VM_BUG_ON_FOLIO(!pvmw.pte) (CRASH)"
+            }
+            (TryToMigrateOne, Proceed) => {
+                "PMD still mapped while the folio is split (CRASH, GUESS)"
+            }
             (TryToUnmapOne | TryToMigrateOne, Skip) => "ret=false: folio stays mapped",
-            (MadviseColdOrPageout | MadviseFreeHugePmd, Proceed | Skip) => "split_folio error ignored, range skipped (advisory)",
+            (MadviseColdOrPageout | MadviseFreeHugePmd, Proceed | Skip) => {
+                "split_folio error ignored, range skipped (advisory)"
+            }
             (_, Retry) => "retry the split until it succeeds (LOOP under sustained OOM)",
         }
     }
@@ -116,7 +132,12 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [Strategy::Proceed, Strategy::Skip, Strategy::Retry, Strategy::Error];
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Proceed,
+        Strategy::Skip,
+        Strategy::Retry,
+        Strategy::Error,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Proceed => "proceed",
@@ -139,7 +160,12 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 4] = [Preset::Deposit, Preset::LazyV1, Preset::LazyV3, Preset::LazyFixed];
+    pub const ALL: [Preset; 4] = [
+        Preset::Deposit,
+        Preset::LazyV1,
+        Preset::LazyV3,
+        Preset::LazyFixed,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Preset::Deposit => "deposit",
@@ -221,8 +247,9 @@ impl Policy {
                 SplitCaller::ALL.map(|c| c.name()).join(", ")
             )
         })?;
-        let strat = Strategy::from_name(s.trim())
-            .ok_or_else(|| format!("unknown strategy '{s}' (known: proceed, skip, retry, error)"))?;
+        let strat = Strategy::from_name(s.trim()).ok_or_else(|| {
+            format!("unknown strategy '{s}' (known: proceed, skip, retry, error)")
+        })?;
         self.set(caller, strat);
         Ok(())
     }
@@ -240,7 +267,9 @@ impl Policy {
     pub fn table(&self) -> String {
         let mut out = format!("{}: {}\n", self.label(), self.preset.summary());
         if self.deposit {
-            out.push_str("  deposit at fault/fork/zero-fault; __split_huge_pmd withdraws, never fails\n");
+            out.push_str(
+                "  deposit at fault/fork/zero-fault; __split_huge_pmd withdraws, never fails\n",
+            );
             return out;
         }
         out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() and can fail\n");

@@ -56,25 +56,61 @@ impl Advice {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `mmap(MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS)`, optionally `MADV_HUGEPAGE`.
-    Mmap { start: u64, len: u64, thp: bool },
-    Munmap { start: u64, len: u64 },
+    Mmap {
+        start: u64,
+        len: u64,
+        thp: bool,
+    },
+    Munmap {
+        start: u64,
+        len: u64,
+    },
     /// `mprotect` to `PROT_READ` (write=false) or `PROT_READ|PROT_WRITE`.
-    Mprotect { start: u64, len: u64, write: bool },
+    Mprotect {
+        start: u64,
+        len: u64,
+        write: bool,
+    },
     /// Read or write every page of the range (writes store a tag per op and page).
-    Touch { start: u64, len: u64, write: bool },
-    Madvise { start: u64, len: u64, advice: Advice },
+    Touch {
+        start: u64,
+        len: u64,
+        write: bool,
+    },
+    Madvise {
+        start: u64,
+        len: u64,
+        advice: Advice,
+    },
     Fork,
     /// `pin_user_pages(FOLL_WRITE|FOLL_LONGTERM)` on every page.
-    Pin { start: u64, len: u64 },
-    Unpin { start: u64, len: u64 },
+    Pin {
+        start: u64,
+        len: u64,
+    },
+    Unpin {
+        start: u64,
+        len: u64,
+    },
     /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)`.
-    Mremap { old: u64, len: u64, new: u64 },
+    Mremap {
+        old: u64,
+        len: u64,
+        new: u64,
+    },
     /// Reclaim the folio mapped at `addr` (shrink_folio_list → try_to_unmap).
-    Reclaim { addr: u64 },
+    Reclaim {
+        addr: u64,
+    },
     /// Migrate the folio mapped at `addr` (migrate_pages → try_to_migrate).
-    Migrate { addr: u64 },
+    Migrate {
+        addr: u64,
+    },
     /// `walk_page_range()` with a `pte_entry` walker.
-    Walk { start: u64, len: u64 },
+    Walk {
+        start: u64,
+        len: u64,
+    },
     /// `exit_mmap` + `check_mm`.
     Exit,
 }
@@ -179,7 +215,11 @@ fn op(u: &mut Unstructured) -> OpLine {
         7 | 8 => {
             let (start, len) = range(u);
             let a: u8 = u.arbitrary().unwrap_or(0);
-            Op::Madvise { start, len, advice: Advice::ALL[a as usize % Advice::ALL.len()] }
+            Op::Madvise {
+                start,
+                len,
+                advice: Advice::ALL[a as usize % Advice::ALL.len()],
+            }
         }
         9 | 10 => Op::Fork,
         11 => {
@@ -196,8 +236,12 @@ fn op(u: &mut Unstructured) -> OpLine {
             let new = grid(u, units - len / GRID + 1);
             Op::Mremap { old, len, new }
         }
-        14 | 15 => Op::Reclaim { addr: grid(u, ARENA_SIZE / GRID) },
-        16 => Op::Migrate { addr: grid(u, ARENA_SIZE / GRID) },
+        14 | 15 => Op::Reclaim {
+            addr: grid(u, ARENA_SIZE / GRID),
+        },
+        16 => Op::Migrate {
+            addr: grid(u, ARENA_SIZE / GRID),
+        },
         17 | 18 => {
             let (start, len) = range(u);
             Op::Walk { start, len }
@@ -217,7 +261,13 @@ impl Program {
         while !u.is_empty() && ops.len() < MAX_DECODED_OPS {
             ops.push(op(&mut u));
         }
-        Program { policy: None, overrides: Vec::new(), faults: FaultPlan { pte_alloc, thp }, ops, expect: None }
+        Program {
+            policy: None,
+            overrides: Vec::new(),
+            faults: FaultPlan { pte_alloc, thp },
+            ops,
+            expect: None,
+        }
     }
 }
 
@@ -239,9 +289,13 @@ impl fmt::Display for OpLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = fmt_size;
         match &self.op {
-            Op::Mmap { start, len, thp } => {
-                write!(f, "mmap {} {}{}", s(*start), s(*len), if *thp { " thp" } else { "" })?
-            }
+            Op::Mmap { start, len, thp } => write!(
+                f,
+                "mmap {} {}{}",
+                s(*start),
+                s(*len),
+                if *thp { " thp" } else { "" }
+            )?,
             Op::Munmap { start, len } => write!(f, "munmap {} {}", s(*start), s(*len))?,
             Op::Mprotect { start, len, write } => write!(
                 f,
@@ -298,7 +352,10 @@ impl Program {
         }
         match &self.expect {
             Some(Expect::Ok) => out.push_str("expect ok\n"),
-            Some(Expect::Violation { invariant, function }) => {
+            Some(Expect::Violation {
+                invariant,
+                function,
+            }) => {
                 let _ = writeln!(out, "expect violation {invariant} {function}");
             }
             None => {}
@@ -314,7 +371,8 @@ impl Program {
             if line.is_empty() {
                 continue;
             }
-            parse_line(line, &mut p).map_err(|e| format!("line {}: {e}: '{}'", i + 1, raw.trim()))?;
+            parse_line(line, &mut p)
+                .map_err(|e| format!("line {}: {e}: '{}'", i + 1, raw.trim()))?;
         }
         Ok(p)
     }
@@ -332,13 +390,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     } else {
         num.parse().map_err(|_| format!("bad size '{s}'"))?
     };
-    n.checked_mul(mul).ok_or_else(|| format!("size '{s}' overflows"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size '{s}' overflows"))
 }
 
 fn parse_plan(s: &str) -> Result<Plan, String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("fault plan '{s}' is not nth=N, from=N or at=N,M"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("fault plan '{s}' is not nth=N, from=N or at=N,M"))?;
     let num = |x: &str| -> Result<u32, String> {
-        let n: u32 = x.trim().parse().map_err(|_| format!("bad call index '{x}'"))?;
+        let n: u32 = x
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad call index '{x}'"))?;
         if n == 0 {
             return Err("call indices start at 1".into());
         }
@@ -384,7 +448,10 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
             return Err(format!("address {s} is not 4K aligned"));
         }
         if a >= ARENA_SIZE {
-            return Err(format!("address {s} is outside the {}M arena", ARENA_SIZE >> 20));
+            return Err(format!(
+                "address {s} is outside the {}M arena",
+                ARENA_SIZE >> 20
+            ));
         }
         Ok(a)
     };
@@ -395,7 +462,10 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
             return Err(format!("length {l} must be a non-zero multiple of 4K"));
         }
         if start + len > ARENA_SIZE {
-            return Err(format!("range {a}+{l} runs past the {}M arena", ARENA_SIZE >> 20));
+            return Err(format!(
+                "range {a}+{l} runs past the {}M arena",
+                ARENA_SIZE >> 20
+            ));
         }
         Ok((start, len))
     };
@@ -440,7 +510,11 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 return Err("mmap takes START LEN [thp]".into());
             }
             let (start, len) = rng(args[0], args[1])?;
-            Op::Mmap { start, len, thp: args.len() == 3 }
+            Op::Mmap {
+                start,
+                len,
+                thp: args.len() == 3,
+            }
         }
         "munmap" => {
             want(2)?;
@@ -474,7 +548,12 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 .iter()
                 .copied()
                 .find(|a| a.name() == args[2])
-                .ok_or_else(|| format!("advice '{}' (dontneed, free, cold, pageout, collapse)", args[2]))?;
+                .ok_or_else(|| {
+                    format!(
+                        "advice '{}' (dontneed, free, cold, pageout, collapse)",
+                        args[2]
+                    )
+                })?;
             Op::Madvise { start, len, advice }
         }
         "fork" => {
@@ -502,11 +581,15 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
         }
         "reclaim" => {
             want(1)?;
-            Op::Reclaim { addr: addr(args[0])? }
+            Op::Reclaim {
+                addr: addr(args[0])?,
+            }
         }
         "migrate" => {
             want(1)?;
-            Op::Migrate { addr: addr(args[0])? }
+            Op::Migrate {
+                addr: addr(args[0])?,
+            }
         }
         other => return Err(format!("unknown op '{other}'")),
     };
@@ -533,7 +616,11 @@ fn enc_plan(out: &mut Vec<u8>, plan: &Plan, never_tag: u8) -> Result<(), String>
 
 fn enc_grid(out: &mut Vec<u8>, a: u64) -> Result<(), String> {
     if a % GRID != 0 {
-        return Err(format!("address {} is not on the {}K grid of the byte format", fmt_size(a), GRID >> 10));
+        return Err(format!(
+            "address {} is not on the {}K grid of the byte format",
+            fmt_size(a),
+            GRID >> 10
+        ));
     }
     out.push((a / GRID) as u8);
     Ok(())
@@ -542,7 +629,11 @@ fn enc_grid(out: &mut Vec<u8>, a: u64) -> Result<(), String> {
 fn enc_range(out: &mut Vec<u8>, start: u64, len: u64) -> Result<(), String> {
     enc_grid(out, start)?;
     if len % GRID != 0 || len / GRID > 32 {
-        return Err(format!("length {} is not a multiple of {}K up to 8M", fmt_size(len), GRID >> 10));
+        return Err(format!(
+            "length {} is not a multiple of {}K up to 8M",
+            fmt_size(len),
+            GRID >> 10
+        ));
     }
     out.push((len / GRID - 1) as u8);
     Ok(())
@@ -580,9 +671,10 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
                 enc_range(&mut out, start, len)?;
                 out.push(thp as u8);
             }
-            Op::Munmap { start, len } | Op::Pin { start, len } | Op::Unpin { start, len } | Op::Walk { start, len } => {
-                enc_range(&mut out, start, len)?
-            }
+            Op::Munmap { start, len }
+            | Op::Pin { start, len }
+            | Op::Unpin { start, len }
+            | Op::Walk { start, len } => enc_range(&mut out, start, len)?,
             Op::Mprotect { start, len, write } | Op::Touch { start, len, write } => {
                 enc_range(&mut out, start, len)?;
                 out.push(write as u8);

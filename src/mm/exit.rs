@@ -9,7 +9,8 @@ impl Kernel {
         if !self.mms[mm].alive {
             return Ok(());
         }
-        let vmas: Vec<(usize, usize)> = self.mms[mm].vmas.iter().map(|v| (v.start, v.end)).collect();
+        let vmas: Vec<(usize, usize)> =
+            self.mms[mm].vmas.iter().map(|v| (v.start, v.end)).collect();
         for (s, e) in vmas {
             self.zap_pmd_range(mm, s, e, false)?;
         }

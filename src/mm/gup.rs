@@ -24,7 +24,8 @@ impl Kernel {
 
     pub fn unpin_user_pages(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         let pins = std::mem::take(&mut self.mms[mm].pins);
-        let (drop, keep): (Vec<PinRef>, Vec<PinRef>) = pins.into_iter().partition(|p| p.page >= lo && p.page < hi);
+        let (drop, keep): (Vec<PinRef>, Vec<PinRef>) =
+            pins.into_iter().partition(|p| p.page >= lo && p.page < hi);
         self.mms[mm].pins = keep;
         for p in drop {
             self.folios[p.folio as usize].pincount -= 1;

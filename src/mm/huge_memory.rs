@@ -25,7 +25,13 @@ pub enum Split {
 
 impl Kernel {
     /// `__split_huge_pmd()`: Lazy allocates the table first and can fail with -ENOMEM.
-    pub fn split_huge_pmd(&mut self, mm: usize, slot: usize, caller: SplitCaller, freeze: bool) -> KResult<()> {
+    pub fn split_huge_pmd(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        caller: SplitCaller,
+        freeze: bool,
+    ) -> KResult<()> {
         if !self.mms[mm].pmds[slot].is_huge() {
             return Ok(());
         }
@@ -38,7 +44,13 @@ impl Kernel {
                 None => {
                     self.stats.thp_split_pmd_failed += 1;
                     let lo = self.geom.slot_start(slot);
-                    self.event(EventKind::SplitFailed, caller.name(), mm, lo, lo + self.ptrs());
+                    self.event(
+                        EventKind::SplitFailed,
+                        caller.name(),
+                        mm,
+                        lo,
+                        lo + self.ptrs(),
+                    );
                     tracing::debug!(target: "splitfuzz::kernel", "__split_huge_pmd from {} failed: -ENOMEM (THP_SPLIT_PMD_FAILED)", caller.name());
                     cov!(self, "split_huge_pmd:enomem");
                     return Err(Errno::ENOMEM.into());
@@ -52,7 +64,13 @@ impl Kernel {
     /// A split on behalf of `caller` with its failure strategy applied:
     /// `Error` returns -ENOMEM, `Retry` loops (livelock-checked), others are
     /// handed back for the caller's own code path.
-    pub fn split_for(&mut self, mm: usize, slot: usize, caller: SplitCaller, freeze: bool) -> KResult<Split> {
+    pub fn split_for(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        caller: SplitCaller,
+        freeze: bool,
+    ) -> KResult<Split> {
         let mut iters = 0;
         loop {
             match self.split_huge_pmd(mm, slot, caller, freeze) {
@@ -60,7 +78,12 @@ impl Kernel {
                 Err(KErr::Errno(Errno::ENOMEM)) => match self.strategy(caller) {
                     Strategy::Error => return Err(Errno::ENOMEM.into()),
                     Strategy::Retry => {
-                        self.retry_guard(&mut iters, caller.name(), mm, self.geom.slot_start(slot))?;
+                        self.retry_guard(
+                            &mut iters,
+                            caller.name(),
+                            mm,
+                            self.geom.slot_start(slot),
+                        )?;
                     }
                     s => return Ok(Split::Failed(s)),
                 },
@@ -130,10 +153,23 @@ impl Kernel {
             Pmd::Migration { folio, write, excl } => {
                 cov!(self, "split:migration");
                 for i in 0..p {
-                    self.set_pte(t, i, Pte::Migration { folio, idx: i as u32, write, excl });
+                    self.set_pte(
+                        t,
+                        i,
+                        Pte::Migration {
+                            folio,
+                            idx: i as u32,
+                            write,
+                            excl,
+                        },
+                    );
                 }
             }
-            Pmd::Huge { folio, write, dirty } => {
+            Pmd::Huge {
+                folio,
+                write,
+                dirty,
+            } => {
                 let fo = &mut self.folios[folio as usize];
                 if dirty {
                     fo.dirty = true;
@@ -151,7 +187,16 @@ impl Kernel {
                     fo.entire_mapcount -= 1;
                     fo.large_mapcount -= 1;
                     for i in 0..p {
-                        self.set_pte(t, i, Pte::Migration { folio, idx: i as u32, write, excl });
+                        self.set_pte(
+                            t,
+                            i,
+                            Pte::Migration {
+                                folio,
+                                idx: i as u32,
+                                write,
+                                excl,
+                            },
+                        );
                     }
                     // put_page(): the PMD's reference.
                     self.folio_put(folio, 1, "__split_huge_pmd_locked", mm)?;
@@ -164,7 +209,16 @@ impl Kernel {
                     fo.entire_mapcount -= 1;
                     fo.anon_exclusive.iter_mut().for_each(|x| *x = excl);
                     for i in 0..p {
-                        self.set_pte(t, i, Pte::Present { folio, idx: i as u32, write, dirty });
+                        self.set_pte(
+                            t,
+                            i,
+                            Pte::Present {
+                                folio,
+                                idx: i as u32,
+                                write,
+                                dirty,
+                            },
+                        );
                     }
                 }
             }
@@ -175,7 +229,13 @@ impl Kernel {
     }
 
     /// `do_huge_pmd_anonymous_page()` / `__do_huge_pmd_anonymous_page()`.
-    pub fn do_huge_pmd_anonymous_page(&mut self, mm: usize, vi: usize, slot: usize, write: bool) -> KResult<FaultRet> {
+    pub fn do_huge_pmd_anonymous_page(
+        &mut self,
+        mm: usize,
+        vi: usize,
+        slot: usize,
+        write: bool,
+    ) -> KResult<FaultRet> {
         self.anon_vma_prepare(mm, vi);
         let p = self.ptrs();
         if !write {
@@ -239,7 +299,11 @@ impl Kernel {
         fo.large_mapcount += 1;
         fo.anon_exclusive.iter_mut().for_each(|x| *x = true);
         self.mms[mm].rss_anon += p;
-        self.mms[mm].pmds[slot] = Pmd::Huge { folio: f, write, dirty: true };
+        self.mms[mm].pmds[slot] = Pmd::Huge {
+            folio: f,
+            write,
+            dirty: true,
+        };
     }
 
     /// `do_huge_pmd_wp_page()`: write fault on a read-only huge PMD.
@@ -261,15 +325,26 @@ impl Kernel {
                 let fo = &self.folios[folio as usize];
                 if fo.anon_exclusive[0] {
                     cov!(self, "wp:reuse_exclusive");
-                    self.mms[mm].pmds[slot] = Pmd::Huge { folio, write: true, dirty: true };
+                    self.mms[mm].pmds[slot] = Pmd::Huge {
+                        folio,
+                        write: true,
+                        dirty: true,
+                    };
                     let _ = dirty;
                     return Ok(FaultRet::Done);
                 }
                 if fo.refcount == 1 && fo.pincount == 0 {
                     // folio_move_anon_rmap() + SetPageAnonExclusive: sole owner.
                     cov!(self, "wp:reuse_sole");
-                    self.folios[folio as usize].anon_exclusive.iter_mut().for_each(|x| *x = true);
-                    self.mms[mm].pmds[slot] = Pmd::Huge { folio, write: true, dirty: true };
+                    self.folios[folio as usize]
+                        .anon_exclusive
+                        .iter_mut()
+                        .for_each(|x| *x = true);
+                    self.mms[mm].pmds[slot] = Pmd::Huge {
+                        folio,
+                        write: true,
+                        dirty: true,
+                    };
                     return Ok(FaultRet::Done);
                 }
                 cov!(self, "wp:fallback_split");
@@ -370,8 +445,16 @@ impl Kernel {
                     self.mm_inc_nr_ptes(dst);
                     self.deposit(dst, slot, t);
                 }
-                self.mms[src].pmds[slot] = Pmd::Huge { folio, write: false, dirty };
-                self.mms[dst].pmds[slot] = Pmd::Huge { folio, write: false, dirty };
+                self.mms[src].pmds[slot] = Pmd::Huge {
+                    folio,
+                    write: false,
+                    dirty,
+                };
+                self.mms[dst].pmds[slot] = Pmd::Huge {
+                    folio,
+                    write: false,
+                    dirty,
+                };
                 Ok(true)
             }
             _ => {
@@ -406,7 +489,11 @@ impl Kernel {
     pub fn change_huge_pmd(&mut self, mm: usize, slot: usize, write: bool) {
         if let Pmd::Huge { folio, dirty, .. } = self.mms[mm].pmds[slot] {
             if !write {
-                self.mms[mm].pmds[slot] = Pmd::Huge { folio, write: false, dirty };
+                self.mms[mm].pmds[slot] = Pmd::Huge {
+                    folio,
+                    write: false,
+                    dirty,
+                };
             }
         }
     }

@@ -11,7 +11,9 @@ impl Kernel {
         let mut last = Ok(());
         for slot in lo.div_ceil(p)..hi / p {
             let s = slot * p;
-            let Some(vi) = self.mms[mm].vma_at(s) else { continue };
+            let Some(vi) = self.mms[mm].vma_at(s) else {
+                continue;
+            };
             if self.mms[mm].vmas[vi].end < s + p {
                 continue;
             }

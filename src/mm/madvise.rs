@@ -38,7 +38,14 @@ impl Kernel {
 
     /// `split_folio()` on behalf of an advisory madvise caller; its failure is
     /// handled per the caller's strategy (advisory skip by default).
-    fn madvise_split_folio(&mut self, mm: usize, f: FolioId, caller: SplitCaller, lo: usize, hi: usize) -> KResult<bool> {
+    fn madvise_split_folio(
+        &mut self,
+        mm: usize,
+        f: FolioId,
+        caller: SplitCaller,
+        lo: usize,
+        hi: usize,
+    ) -> KResult<bool> {
         if self.split_folio(f)?.is_some() {
             return Ok(true);
         }
@@ -69,7 +76,11 @@ impl Kernel {
                 if s_hi - s_lo == p {
                     if self.exclusive_folio(folio) {
                         cov!(self, "madvise_free_huge_pmd:lazyfree");
-                        self.mms[mm].pmds[slot] = Pmd::Huge { folio, write, dirty: false };
+                        self.mms[mm].pmds[slot] = Pmd::Huge {
+                            folio,
+                            write,
+                            dirty: false,
+                        };
                         let fo = &mut self.folios[folio as usize];
                         fo.dirty = false;
                         fo.lazyfree = true;
@@ -91,7 +102,13 @@ impl Kernel {
                             self.set_pte(t, i, Pte::None);
                         }
                         Pte::Present { folio, .. } if self.folios[folio as usize].nr > 1 => {
-                            if !self.madvise_split_folio(mm, folio, SplitCaller::MadviseFreeHugePmd, page, page + 1)? {
+                            if !self.madvise_split_folio(
+                                mm,
+                                folio,
+                                SplitCaller::MadviseFreeHugePmd,
+                                page,
+                                page + 1,
+                            )? {
                                 continue;
                             }
                             self.lazyfree_pte(t, i);
@@ -107,10 +124,22 @@ impl Kernel {
     }
 
     fn lazyfree_pte(&mut self, t: TableId, i: usize) {
-        if let Pte::Present { folio, idx, write, .. } = self.pte(t, i) {
+        if let Pte::Present {
+            folio, idx, write, ..
+        } = self.pte(t, i)
+        {
             if self.folios[folio as usize].nr == 1 && self.exclusive_folio(folio) {
                 cov!(self, "madvise_free_pte_range:lazyfree");
-                self.set_pte(t, i, Pte::Present { folio, idx, write, dirty: false });
+                self.set_pte(
+                    t,
+                    i,
+                    Pte::Present {
+                        folio,
+                        idx,
+                        write,
+                        dirty: false,
+                    },
+                );
                 let fo = &mut self.folios[folio as usize];
                 fo.dirty = false;
                 fo.lazyfree = true;
@@ -119,7 +148,13 @@ impl Kernel {
     }
 
     /// `madvise_cold_or_pageout_pte_range()`; pageout reclaims the collected folios.
-    fn madvise_cold_or_pageout_pte_range(&mut self, mm: usize, lo: usize, hi: usize, pageout: bool) -> KResult<()> {
+    fn madvise_cold_or_pageout_pte_range(
+        &mut self,
+        mm: usize,
+        lo: usize,
+        hi: usize,
+        pageout: bool,
+    ) -> KResult<()> {
         let p = self.ptrs();
         let mut list: Vec<FolioId> = Vec::new();
         let mut slot = lo / p;
@@ -142,7 +177,13 @@ impl Kernel {
                     let i = page % p;
                     if let Pte::Present { folio, .. } = self.pte(t, i) {
                         if self.folios[folio as usize].nr > 1
-                            && !self.madvise_split_folio(mm, folio, SplitCaller::MadviseColdOrPageout, page, page + 1)?
+                            && !self.madvise_split_folio(
+                                mm,
+                                folio,
+                                SplitCaller::MadviseColdOrPageout,
+                                page,
+                                page + 1,
+                            )?
                         {
                             continue;
                         }

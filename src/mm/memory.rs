@@ -24,12 +24,17 @@ impl Kernel {
         let i = page % self.ptrs();
         match self.mms[mm].pmds[slot] {
             Pmd::HugeZero if !write => Some(Target::Zero),
-            Pmd::Huge { folio, write: w, .. } if w || !write => Some(Target::Page(folio, i)),
+            Pmd::Huge {
+                folio, write: w, ..
+            } if w || !write => Some(Target::Page(folio, i)),
             Pmd::Table(t) => match self.pte(t, i) {
                 Pte::Zero if !write => Some(Target::Zero),
-                Pte::Present { folio, idx, write: w, .. } if w || !write => {
-                    Some(Target::Page(folio, idx as usize))
-                }
+                Pte::Present {
+                    folio,
+                    idx,
+                    write: w,
+                    ..
+                } if w || !write => Some(Target::Page(folio, idx as usize)),
                 _ => None,
             },
             _ => None,
@@ -40,10 +45,28 @@ impl Kernel {
         let slot = self.geom.slot_of(page);
         let i = page % self.ptrs();
         match self.mms[mm].pmds[slot] {
-            Pmd::Huge { folio, write, .. } => self.mms[mm].pmds[slot] = Pmd::Huge { folio, write, dirty: true },
+            Pmd::Huge { folio, write, .. } => {
+                self.mms[mm].pmds[slot] = Pmd::Huge {
+                    folio,
+                    write,
+                    dirty: true,
+                }
+            }
             Pmd::Table(t) => {
-                if let Pte::Present { folio, idx, write, .. } = self.pte(t, i) {
-                    self.set_pte(t, i, Pte::Present { folio, idx, write, dirty: true });
+                if let Pte::Present {
+                    folio, idx, write, ..
+                } = self.pte(t, i)
+                {
+                    self.set_pte(
+                        t,
+                        i,
+                        Pte::Present {
+                            folio,
+                            idx,
+                            write,
+                            dirty: true,
+                        },
+                    );
                 }
             }
             _ => {}
@@ -95,7 +118,13 @@ impl Kernel {
     }
 
     /// `__handle_mm_fault()`
-    pub fn handle_mm_fault(&mut self, mm: usize, vi: usize, page: usize, write: bool) -> KResult<FaultRet> {
+    pub fn handle_mm_fault(
+        &mut self,
+        mm: usize,
+        vi: usize,
+        page: usize,
+        write: bool,
+    ) -> KResult<FaultRet> {
         let slot = self.geom.slot_of(page);
         let mut fallback_from = None;
         match self.mms[mm].pmds[slot] {
@@ -175,7 +204,12 @@ impl Kernel {
                 }
                 Ok(FaultRet::Done)
             }
-            Pte::Present { folio, idx, write: w, dirty } => {
+            Pte::Present {
+                folio,
+                idx,
+                write: w,
+                dirty,
+            } => {
                 if write && !w {
                     self.do_wp_page(mm, t, i, folio, idx as usize, dirty)?;
                 }
@@ -203,21 +237,56 @@ impl Kernel {
         fo.large_mapcount = 1;
         fo.anon_exclusive[0] = true;
         self.mms[mm].rss_anon += 1;
-        self.set_pte(t, i, Pte::Present { folio: f, idx: 0, write, dirty: write });
+        self.set_pte(
+            t,
+            i,
+            Pte::Present {
+                folio: f,
+                idx: 0,
+                write,
+                dirty: write,
+            },
+        );
     }
 
     /// `do_wp_page()`: reuse an exclusive page, else copy 4K.
-    fn do_wp_page(&mut self, mm: usize, t: TableId, i: usize, folio: FolioId, idx: usize, _dirty: bool) -> KResult<()> {
+    fn do_wp_page(
+        &mut self,
+        mm: usize,
+        t: TableId,
+        i: usize,
+        folio: FolioId,
+        idx: usize,
+        _dirty: bool,
+    ) -> KResult<()> {
         let fo = &self.folios[folio as usize];
         if fo.anon_exclusive[idx] {
             cov!(self, "do_wp_page:reuse_exclusive");
-            self.set_pte(t, i, Pte::Present { folio, idx: idx as u32, write: true, dirty: true });
+            self.set_pte(
+                t,
+                i,
+                Pte::Present {
+                    folio,
+                    idx: idx as u32,
+                    write: true,
+                    dirty: true,
+                },
+            );
             return Ok(());
         }
         if fo.nr == 1 && fo.refcount == 1 && fo.pincount == 0 {
             cov!(self, "do_wp_page:reuse_sole");
             self.folios[folio as usize].anon_exclusive[0] = true;
-            self.set_pte(t, i, Pte::Present { folio, idx: 0, write: true, dirty: true });
+            self.set_pte(
+                t,
+                i,
+                Pte::Present {
+                    folio,
+                    idx: 0,
+                    write: true,
+                    dirty: true,
+                },
+            );
             return Ok(());
         }
         // wp_page_copy()
@@ -234,7 +303,13 @@ impl Kernel {
 
     /// `zap_pmd_range()` for pages `[lo, hi)` of one VMA. `reclaim_pt`: MADV_DONTNEED
     /// frees a PTE table that a full-PMD zap emptied (CONFIG_PT_RECLAIM).
-    pub fn zap_pmd_range(&mut self, mm: usize, lo: usize, hi: usize, reclaim_pt: bool) -> KResult<()> {
+    pub fn zap_pmd_range(
+        &mut self,
+        mm: usize,
+        lo: usize,
+        hi: usize,
+        reclaim_pt: bool,
+    ) -> KResult<()> {
         let p = self.ptrs();
         let mut slot = lo / p;
         while slot * p < hi {
@@ -247,7 +322,10 @@ impl Kernel {
                     Pmd::None => break,
                     Pmd::Table(t) => {
                         self.zap_pte_range(mm, t, s_lo, s_hi)?;
-                        if reclaim_pt && full && self.tables[t as usize].ptes.iter().all(|x| *x == Pte::None) {
+                        if reclaim_pt
+                            && full
+                            && self.tables[t as usize].ptes.iter().all(|x| *x == Pte::None)
+                        {
                             cov!(self, "zap_pte_range:reclaim_pt");
                             self.mms[mm].pmds[slot] = Pmd::None;
                             self.pte_free(t, "zap_pte_range")?;
@@ -309,7 +387,14 @@ impl Kernel {
     // ------------------------------------------------------------ fork
 
     /// `copy_pte_range()` for pages `[lo, hi)` within one PMD slot.
-    pub fn copy_pte_range(&mut self, dst: usize, src: usize, dst_vma_write: bool, lo: usize, hi: usize) -> KResult<()> {
+    pub fn copy_pte_range(
+        &mut self,
+        dst: usize,
+        src: usize,
+        dst_vma_write: bool,
+        lo: usize,
+        hi: usize,
+    ) -> KResult<()> {
         let p = self.ptrs();
         let slot = lo / p;
         self.pte_alloc(dst, slot, "copy_pte_range")?;
@@ -335,7 +420,12 @@ impl Kernel {
                     Pte::Swap(s)
                 }
                 Pte::Migration { .. } => Pte::None,
-                Pte::Present { folio, idx, write, dirty } => {
+                Pte::Present {
+                    folio,
+                    idx,
+                    write,
+                    dirty,
+                } => {
                     let fo = &self.folios[folio as usize];
                     self.mms[dst].rss_anon += 1;
                     if fo.anon_exclusive[idx as usize] && fo.pincount > 0 {
@@ -347,15 +437,34 @@ impl Kernel {
                         f.refcount = 1;
                         f.large_mapcount = 1;
                         f.anon_exclusive[0] = true;
-                        Pte::Present { folio: nf, idx: 0, write: dst_vma_write, dirty: true }
+                        Pte::Present {
+                            folio: nf,
+                            idx: 0,
+                            write: dst_vma_write,
+                            dirty: true,
+                        }
                     } else {
                         let fo = &mut self.folios[folio as usize];
                         fo.refcount += 1;
                         fo.large_mapcount += 1;
                         fo.anon_exclusive[idx as usize] = false;
                         let _ = write;
-                        self.set_pte(st, i, Pte::Present { folio, idx, write: false, dirty });
-                        Pte::Present { folio, idx, write: false, dirty }
+                        self.set_pte(
+                            st,
+                            i,
+                            Pte::Present {
+                                folio,
+                                idx,
+                                write: false,
+                                dirty,
+                            },
+                        );
+                        Pte::Present {
+                            folio,
+                            idx,
+                            write: false,
+                            dirty,
+                        }
                     }
                 }
             };
@@ -372,7 +481,11 @@ impl Kernel {
         let p = self.ptrs();
         for slot in lo / p..hi.div_ceil(p) {
             let s = slot * p;
-            if self.mms[mm].vmas.iter().any(|v| v.start < s + p && s < v.end) {
+            if self.mms[mm]
+                .vmas
+                .iter()
+                .any(|v| v.start < s + p && s < v.end)
+            {
                 continue;
             }
             match self.mms[mm].pmds[slot] {
@@ -397,4 +510,3 @@ impl Kernel {
         Ok(())
     }
 }
-

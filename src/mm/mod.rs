@@ -56,7 +56,11 @@ impl Geometry {
     /// Arena byte address → model page (rounding down, or up for range ends).
     pub fn page_of(self, addr: u64, round_up: bool) -> usize {
         let pb = self.page_bytes();
-        let p = if round_up { addr.div_ceil(pb) } else { addr / pb };
+        let p = if round_up {
+            addr.div_ceil(pb)
+        } else {
+            addr / pb
+        };
         p as usize
     }
     /// Byte range → page range; a non-empty range never maps to an empty one.
@@ -87,11 +91,21 @@ impl Geometry {
 pub enum Pte {
     None,
     /// A present anon page: page `idx` of `folio`.
-    Present { folio: FolioId, idx: u32, write: bool, dirty: bool },
+    Present {
+        folio: FolioId,
+        idx: u32,
+        write: bool,
+        dirty: bool,
+    },
     /// `my_zero_pfn`, special, never counted.
     Zero,
     /// A migration entry (transient inside an op).
-    Migration { folio: FolioId, idx: u32, write: bool, excl: bool },
+    Migration {
+        folio: FolioId,
+        idx: u32,
+        write: bool,
+        excl: bool,
+    },
     /// A swap entry.
     Swap(SwapId),
 }
@@ -102,17 +116,28 @@ pub enum Pmd {
     /// `pmd_populate()`'d PTE table.
     Table(TableId),
     /// Present anon THP.
-    Huge { folio: FolioId, write: bool, dirty: bool },
+    Huge {
+        folio: FolioId,
+        write: bool,
+        dirty: bool,
+    },
     /// `pmd_mkspecial(huge_zero_folio)`, read-only.
     HugeZero,
     /// PMD migration entry (transient inside an op).
-    Migration { folio: FolioId, write: bool, excl: bool },
+    Migration {
+        folio: FolioId,
+        write: bool,
+        excl: bool,
+    },
 }
 
 impl Pmd {
     /// `pmd_is_huge()`: trans-huge or a PMD migration entry.
     pub fn is_huge(&self) -> bool {
-        matches!(self, Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Migration { .. })
+        matches!(
+            self,
+            Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Migration { .. }
+        )
     }
 }
 
@@ -167,7 +192,9 @@ impl Mm {
         }
     }
     pub fn vma_at(&self, page: usize) -> Option<usize> {
-        self.vmas.iter().position(|v| v.start <= page && page < v.end)
+        self.vmas
+            .iter()
+            .position(|v| v.start <= page && page < v.end)
     }
 }
 
@@ -343,7 +370,14 @@ impl Kernel {
     }
 
     /// A violation found inside a kernel path.
-    pub fn bug(&self, inv: Invariant, func: &'static str, mm: usize, page: usize, msg: String) -> KErr {
+    pub fn bug(
+        &self,
+        inv: Invariant,
+        func: &'static str,
+        mm: usize,
+        page: usize,
+        msg: String,
+    ) -> KErr {
         KErr::Bug(Box::new(Violation {
             invariant: inv,
             function: func.to_string(),
@@ -355,11 +389,23 @@ impl Kernel {
     }
 
     pub fn event(&mut self, kind: EventKind, func: &'static str, mm: usize, lo: usize, hi: usize) {
-        self.events.push(Event { kind, func, mm, lo, hi });
+        self.events.push(Event {
+            kind,
+            func,
+            mm,
+            lo,
+            hi,
+        });
     }
 
     /// A retry loop went round once more: a livelock if it can never progress.
-    pub fn retry_guard(&mut self, iters: &mut u32, func: &'static str, mm: usize, page: usize) -> KResult<()> {
+    pub fn retry_guard(
+        &mut self,
+        iters: &mut u32,
+        func: &'static str,
+        mm: usize,
+        page: usize,
+    ) -> KResult<()> {
         *iters += 1;
         self.stats.retries += 1;
         if self.alloc.pte_fails_forever() || *iters > RETRY_LIMIT {
@@ -405,7 +451,10 @@ impl Kernel {
                 site,
                 mm,
                 0,
-                format!("page table {t} freed twice (first allocated by {})", self.tables[t as usize].site),
+                format!(
+                    "page table {t} freed twice (first allocated by {})",
+                    self.tables[t as usize].site
+                ),
             ));
         }
         tracing::trace!(target: "splitfuzz::alloc", "pte_free table {t} ({site})");
@@ -468,7 +517,12 @@ impl Kernel {
     }
 
     /// `zap_deposited_table()`: withdraw + pte_free + mm_dec_nr_ptes.
-    pub fn zap_deposited_table(&mut self, mm: usize, slot: usize, func: &'static str) -> KResult<()> {
+    pub fn zap_deposited_table(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        func: &'static str,
+    ) -> KResult<()> {
         let t = self.withdraw(mm, slot, func)?;
         self.pte_free(t, func)?;
         self.mm_dec_nr_ptes(mm);
@@ -577,7 +631,9 @@ impl Kernel {
         let i = page % self.ptrs();
         match self.mms[mm].pmds[slot] {
             Pmd::None | Pmd::HugeZero => 0,
-            Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => self.folios[folio as usize].data[i],
+            Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => {
+                self.folios[folio as usize].data[i]
+            }
             Pmd::Table(t) => match self.pte(t, i) {
                 Pte::None | Pte::Zero => 0,
                 Pte::Present { folio, idx, .. } | Pte::Migration { folio, idx, .. } => {
@@ -670,7 +726,11 @@ pub fn dump(k: &Kernel) -> String {
                         count(|x| matches!(x, Pte::None)),
                     );
                 }
-                Pmd::Huge { folio, write, dirty } => {
+                Pmd::Huge {
+                    folio,
+                    write,
+                    dirty,
+                } => {
                     let f = &k.folios[folio as usize];
                     let _ = writeln!(
                         s,

@@ -28,7 +28,13 @@ impl Kernel {
     }
 
     /// `change_pmd_range()`
-    pub fn change_pmd_range(&mut self, mm: usize, lo: usize, hi: usize, write: bool) -> KResult<()> {
+    pub fn change_pmd_range(
+        &mut self,
+        mm: usize,
+        lo: usize,
+        hi: usize,
+        write: bool,
+    ) -> KResult<()> {
         let p = self.ptrs();
         let mut slot = lo / p;
         while slot * p < hi {
@@ -43,8 +49,20 @@ impl Kernel {
                         if !write {
                             for page in s_lo..s_hi {
                                 let i = page % p;
-                                if let Pte::Present { folio, idx, dirty, .. } = self.pte(t, i) {
-                                    self.set_pte(t, i, Pte::Present { folio, idx, write: false, dirty });
+                                if let Pte::Present {
+                                    folio, idx, dirty, ..
+                                } = self.pte(t, i)
+                                {
+                                    self.set_pte(
+                                        t,
+                                        i,
+                                        Pte::Present {
+                                            folio,
+                                            idx,
+                                            write: false,
+                                            dirty,
+                                        },
+                                    );
                                 }
                             }
                         }

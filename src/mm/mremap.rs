@@ -42,7 +42,11 @@ impl Kernel {
         }
         vma.start = new;
         vma.end = new + len;
-        let pos = self.mms[mm].vmas.iter().position(|v| v.start >= new).unwrap_or(self.mms[mm].vmas.len());
+        let pos = self.mms[mm]
+            .vmas
+            .iter()
+            .position(|v| v.start >= new)
+            .unwrap_or(self.mms[mm].vmas.len());
         self.mms[mm].vmas.insert(pos, vma);
         // The old range is unmapped (do_vmi_munmap in move_vma).
         self.do_munmap(mm, old, old + len)?;
@@ -51,7 +55,14 @@ impl Kernel {
     }
 
     /// `move_page_tables()`: returns how many pages were moved.
-    pub fn move_page_tables(&mut self, mm: usize, old: usize, new: usize, len: usize, revert: bool) -> KResult<usize> {
+    pub fn move_page_tables(
+        &mut self,
+        mm: usize,
+        old: usize,
+        new: usize,
+        len: usize,
+        revert: bool,
+    ) -> KResult<usize> {
         let p = self.ptrs();
         let mut done = 0;
         'extents: while done < len {

@@ -27,7 +27,9 @@ impl Kernel {
                     match self.mms[mm].pmds[slot] {
                         Pmd::None | Pmd::Table(_) => {
                             // pte_hole / walk_pte_range(): every PTE is visited.
-                            seen[s_lo - lo..s_hi - lo].iter_mut().for_each(|x| *x = true);
+                            seen[s_lo - lo..s_hi - lo]
+                                .iter_mut()
+                                .for_each(|x| *x = true);
                             break;
                         }
                         _ => {
@@ -35,7 +37,13 @@ impl Kernel {
                             match self.split_for(mm, slot, SplitCaller::WalkPmdRange, false)? {
                                 Split::Done => continue,
                                 Split::Failed(Strategy::Skip) => {
-                                    self.event(EventKind::Skipped, "walk_pmd_range", mm, s_lo, s_hi);
+                                    self.event(
+                                        EventKind::Skipped,
+                                        "walk_pmd_range",
+                                        mm,
+                                        s_lo,
+                                        s_hi,
+                                    );
                                     break;
                                 }
                                 Split::Failed(_) => {

@@ -53,15 +53,33 @@ impl Kernel {
         caller: SplitCaller,
     ) -> KResult<Option<bool>> {
         if self.policy.deposit {
-            return Ok(Some(self.split_huge_pmd_locked(mm, slot, freeze, None, caller.name())?));
+            return Ok(Some(self.split_huge_pmd_locked(
+                mm,
+                slot,
+                freeze,
+                None,
+                caller.name(),
+            )?));
         }
         if let Some(t) = prealloc.take() {
-            return Ok(Some(self.split_huge_pmd_locked(mm, slot, freeze, Some(t), caller.name())?));
+            return Ok(Some(self.split_huge_pmd_locked(
+                mm,
+                slot,
+                freeze,
+                Some(t),
+                caller.name(),
+            )?));
         }
         debug_assert!(prealloc_tried);
         self.stats.thp_split_pmd_failed += 1;
         let lo = self.geom.slot_start(slot);
-        self.event(EventKind::SplitFailed, caller.name(), mm, lo, lo + self.ptrs());
+        self.event(
+            EventKind::SplitFailed,
+            caller.name(),
+            mm,
+            lo,
+            lo + self.ptrs(),
+        );
         match self.strategy(caller) {
             Strategy::Proceed => {
                 let msg = match caller {
@@ -69,7 +87,13 @@ impl Kernel {
                     _ => "void split left the PMD mapped while unmap_folio() freezes the folio for splitting: the folio would be split under a PMD mapping [GUESS on the exact failure]",
                 };
                 cov!(self, "rmap_split:crash");
-                Err(self.bug(Invariant::KernelAssertion, caller.name(), mm, lo, msg.into()))
+                Err(self.bug(
+                    Invariant::KernelAssertion,
+                    caller.name(),
+                    mm,
+                    lo,
+                    msg.into(),
+                ))
             }
             _ => {
                 cov!(self, "rmap_split:ret_false");
@@ -89,7 +113,9 @@ impl Kernel {
         }
         let mut ret = true;
         if let Some(slot) = self.huge_slot_of(mm, f) {
-            let Pmd::Huge { dirty, .. } = self.mms[mm].pmds[slot] else { unreachable!() };
+            let Pmd::Huge { dirty, .. } = self.mms[mm].pmds[slot] else {
+                unreachable!()
+            };
             let fo = &self.folios[f as usize];
             if fo.lazyfree && !fo.dirty && !dirty && fo.refcount == 1 {
                 // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
@@ -112,7 +138,14 @@ impl Kernel {
             } else if split {
                 cov!(self, "try_to_unmap_one:split");
                 if self
-                    .rmap_split(mm, slot, false, &mut prealloc, lazy, SplitCaller::TryToUnmapOne)?
+                    .rmap_split(
+                        mm,
+                        slot,
+                        false,
+                        &mut prealloc,
+                        lazy,
+                        SplitCaller::TryToUnmapOne,
+                    )?
                     .is_none()
                 {
                     ret = false;
@@ -133,9 +166,16 @@ impl Kernel {
     fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId) -> KResult<bool> {
         let p = self.ptrs();
         for slot in 0..self.slots() {
-            let Pmd::Table(t) = self.mms[mm].pmds[slot] else { continue };
+            let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
+                continue;
+            };
             for i in 0..p {
-                let Pte::Present { folio, idx, dirty, .. } = self.pte(t, i) else { continue };
+                let Pte::Present {
+                    folio, idx, dirty, ..
+                } = self.pte(t, i)
+                else {
+                    continue;
+                };
                 if folio != f {
                     continue;
                 }
@@ -202,7 +242,9 @@ impl Kernel {
                 }
             } else {
                 // set_pmd_migration_entry()
-                let Pmd::Huge { write, .. } = self.mms[mm].pmds[slot] else { unreachable!() };
+                let Pmd::Huge { write, .. } = self.mms[mm].pmds[slot] else {
+                    unreachable!()
+                };
                 let fo = &mut self.folios[f as usize];
                 let excl = fo.anon_exclusive[0];
                 if excl && fo.pincount > 0 {
@@ -212,14 +254,25 @@ impl Kernel {
                 fo.entire_mapcount -= 1;
                 fo.large_mapcount -= 1;
                 cov!(self, "set_pmd_migration_entry");
-                self.mms[mm].pmds[slot] = Pmd::Migration { folio: f, write, excl };
+                self.mms[mm].pmds[slot] = Pmd::Migration {
+                    folio: f,
+                    write,
+                    excl,
+                };
                 self.folio_put(f, 1, "set_pmd_migration_entry", mm)?;
             }
         }
         for slot in 0..self.slots() {
-            let Pmd::Table(t) = self.mms[mm].pmds[slot] else { continue };
+            let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
+                continue;
+            };
             for i in 0..p {
-                let Pte::Present { folio, idx, write, .. } = self.pte(t, i) else { continue };
+                let Pte::Present {
+                    folio, idx, write, ..
+                } = self.pte(t, i)
+                else {
+                    continue;
+                };
                 if folio != f {
                     continue;
                 }
@@ -230,7 +283,16 @@ impl Kernel {
                     return Ok(false);
                 }
                 fo.anon_exclusive[idx as usize] = false;
-                self.set_pte(t, i, Pte::Migration { folio: f, idx, write, excl });
+                self.set_pte(
+                    t,
+                    i,
+                    Pte::Migration {
+                        folio: f,
+                        idx,
+                        write,
+                        excl,
+                    },
+                );
                 self.unmap_pte_page(mm, f, "try_to_migrate_one")?;
             }
         }
@@ -257,11 +319,21 @@ impl Kernel {
                         if excl {
                             fo.anon_exclusive.iter_mut().for_each(|x| *x = true);
                         }
-                        self.mms[mm].pmds[slot] = Pmd::Huge { folio: nf, write, dirty: true };
+                        self.mms[mm].pmds[slot] = Pmd::Huge {
+                            folio: nf,
+                            write,
+                            dirty: true,
+                        };
                     }
                     Pmd::Table(t) => {
                         for i in 0..p {
-                            if let Pte::Migration { folio, idx, write, excl } = self.pte(t, i) {
+                            if let Pte::Migration {
+                                folio,
+                                idx,
+                                write,
+                                excl,
+                            } = self.pte(t, i)
+                            {
                                 if folio != src {
                                     continue;
                                 }
@@ -272,7 +344,16 @@ impl Kernel {
                                 if excl {
                                     fo.anon_exclusive[ni as usize] = true;
                                 }
-                                self.set_pte(t, i, Pte::Present { folio: nf, idx: ni, write, dirty: true });
+                                self.set_pte(
+                                    t,
+                                    i,
+                                    Pte::Present {
+                                        folio: nf,
+                                        idx: ni,
+                                        write,
+                                        dirty: true,
+                                    },
+                                );
                             }
                         }
                     }
@@ -285,7 +366,10 @@ impl Kernel {
     /// `unmap_folio()`: try_to_migrate over every mm (rmap walk stops at ret=false).
     fn unmap_folio(&mut self, f: FolioId, split: bool) -> KResult<bool> {
         for mm in 0..self.mms.len() {
-            if self.mms[mm].alive && self.maps_folio(mm, f) && !self.try_to_migrate_one(mm, f, split)? {
+            if self.mms[mm].alive
+                && self.maps_folio(mm, f)
+                && !self.try_to_migrate_one(mm, f, split)?
+            {
                 return Ok(false);
             }
         }
@@ -320,7 +404,10 @@ impl Kernel {
                 "__folio_split",
                 0,
                 0,
-                format!("folio {f} refcount {} not frozen after unmap_folio()", fo.refcount),
+                format!(
+                    "folio {f} refcount {} not frozen after unmap_folio()",
+                    fo.refcount
+                ),
             ));
         }
         let small: Vec<FolioId> = (0..fo.nr)
@@ -350,7 +437,10 @@ impl Kernel {
         }
         let large = self.folios[f as usize].nr > 1;
         for mm in 0..self.mms.len() {
-            if self.mms[mm].alive && self.maps_folio(mm, f) && !self.try_to_unmap_one(mm, f, large)? {
+            if self.mms[mm].alive
+                && self.maps_folio(mm, f)
+                && !self.try_to_unmap_one(mm, f, large)?
+            {
                 cov!(self, "shrink_folio:keep");
                 return Ok(false);
             }

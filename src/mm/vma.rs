@@ -8,7 +8,9 @@ impl Kernel {
     /// v3 moved `vma_adjust_trans_huge()` before `vma_prepare()`, so a failed
     /// split aborts cleanly; a void split lets the VMA split go ahead.
     pub fn split_vma(&mut self, mm: usize, at: usize) -> KResult<()> {
-        let Some(vi) = self.mms[mm].vma_at(at) else { return Ok(()) };
+        let Some(vi) = self.mms[mm].vma_at(at) else {
+            return Ok(());
+        };
         if self.mms[mm].vmas[vi].start == at {
             return Ok(());
         }
@@ -19,7 +21,13 @@ impl Kernel {
         self.mms[mm].vmas.insert(vi + 1, right);
         cov!(self, "__split_vma");
         if let Some(msg) = crate::invariants::straddling_huge_pmd(self, mm, at) {
-            return Err(self.bug(Invariant::VmaContainment, "vma_adjust_trans_huge", mm, at, msg));
+            return Err(self.bug(
+                Invariant::VmaContainment,
+                "vma_adjust_trans_huge",
+                mm,
+                at,
+                msg,
+            ));
         }
         Ok(())
     }
@@ -61,7 +69,9 @@ impl Kernel {
             // unmap_vmas() → unmap_page_range() → zap_pmd_range()
             self.zap_pmd_range(mm, s, e, false)?;
         }
-        self.mms[mm].vmas.retain(|v| !(v.start >= lo && v.end <= hi));
+        self.mms[mm]
+            .vmas
+            .retain(|v| !(v.start >= lo && v.end <= hi));
         self.free_pgtables(mm, lo, hi)?;
         Ok(())
     }
@@ -69,8 +79,21 @@ impl Kernel {
     /// `mmap(MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS)` (+ MADV_HUGEPAGE).
     pub fn do_mmap(&mut self, mm: usize, lo: usize, hi: usize, thp: bool) -> KResult<()> {
         self.do_munmap(mm, lo, hi)?;
-        let pos = self.mms[mm].vmas.iter().position(|v| v.start >= hi).unwrap_or(self.mms[mm].vmas.len());
-        self.mms[mm].vmas.insert(pos, Vma { start: lo, end: hi, write: true, thp, anon_vma: 0 });
+        let pos = self.mms[mm]
+            .vmas
+            .iter()
+            .position(|v| v.start >= hi)
+            .unwrap_or(self.mms[mm].vmas.len());
+        self.mms[mm].vmas.insert(
+            pos,
+            Vma {
+                start: lo,
+                end: hi,
+                write: true,
+                thp,
+                anon_vma: 0,
+            },
+        );
         self.vma_merge(mm);
         Ok(())
     }
