@@ -190,3 +190,22 @@ fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec
     }
     Ok(None)
 }
+
+/// The policy a program runs under: the CLI's choice, else its `policy` line,
+/// else lazy-v3; then the program's `override` lines and the CLI's overrides.
+pub fn program_policy(
+    prog: &Program,
+    cli: Option<&str>,
+    cli_overrides: &[String],
+) -> Result<Policy, String> {
+    use crate::policy::Preset;
+    let name = cli.or(prog.policy.as_deref()).unwrap_or("lazy-v3");
+    let preset = Preset::from_name(name).ok_or_else(|| {
+        format!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)")
+    })?;
+    let mut p = Policy::preset(preset);
+    for o in prog.overrides.iter().chain(cli_overrides) {
+        p.apply_override(o)?;
+    }
+    Ok(p)
+}

@@ -161,15 +161,9 @@ fn is_text(path: &Path, bytes: &[u8]) -> bool {
 }
 
 fn config(p: &PolicyArgs, prog: &Program) -> Result<RunConfig> {
-    let name = p
-        .policy
-        .clone()
-        .or_else(|| prog.policy.clone())
-        .unwrap_or_else(|| "lazy-v3".into());
-    Ok(RunConfig::new(
-        make_policy(&name, &p.overrides)?,
-        geometry(&p.geometry)?,
-    ))
+    let pol =
+        exec::program_policy(prog, p.policy.as_deref(), &p.overrides).map_err(|e| anyhow!(e))?;
+    Ok(RunConfig::new(pol, geometry(&p.geometry)?))
 }
 
 fn real_main(cli: Cli) -> Result<ExitCode> {
