@@ -165,20 +165,86 @@ pub fn straddling_huge_pmd(k: &Kernel, mm: usize, at: usize) -> Option<String> {
 
 /// Every structural invariant, after an op.
 pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
+    // Counts keyed by id: dense, reused across checks without clearing, so a
+    // check costs what is live and mapped, not the program's history.
+    SCRATCH.with(|sc| check_state_with(k, func, &mut sc.borrow_mut()))
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// A dense counter whose reset is O(1): entries from an older epoch read as 0.
+#[derive(Default)]
+struct Counter {
+    epoch: u32,
+    v: Vec<(u32, i64)>,
+    touched: Vec<u32>,
+}
+
+impl Counter {
+    fn reset(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.touched.clear();
+    }
+    fn add(&mut self, i: u32) {
+        let i = i as usize;
+        if i >= self.v.len() {
+            self.v.resize(i + 1, (0, 0));
+        }
+        if self.v[i].0 != self.epoch {
+            self.v[i] = (self.epoch, 0);
+            self.touched.push(i as u32);
+        }
+        self.v[i].1 += 1;
+    }
+    fn get(&self, i: u32) -> i64 {
+        match self.v.get(i as usize) {
+            Some(&(e, c)) if e == self.epoch => c,
+            _ => 0,
+        }
+    }
+    /// Ids counted in this epoch, in first-seen order (deterministic).
+    fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.touched.iter()
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    installed: Counter,
+    deposited: Counter,
+    pmd_maps: Counter,
+    pte_maps: Counter,
+    pins: Counter,
+    swap_refs: Counter,
+}
+
+fn check_state_with(k: &Kernel, func: &'static str, sc: &mut Scratch) -> Result<(), Violation> {
     let p = k.ptrs();
-    let nt = k.tables.len();
-    let mut installed = vec![0u8; nt];
-    let mut deposited = vec![0u8; nt];
-    let nf = k.folios.len();
-    let mut pmd_maps = vec![0i64; nf];
-    let mut pte_maps = vec![0i64; nf];
-    let mut pins = vec![0i64; nf];
-    let mut swap_refs = vec![0u32; k.swap.len()];
+    let Scratch {
+        installed,
+        deposited,
+        pmd_maps,
+        pte_maps,
+        pins,
+        swap_refs,
+    } = sc;
+    for c in [
+        &mut *installed,
+        &mut *deposited,
+        &mut *pmd_maps,
+        &mut *pte_maps,
+        &mut *pins,
+        &mut *swap_refs,
+    ] {
+        c.reset();
+    }
     let mut huge_zero_users = 0u32;
 
     for (mi, mm) in k.mms.iter().enumerate() {
         for pin in &mm.pins {
-            pins[pin.folio as usize] += 1;
+            pins.add(pin.folio);
         }
         if !mm.alive {
             continue;
@@ -229,8 +295,18 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                 Pmd::None | Pmd::HugeZero => {}
                 Pmd::Huge { folio, write, .. } => {
                     rss += p as i64;
-                    pmd_maps[folio as usize] += 1;
+                    pmd_maps.add(folio);
                     let fo = &k.folios[folio as usize];
+                    if fo.freed {
+                        return Err(v(
+                            k,
+                            Invariant::FolioCounts,
+                            func,
+                            mi,
+                            s,
+                            format!("huge PMD maps freed folio {folio} (use after free)"),
+                        ));
+                    }
                     if write && !fo.anon_exclusive[0] {
                         return Err(v(
                             k,
@@ -245,7 +321,7 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                 Pmd::Migration { .. } => rss += p as i64,
                 Pmd::Table(t) => {
                     tables += 1;
-                    installed[t as usize] += 1;
+                    installed.add(t);
                     if !vma_cover {
                         return Err(v(k, Invariant::TableConservation, func, mi, s, format!("page table {t} left behind in a PMD with no VMA (free_pgtables should have freed it)")));
                     }
@@ -277,7 +353,17 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                                 folio, idx, write, ..
                             } => {
                                 rss += 1;
-                                pte_maps[folio as usize] += 1;
+                                pte_maps.add(folio);
+                                if k.folios[folio as usize].freed {
+                                    return Err(v(
+                                        k,
+                                        Invariant::FolioCounts,
+                                        func,
+                                        mi,
+                                        page,
+                                        format!("PTE maps freed folio {folio} (use after free)"),
+                                    ));
+                                }
                                 if write && !k.folios[folio as usize].anon_exclusive[idx as usize] {
                                     return Err(v(k, Invariant::FolioCounts, func, mi, page, format!("writable PTE of folio {folio} page {idx} without PageAnonExclusive")));
                                 }
@@ -285,7 +371,7 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                             Pte::Migration { .. } => rss += 1,
                             Pte::Swap(sw) => {
                                 swapents += 1;
-                                swap_refs[sw as usize] += 1;
+                                swap_refs.add(sw);
                             }
                             Pte::None | Pte::Zero => {}
                         }
@@ -297,7 +383,20 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
         for (pt, list) in mm.deposit.iter().enumerate() {
             dep += list.len() as i64;
             for &t in list {
-                deposited[t as usize] += 1;
+                deposited.add(t);
+                if k.tables[t as usize].state != TableState::Deposited {
+                    return Err(v(
+                        k,
+                        Invariant::TableConservation,
+                        func,
+                        mi,
+                        0,
+                        format!(
+                            "table {t} on a deposit list is {:?}",
+                            k.tables[t as usize].state
+                        ),
+                    ));
+                }
             }
             let want = if k.policy.deposit { huge_per_pt[pt] } else { 0 };
             if list.len() != want {
@@ -353,8 +452,10 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             ));
         }
     }
-    for (t, tb) in k.tables.iter().enumerate() {
-        let (i, d) = (installed[t], deposited[t]);
+    for &t in &k.live_tables {
+        let tb = &k.tables[t as usize];
+        let i = installed.get(t);
+        let d = deposited.get(t);
         let bad = match tb.state {
             TableState::Installed => (i != 1 || d != 0).then(|| {
                 format!("installed table {t} referenced by {i} PMDs and {d} deposit lists")
@@ -362,9 +463,7 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             TableState::Deposited => (d != 1 || i != 0).then(|| {
                 format!("deposited table {t} referenced by {i} PMDs and {d} deposit lists")
             }),
-            TableState::Freed => {
-                (i + d != 0).then(|| format!("freed table {t} still referenced (use after free)"))
-            }
+            TableState::Freed => None,
             TableState::Allocated => Some(format!(
                 "table {t} from {} was allocated and never installed, deposited or freed (leak)",
                 tb.site
@@ -374,13 +473,35 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             return Err(v(k, Invariant::TableConservation, func, tb.mm, 0, msg));
         }
     }
-    for (f, fo) in k.folios.iter().enumerate() {
-        let (pm, tm, pn) = (pmd_maps[f], pte_maps[f], pins[f]);
+    // Every referenced table is live (a freed one was caught above as use after free).
+    if let Some(t) = installed
+        .keys()
+        .chain(deposited.keys())
+        .find(|t| !k.live_tables.contains(t))
+    {
+        return Err(v(
+            k,
+            Invariant::TableConservation,
+            func,
+            0,
+            0,
+            format!("table {t} is referenced but was freed (use after free)"),
+        ));
+    }
+    for &f in &k.live_folios {
+        let fo = &k.folios[f as usize];
+        let pm = pmd_maps.get(f);
+        let tm = pte_maps.get(f);
+        let pn = pins.get(f);
         if fo.freed {
-            if pm + tm + pn != 0 {
-                return Err(v(k, Invariant::FolioCounts, func, 0, 0, format!("freed folio {f} still mapped {pm}+{tm} times / pinned {pn} (use after free)")));
-            }
-            continue;
+            return Err(v(
+                k,
+                Invariant::FolioCounts,
+                func,
+                0,
+                0,
+                format!("folio {f} marked freed but still on the live list"),
+            ));
         }
         if fo.refcount != pm + tm + pn
             || fo.entire_mapcount != pm
@@ -410,8 +531,19 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
             ));
         }
     }
-    for (s, sl) in k.swap.iter().enumerate() {
-        if sl.count != swap_refs[s] {
+    if let Some(f) = pins.keys().find(|f| !k.live_folios.contains(f)) {
+        return Err(v(
+            k,
+            Invariant::FolioCounts,
+            func,
+            0,
+            0,
+            format!("pinned folio {f} was freed (use after free)"),
+        ));
+    }
+    for &s in &k.live_swap {
+        let r = swap_refs.get(s);
+        if k.swap[s as usize].count as i64 != r {
             return Err(v(
                 k,
                 Invariant::Rss,
@@ -419,11 +551,21 @@ pub fn check_state(k: &Kernel, func: &'static str) -> Result<(), Violation> {
                 0,
                 0,
                 format!(
-                    "swap slot {s} count {} but {} swap PTEs",
-                    sl.count, swap_refs[s]
+                    "swap slot {s} count {} but {r} swap PTEs",
+                    k.swap[s as usize].count
                 ),
             ));
         }
+    }
+    if let Some(s) = swap_refs.keys().find(|s| !k.live_swap.contains(s)) {
+        return Err(v(
+            k,
+            Invariant::Rss,
+            func,
+            0,
+            0,
+            format!("swap PTE points at freed swap slot {s}"),
+        ));
     }
     if k.huge_zero_refcount != 0 && k.huge_zero_refcount != 1 + huge_zero_users {
         return Err(v(
@@ -478,8 +620,8 @@ pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
             "mm still alive at teardown".into(),
         ));
     }
-    if let Some(t) = k.tables.iter().position(|t| t.state != TableState::Freed) {
-        let tb = &k.tables[t];
+    if let Some(&t) = k.live_tables.first() {
+        let tb = &k.tables[t as usize];
         return Err(v(
             k,
             Invariant::CleanTeardown,

@@ -1,4 +1,5 @@
 //! The `splitfuzz` command line.
+#![allow(clippy::manual_is_multiple_of)]
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};

@@ -708,8 +708,8 @@ mod tests {
                  mprotect 1M 4K r mm=1\nmadvise 6M 8K dontneed\nmremap 0 2M 10M\nreclaim 2M\nmigrate 4M\n\
                  walk 0 8M\nmunmap 0 8M\nexpect violation no-silent-skip zap_pmd_range # c\n";
         let p = Program::parse(t).unwrap();
-        assert_eq!(p.ops.len(), 12);
-        assert_eq!(p.ops[5].mm, 1);
+        assert_eq!(p.ops.len(), 11);
+        assert_eq!(p.ops[4].mm, 1);
         assert_eq!(Program::parse(&p.to_text()).unwrap(), p);
     }
 

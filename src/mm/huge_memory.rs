@@ -273,7 +273,7 @@ impl Kernel {
             match self.pte_alloc_one(mm, "__do_huge_pmd_anonymous_page") {
                 Some(t) => Some(t),
                 None => {
-                    self.folios[f as usize].freed = true;
+                    self.free_folio(f);
                     return Err(Errno::ENOMEM.into());
                 }
             }

@@ -19,6 +19,7 @@ use crate::alloc::{AllocKind, FaultInjector};
 use crate::invariants::{Invariant, Violation};
 use crate::policy::{Policy, SplitCaller};
 use crate::program::{PAGE_SIZE, PMD_SIZE};
+use std::collections::BTreeSet;
 
 pub type FolioId = u32;
 pub type TableId = u32;
@@ -321,6 +322,11 @@ pub struct Kernel {
     pub folios: Vec<Folio>,
     pub tables: Vec<PteTable>,
     pub swap: Vec<SwapSlot>,
+    /// Tables, folios and swap slots not yet freed (what the checks iterate, so
+    /// their cost does not grow with the program's history).
+    pub live_tables: BTreeSet<TableId>,
+    pub live_folios: BTreeSet<FolioId>,
+    pub live_swap: BTreeSet<SwapId>,
     /// Global huge zero folio refcount (0 = not allocated; the shrinker keeps 1).
     pub huge_zero_refcount: u32,
     pub next_anon_vma: u32,
@@ -345,6 +351,9 @@ impl Kernel {
             folios: Vec::new(),
             tables: Vec::new(),
             swap: Vec::new(),
+            live_tables: BTreeSet::new(),
+            live_folios: BTreeSet::new(),
+            live_swap: BTreeSet::new(),
             huge_zero_refcount: 0,
             next_anon_vma: 1,
             events: Vec::new(),
@@ -432,6 +441,7 @@ impl Kernel {
             return None;
         }
         let id = self.tables.len() as TableId;
+        self.live_tables.insert(id);
         self.tables.push(PteTable {
             state: TableState::Allocated,
             ptes: vec![Pte::None; self.geom.ptrs],
@@ -459,6 +469,7 @@ impl Kernel {
         }
         tracing::trace!(target: "splitfuzz::alloc", "pte_free table {t} ({site})");
         self.tables[t as usize].state = TableState::Freed;
+        self.live_tables.remove(&t);
         Ok(())
     }
 
@@ -547,8 +558,15 @@ impl Kernel {
 
     // ------------------------------------------------------------ folios
 
+    /// Mark a folio freed (back to the page allocator).
+    pub fn free_folio(&mut self, f: FolioId) {
+        self.folios[f as usize].freed = true;
+        self.live_folios.remove(&f);
+    }
+
     pub fn folio_alloc(&mut self, nr: usize, data: Vec<u64>) -> FolioId {
         let id = self.folios.len() as FolioId;
+        self.live_folios.insert(id);
         self.folios.push(Folio {
             nr,
             refcount: 0,
@@ -579,7 +597,7 @@ impl Kernel {
             ));
         }
         if fo.refcount == 0 {
-            fo.freed = true;
+            self.free_folio(f);
         }
         Ok(())
     }
@@ -593,6 +611,9 @@ impl Kernel {
     /// Free a swap slot reference (`swap_free`).
     pub fn swap_put(&mut self, s: SwapId) {
         self.swap[s as usize].count -= 1;
+        if self.swap[s as usize].count == 0 {
+            self.live_swap.remove(&s);
+        }
     }
 
     // ------------------------------------------------------------ huge zero

@@ -196,6 +196,7 @@ impl Kernel {
                     let data = fo.data[idx as usize];
                     let s = self.swap.len() as SwapId;
                     self.swap.push(SwapSlot { data, count: 1 });
+                    self.live_swap.insert(s);
                     self.set_pte(t, i, Pte::Swap(s));
                     self.mms[mm].rss_swap += 1;
                     cov!(self, "try_to_unmap_one:swap");
@@ -418,12 +419,12 @@ impl Kernel {
                 n
             })
             .collect();
-        self.folios[f as usize].freed = true;
+        self.free_folio(f);
         let map = small.clone();
         self.remove_migration_ptes(f, &move |i| (map[i], 0));
         for &n in &small {
             if self.folios[n as usize].refcount == 0 {
-                self.folios[n as usize].freed = true;
+                self.free_folio(n);
             }
         }
         Ok(Some(small))
@@ -480,7 +481,7 @@ impl Kernel {
         let nf = self.folio_alloc(fo.nr, fo.data.clone());
         self.folios[nf as usize].dirty = fo.dirty;
         self.folios[nf as usize].lazyfree = fo.lazyfree;
-        self.folios[f as usize].freed = true;
+        self.free_folio(f);
         if fo.refcount != 0 {
             return Err(self.bug(
                 Invariant::FolioCounts,
