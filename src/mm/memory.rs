@@ -138,7 +138,7 @@ impl Kernel {
                 }
             }
             Pmd::Huge { write: w, .. } => {
-                if !(write && !w) {
+                if !write || w {
                     return Ok(FaultRet::Done);
                 }
                 match self.do_huge_pmd_wp_page(mm, slot)? {

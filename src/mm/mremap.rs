@@ -71,6 +71,7 @@ impl Kernel {
             let extent = (p - o % p).min(p - n % p).min(len - done);
             let (os, ns) = (o / p, n / p);
             if extent == p {
+                #[allow(clippy::collapsible_match)] // kernel order: huge first, then fall back
                 match self.mms[mm].pmds[os] {
                     Pmd::None => {
                         done += p;
