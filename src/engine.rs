@@ -179,10 +179,16 @@ fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
     v
 }
 
-fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<(PathBuf, usize)> {
+fn save_finding(
+    opts: &FuzzOptions,
+    bytes: &[u8],
+    cfg: &RunConfig,
+) -> Result<(PathBuf, usize, String)> {
     let prog = Program::decode(bytes);
     let min = minimize(&prog, cfg).unwrap_or(prog);
-    let sig = run(&min, cfg).signature().unwrap_or_default();
+    let out = run(&min, cfg);
+    let sig = out.signature().unwrap_or_default();
+    let msg = out.violation.map(|v| v.to_string()).unwrap_or_default();
     let dir = opts.crashes_dir.join(opts.policy.label());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.txt", slug(&sig)));
@@ -192,7 +198,11 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<(Pa
             if run(&p, cfg).signature().as_deref() == Some(sig.as_str())
                 && p.ops.len() <= min.ops.len()
             {
-                return Ok((path, p.ops.len()));
+                let msg = run(&p, cfg)
+                    .violation
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                return Ok((path, p.ops.len(), msg));
             }
         }
     }
@@ -203,7 +213,7 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<(Pa
     std::fs::write(&path, header + &min.to_text())
         .with_context(|| format!("cannot write {}", path.display()))?;
     std::fs::write(path.with_extension("bin"), bytes)?;
-    Ok((path, min.ops.len()))
+    Ok((path, min.ops.len(), msg))
 }
 
 pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
@@ -307,9 +317,10 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                             let mut sh = shared.lock().unwrap();
                             let f = sh.findings.get_mut(&sig).unwrap();
                             match saved {
-                                Ok((p, ops)) => {
+                                Ok((p, ops, msg)) => {
                                     f.path = p;
                                     f.ops = ops;
+                                    f.message = format!("{msg} [minimized reproducer]");
                                 }
                                 Err(e) => {
                                     f.message = format!("{} (could not save: {e:#})", f.message)

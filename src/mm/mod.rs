@@ -424,7 +424,7 @@ impl Kernel {
                 mm,
                 page,
                 format!(
-                    "{func} retries the PMD split forever: every pte_alloc_one() fails from here on and the loop has no exit (no error, no fatal-signal check); {} iterations so far",
+                    "{func} retries the PMD split forever: every pte_alloc_one() fails from here on and the loop has no exit (no error, no fatal-signal check); detected at iteration {}",
                     iters
                 ),
             ));
