@@ -70,7 +70,7 @@ case "$ABS" in
     if [ "$ENGINE" != builtin ] || [[ "$ABS" == *.bin ]]; then
       TMP=$(mktemp -d)
       trap 'rm -rf "$TMP"' EXIT
-      REPLAY=$TMP/$(basename "$ABS" | tr -c 'A-Za-z0-9._\n-' '_').bin
+      REPLAY=$TMP/$(basename "$ABS" .bin | tr -c 'A-Za-z0-9._\n-' '_').bin
       cp "$ABS" "$REPLAY"
     fi
     ;;

@@ -187,6 +187,7 @@ fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec
             return Ok(Some((lo, seen)));
         }
         Op::Exit => k.exit_mmap(mm)?,
+        Op::UffdWp { on, .. } => k.mwriteprotect_range(mm, lo, hi, *on)?,
     }
     Ok(None)
 }

@@ -125,6 +125,7 @@ pub fn op_function(op: &Op) -> &'static str {
         Op::Migrate { .. } => "migrate_pages",
         Op::Walk { .. } => "walk_page_range",
         Op::Exit => "exit_mmap",
+        Op::UffdWp { .. } => "mwriteprotect_range",
     }
 }
 
@@ -680,6 +681,12 @@ pub struct RefPage {
     pub val: u64,
     /// MADV_FREE'd: may also read as zero until the next write.
     pub maybe_zero: bool,
+    /// The value cannot be predicted (a write that uffd-wp may or may not have
+    /// blocked); cleared by the next definite write or zap.
+    pub any_val: bool,
+    /// uffd-wp protected: 0 no, 1 yes, 2 either (the reference cannot tell a
+    /// populated zero page from an empty entry, and only populated ones get it).
+    pub wp: u8,
 }
 
 impl RefPage {
@@ -690,7 +697,11 @@ impl RefPage {
         if !self.mapped {
             return true;
         }
-        self.write == a.write && (a.val == self.val || (self.maybe_zero && a.val == 0))
+        let wp_ok = self.wp == 2
+            || (self.wp == 1) == (a.wp == 1)
+            || (self.maybe_zero && a.val == 0 && a.wp == 0);
+        let val_ok = self.any_val || a.val == self.val || (self.maybe_zero && a.val == 0);
+        self.write == a.write && val_ok && wp_ok
     }
 }
 
@@ -710,7 +721,8 @@ pub fn op_pages(op: &Op, g: Geometry) -> (usize, usize) {
         | Op::Madvise { start, len, .. }
         | Op::Pin { start, len }
         | Op::Unpin { start, len }
-        | Op::Walk { start, len } => g.pages(start, len),
+        | Op::Walk { start, len }
+        | Op::UffdWp { start, len, .. } => g.pages(start, len),
         Op::Mremap { old, len, .. } => g.pages(old, len),
         Op::Reclaim { addr } | Op::Migrate { addr } => {
             let p = g.page_of(addr, false);
@@ -753,8 +765,7 @@ impl Reference {
                 *p = RefPage {
                     mapped: true,
                     write: true,
-                    val: 0,
-                    maybe_zero: false,
+                    ..RefPage::default()
                 }
             }),
             Op::Munmap { .. } => pages[lo..hi]
@@ -768,11 +779,26 @@ impl Reference {
             Op::Touch { write: true, .. } => {
                 for (i, p) in pages[lo..hi].iter_mut().enumerate() {
                     if p.mapped && p.write {
-                        *p = RefPage {
-                            val: tag(op_index, lo + i),
-                            maybe_zero: false,
-                            ..*p
-                        };
+                        match p.wp {
+                            // The write goes to the userfaultfd handler instead.
+                            1 => {}
+                            // Blocked (populated, protected) or done (empty entry).
+                            2 => {
+                                *p = RefPage {
+                                    val: tag(op_index, lo + i),
+                                    any_val: true,
+                                    ..*p
+                                }
+                            }
+                            _ => {
+                                *p = RefPage {
+                                    val: tag(op_index, lo + i),
+                                    maybe_zero: false,
+                                    any_val: false,
+                                    ..*p
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -783,18 +809,27 @@ impl Reference {
                 for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
                     p.val = 0;
                     p.maybe_zero = false;
+                    p.any_val = false;
+                    p.wp = 0;
                 }
             }
             Op::Madvise {
                 advice: Advice::Free,
                 ..
             } => {
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && p.val != 0) {
-                    p.maybe_zero = true;
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                    // A discarded lazyfree page (or a freed swap entry) reads zero
+                    // and loses its uffd-wp bit with its entry.
+                    if p.val != 0 {
+                        p.maybe_zero = true;
+                    } else if p.wp == 1 {
+                        p.wp = 2;
+                    }
                 }
             }
             Op::Fork => {
-                let copy = pages.clone();
+                let mut copy = pages.clone();
+                copy.iter_mut().for_each(|p| p.wp = 0);
                 if s.mms.len() < crate::program::MAX_MMS {
                     s.mms.push(Some(copy));
                 }
@@ -804,11 +839,20 @@ impl Reference {
                 if !(old < new + len && new < old + len)
                     && pages[old..old + len].iter().all(|p| p.mapped)
                 {
+                    // Failure: the destination is unmapped; entries moved and
+                    // moved back lose their uffd-wp bit (no UFFD_FEATURE_EVENT_REMAP).
                     let mut a = pages.clone();
                     a[new..new + len]
                         .iter_mut()
                         .for_each(|p| *p = RefPage::default());
-                    let moved: Vec<RefPage> = pages[old..old + len].to_vec();
+                    a[old..old + len]
+                        .iter_mut()
+                        .filter(|p| p.wp == 1)
+                        .for_each(|p| p.wp = 2);
+                    let moved: Vec<RefPage> = pages[old..old + len]
+                        .iter()
+                        .map(|p| RefPage { wp: 0, ..*p })
+                        .collect();
                     pages[new..new + len].copy_from_slice(&moved);
                     pages[old..old + len]
                         .iter_mut()
@@ -819,6 +863,17 @@ impl Reference {
                 }
             }
             Op::Exit => s.mms[mm] = None,
+            Op::UffdWp { on, .. } => {
+                if pages[lo..hi].iter().all(|p| p.mapped) {
+                    for p in pages[lo..hi].iter_mut() {
+                        p.wp = match (on, p.val != 0 && !p.maybe_zero) {
+                            (false, _) => 0,
+                            (true, true) => 1,
+                            (true, false) => 2,
+                        };
+                    }
+                }
+            }
             Op::Touch { write: false, .. }
             | Op::Madvise { .. }
             | Op::Pin { .. }
@@ -845,11 +900,14 @@ pub fn observe(k: &Kernel) -> Reference {
                     for vma in &mm.vmas {
                         for (page, rp) in pages.iter_mut().enumerate().take(vma.end).skip(vma.start)
                         {
+                            let wp = (mm.uffd_wp[page] && k.populated(mi, page)) as u8;
                             *rp = RefPage {
                                 mapped: true,
                                 write: vma.write,
                                 val: k.page_value(mi, page),
                                 maybe_zero: false,
+                                any_val: false,
+                                wp,
                             };
                         }
                     }
@@ -916,6 +974,12 @@ pub fn check_reference(
                     .iter()
                     .any(|c| c[page].accepts(ap) && c[page].maybe_zero);
                 n[page].maybe_zero = mz && ap.val != 0;
+                n[page].any_val = cands.iter().any(|c| c[page].accepts(ap) && c[page].any_val);
+                // Likewise an undecidable uffd-wp bit stays undecided (a lazyfree
+                // page may still be discarded, dropping its bit).
+                if cands.iter().any(|c| c[page].accepts(ap) && c[page].wp == 2) {
+                    n[page].wp = 2;
+                }
             }
         }
     }
@@ -927,10 +991,21 @@ fn describe(p: &RefPage) -> String {
         "is unmapped".into()
     } else {
         format!(
-            "{} reads {:#x}{}",
+            "{} reads {:#x}{}{}",
             if p.write { "rw" } else { "ro" },
             p.val,
-            if p.maybe_zero { " (or 0)" } else { "" }
+            if p.any_val {
+                " (any value)"
+            } else if p.maybe_zero {
+                " (or 0)"
+            } else {
+                ""
+            },
+            match p.wp {
+                1 => ", uffd-wp",
+                2 => ", maybe uffd-wp",
+                _ => "",
+            }
         )
     }
 }

@@ -113,6 +113,13 @@ pub enum Op {
     },
     /// `exit_mmap` + `check_mm`.
     Exit,
+    /// `UFFDIO_WRITEPROTECT` (mode WP on, or off = resolve) on a range registered
+    /// with `UFFDIO_REGISTER_MODE_WP`: `change_protection()` without a VMA split.
+    UffdWp {
+        start: u64,
+        len: u64,
+        on: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +199,7 @@ fn op(u: &mut Unstructured) -> OpLine {
         6 => 2,
         _ => 3,
     };
-    let op = match kind % 20 {
+    let op = match kind % 21 {
         0 | 1 => {
             let (start, len) = range(u);
             let thp = u.arbitrary::<u8>().unwrap_or(0) % 4 != 0;
@@ -246,7 +253,12 @@ fn op(u: &mut Unstructured) -> OpLine {
             let (start, len) = range(u);
             Op::Walk { start, len }
         }
-        _ => Op::Exit,
+        19 => Op::Exit,
+        _ => {
+            let (start, len) = range(u);
+            let on = u.arbitrary::<u8>().unwrap_or(0) % 4 != 0;
+            Op::UffdWp { start, len, on }
+        }
     };
     OpLine { op, mm }
 }
@@ -324,6 +336,13 @@ impl fmt::Display for OpLine {
             Op::Migrate { addr } => write!(f, "migrate {}", s(*addr))?,
             Op::Walk { start, len } => write!(f, "walk {} {}", s(*start), s(*len))?,
             Op::Exit => write!(f, "exit")?,
+            Op::UffdWp { start, len, on } => write!(
+                f,
+                "uffd-wp {} {} {}",
+                s(*start),
+                s(*len),
+                if *on { "on" } else { "off" }
+            )?,
         }
         if self.mm != 0 {
             write!(f, " mm={}", self.mm)?;
@@ -573,6 +592,16 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 _ => Op::Walk { start, len },
             }
         }
+        "uffd-wp" => {
+            want(3)?;
+            let (start, len) = rng(args[0], args[1])?;
+            let on = match args[2] {
+                "on" => true,
+                "off" => false,
+                x => return Err(format!("uffd-wp mode '{x}' (on or off)")),
+            };
+            Op::UffdWp { start, len, on }
+        }
         "mremap" => {
             want(3)?;
             let (old, len) = rng(args[0], args[1])?;
@@ -663,6 +692,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
             Op::Migrate { .. } => 16,
             Op::Walk { .. } => 17,
             Op::Exit => 19,
+            Op::UffdWp { .. } => 20,
         };
         let mm = [0u8, 4, 6, 7][line.mm.min(3)];
         out.extend([kind, mm]);
@@ -688,6 +718,10 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
                 enc_grid(&mut out, new)?;
             }
             Op::Reclaim { addr } | Op::Migrate { addr } => enc_grid(&mut out, addr)?,
+            Op::UffdWp { start, len, on } => {
+                enc_range(&mut out, start, len)?;
+                out.push(on as u8);
+            }
             Op::Fork | Op::Exit => {}
         }
     }

@@ -11,7 +11,8 @@ impl Kernel {
             return Err(Errno::EAGAIN.into());
         }
         let child = self.mms.len();
-        let mut cm = Mm::new(self.slots());
+        // No UFFD_FEATURE_EVENT_FORK: the child's entries lose their uffd-wp bits.
+        let mut cm = Mm::new(self.slots(), self.ptrs());
         cm.vmas = self.mms[parent].vmas.clone();
         for v in cm.vmas.iter_mut() {
             if v.anon_vma != 0 {

@@ -369,6 +369,8 @@ impl Kernel {
         let p = self.ptrs() as i64;
         let pmd = self.mms[mm].pmds[slot];
         self.mms[mm].pmds[slot] = Pmd::None;
+        let lo = self.geom.slot_start(slot);
+        self.clear_uffd_wp(mm, lo, lo + self.ptrs());
         match pmd {
             Pmd::Huge { folio, .. } => {
                 cov!(self, "zap_huge_pmd:anon");
@@ -473,6 +475,10 @@ impl Kernel {
             return Ok(false);
         }
         let pmd = std::mem::replace(&mut self.mms[mm].pmds[old], Pmd::None);
+        // No UFFD_FEATURE_EVENT_REMAP: a moved entry loses its uffd-wp bit.
+        let (o, n) = (self.geom.slot_start(old), self.geom.slot_start(new));
+        self.clear_uffd_wp(mm, o, o + self.ptrs());
+        self.clear_uffd_wp(mm, n, n + self.ptrs());
         // pmd_move_must_withdraw(): the deposit follows when the PMD table differs.
         if self.policy.deposit && self.geom.pmd_table_of(old) != self.geom.pmd_table_of(new) {
             cov!(self, "move_huge_pmd:withdraw_deposit");

@@ -44,6 +44,11 @@ impl Kernel {
                 self.access(mm, s + i, false, 0)?;
             }
         }
+        if self.mms[mm].uffd_wp[s..s + p].iter().any(|b| *b) {
+            // SCAN_PTE_UFFD_WP
+            cov!(self, "collapse:uffd_wp");
+            return Err(Errno::EAGAIN.into());
+        }
         let mut present = 0;
         for i in 0..p {
             match self.pte(t, i) {

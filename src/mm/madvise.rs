@@ -100,6 +100,7 @@ impl Kernel {
                             self.swap_put(s);
                             self.mms[mm].rss_swap -= 1;
                             self.set_pte(t, i, Pte::None);
+                            self.mms[mm].uffd_wp[page] = false;
                         }
                         Pte::Present { folio, .. } if self.folios[folio as usize].nr > 1 => {
                             if !self.madvise_split_folio(

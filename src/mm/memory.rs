@@ -85,6 +85,11 @@ impl Kernel {
             if write && !self.mms[mm].vmas[vi].write {
                 return Err(Errno::EFAULT.into());
             }
+            if write && self.mms[mm].uffd_wp[page] && self.populated(mm, page) {
+                // handle_userfault(): the write goes to the uffd handler (not modelled).
+                cov!(self, "handle_userfault:wp");
+                return Err(Errno::EFAULT.into());
+            }
             match self.follow(mm, page, write) {
                 Some(Target::Zero) => return Ok(0),
                 Some(Target::Page(f, i)) => {
@@ -380,6 +385,7 @@ impl Kernel {
                 }
             }
             self.set_pte(t, i, Pte::None);
+            self.mms[mm].uffd_wp[page] = false;
         }
         Ok(())
     }

@@ -176,10 +176,13 @@ pub struct Mm {
     pub huge_zero: bool,
     /// GUP pins taken through this mm (released by `unpin` or at exit).
     pub pins: Vec<PinRef>,
+    /// The uffd-wp bit of each page's entry (`pte_uffd_wp`/`pmd_uffd_wp`/swap),
+    /// kept per page: a huge PMD has one bit, so all its pages agree.
+    pub uffd_wp: Vec<bool>,
 }
 
 impl Mm {
-    pub fn new(slots: usize) -> Mm {
+    pub fn new(slots: usize, ptrs: usize) -> Mm {
         Mm {
             alive: true,
             vmas: Vec::new(),
@@ -190,6 +193,7 @@ impl Mm {
             rss_swap: 0,
             huge_zero: false,
             pins: Vec::new(),
+            uffd_wp: vec![false; slots * ptrs],
         }
     }
     pub fn vma_at(&self, page: usize) -> Option<usize> {
@@ -347,7 +351,7 @@ impl Kernel {
             geom,
             policy,
             alloc,
-            mms: vec![Mm::new(crate::program::ARENA_PMDS)],
+            mms: vec![Mm::new(crate::program::ARENA_PMDS, geom.ptrs)],
             folios: Vec::new(),
             tables: Vec::new(),
             swap: Vec::new(),
@@ -663,6 +667,22 @@ impl Kernel {
                 Pte::Swap(s) => self.swap[s as usize].data,
             },
         }
+    }
+
+    /// Does `page` have a non-none entry (the uffd-wp bit can only live there)?
+    pub fn populated(&self, mm: usize, page: usize) -> bool {
+        match self.mms[mm].pmds[self.geom.slot_of(page)] {
+            Pmd::None => false,
+            Pmd::Table(t) => self.pte(t, page % self.ptrs()) != Pte::None,
+            _ => true,
+        }
+    }
+
+    /// Clear the uffd-wp bits of pages `[lo, hi)` (their entries went away or moved).
+    pub fn clear_uffd_wp(&mut self, mm: usize, lo: usize, hi: usize) {
+        self.mms[mm].uffd_wp[lo..hi]
+            .iter_mut()
+            .for_each(|b| *b = false);
     }
 
     /// The folio mapped at `page` (by PMD or PTE), if any.

@@ -5,6 +5,24 @@ use super::*;
 use crate::cov;
 use crate::policy::Strategy;
 
+/// What `change_protection()` changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// mprotect to read-only (write=false) or read-write.
+    Prot { write: bool },
+    /// MM_CP_UFFD_WP (on) / MM_CP_UFFD_WP_RESOLVE (off).
+    UffdWp { on: bool },
+}
+
+impl Change {
+    fn write_protects(self) -> bool {
+        matches!(
+            self,
+            Change::Prot { write: false } | Change::UffdWp { on: true }
+        )
+    }
+}
+
 impl Kernel {
     pub fn mprotect(&mut self, mm: usize, lo: usize, hi: usize, write: bool) -> KResult<()> {
         // ENOMEM: part of the range is not mapped.
@@ -22,9 +40,30 @@ impl Kernel {
                 v.write = write;
             }
         }
-        let r = self.change_pmd_range(mm, lo, hi, write);
+        let r = self.change_pmd_range(mm, lo, hi, Change::Prot { write });
         self.vma_merge(mm);
         r
+    }
+
+    /// `mwriteprotect_range()` (UFFDIO_WRITEPROTECT): every VMA in the range is
+    /// registered for uffd-wp; no VMA split; `change_protection()` with
+    /// MM_CP_UFFD_WP or MM_CP_UFFD_WP_RESOLVE.
+    pub fn mwriteprotect_range(
+        &mut self,
+        mm: usize,
+        lo: usize,
+        hi: usize,
+        on: bool,
+    ) -> KResult<()> {
+        let mut at = lo;
+        while at < hi {
+            let Some(vi) = self.mms[mm].vma_at(at) else {
+                return Err(Errno::EINVAL.into()); // -ENOENT: not a registered range
+            };
+            at = self.mms[mm].vmas[vi].end;
+        }
+        cov!(self, "mwriteprotect_range");
+        self.change_pmd_range(mm, lo, hi, Change::UffdWp { on })
     }
 
     /// `change_pmd_range()`
@@ -33,7 +72,7 @@ impl Kernel {
         mm: usize,
         lo: usize,
         hi: usize,
-        write: bool,
+        change: Change,
     ) -> KResult<()> {
         let p = self.ptrs();
         let mut slot = lo / p;
@@ -46,12 +85,18 @@ impl Kernel {
                     Pmd::None => break,
                     Pmd::Table(t) => {
                         // change_pte_range()
-                        if !write {
-                            for page in s_lo..s_hi {
-                                let i = page % p;
+                        for page in s_lo..s_hi {
+                            let i = page % p;
+                            let e = self.pte(t, i);
+                            if let Change::UffdWp { on } = change {
+                                if e != Pte::None {
+                                    self.mms[mm].uffd_wp[page] = on;
+                                }
+                            }
+                            if change.write_protects() {
                                 if let Pte::Present {
                                     folio, idx, dirty, ..
-                                } = self.pte(t, i)
+                                } = e
                                 {
                                     self.set_pte(
                                         t,
@@ -70,7 +115,13 @@ impl Kernel {
                     }
                     _ => {
                         if s_lo == slot * p && s_hi == slot * p + p {
-                            self.change_huge_pmd(mm, slot, write);
+                            // change_huge_pmd()
+                            if let Change::UffdWp { on } = change {
+                                self.mms[mm].uffd_wp[s_lo..s_hi]
+                                    .iter_mut()
+                                    .for_each(|b| *b = on);
+                            }
+                            self.change_huge_pmd(mm, slot, !change.write_protects());
                             break;
                         }
                         cov!(self, "change_pmd_range:split");

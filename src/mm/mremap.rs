@@ -82,6 +82,8 @@ impl Kernel {
                         cov!(self, "move_normal_pmd");
                         self.mms[mm].pmds[os] = Pmd::None;
                         self.mms[mm].pmds[ns] = Pmd::Table(t);
+                        self.clear_uffd_wp(mm, o, o + p);
+                        self.clear_uffd_wp(mm, n, n + p);
                         done += p;
                         continue;
                     }
@@ -136,6 +138,9 @@ impl Kernel {
                 let e = self.pte(ot, (o + k) % p);
                 self.set_pte(ot, (o + k) % p, Pte::None);
                 self.set_pte(nt, (n + k) % p, e);
+                // No UFFD_FEATURE_EVENT_REMAP: moved PTEs lose their uffd-wp bit.
+                self.mms[mm].uffd_wp[o + k] = false;
+                self.mms[mm].uffd_wp[n + k] = false;
             }
             done += extent;
         }

@@ -121,6 +121,8 @@ impl Kernel {
                 // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
                 cov!(self, "try_to_unmap_one:discard_pmd");
                 self.mms[mm].pmds[slot] = Pmd::None;
+                let lo = self.geom.slot_start(slot);
+                self.clear_uffd_wp(mm, lo, lo + p);
                 let fo = &mut self.folios[f as usize];
                 fo.entire_mapcount -= 1;
                 fo.large_mapcount -= 1;
@@ -191,6 +193,7 @@ impl Kernel {
                 if fo.lazyfree && !fo.dirty {
                     cov!(self, "try_to_unmap_one:discard_pte");
                     self.set_pte(t, i, Pte::None);
+                    self.mms[mm].uffd_wp[slot * p + i] = false;
                 } else {
                     fo.lazyfree = false;
                     let data = fo.data[idx as usize];
