@@ -236,6 +236,22 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
         None
     };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Seeds: whatever the corpus folder already holds (sorted, so runs repeat).
+    let seeds: Vec<Vec<u8>> = match &opts.corpus_dir {
+        Some(d) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file())
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+        }
+        None => Vec::new(),
+    };
     let done = |n: u64| start.elapsed() >= opts.duration || opts.max_runs.is_some_and(|m| n >= m);
 
     std::thread::scope(|s| {
@@ -246,14 +262,25 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
             let bar = &bar;
             let corpus_total = &corpus_total;
             let feature_total = &feature_total;
+            let seeds = &seeds;
             s.spawn(move || {
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(
                     opts.seed.wrapping_mul(0x9e37_79b9).wrapping_add(job as u64),
                 );
                 let mut corpus: Vec<Vec<u8>> = Vec::new();
                 let mut seen = vec![false; COV_BITS * 8];
-                let mut features = 0usize;
+                let mut features_n = 0usize;
                 let mut last_print = Instant::now();
+                for sd in seeds {
+                    let out = run_program(sd, cfg);
+                    for f in features(&out.cov) {
+                        if !seen[f] {
+                            seen[f] = true;
+                            features_n += 1;
+                        }
+                    }
+                    corpus.push(sd.clone());
+                }
                 loop {
                     let n = execs.fetch_add(1, Ordering::Relaxed);
                     if done(n) {
@@ -271,20 +298,17 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                     };
                     let out = run_program(&input, cfg);
                     let mut new = false;
-                    for (i, &c) in out.cov.iter().enumerate() {
-                        if c != 0 {
-                            let f = i * 8 + bucket(c);
-                            if !seen[f] {
-                                seen[f] = true;
-                                new = true;
-                                features += 1;
-                            }
+                    for f in features(&out.cov) {
+                        if !seen[f] {
+                            seen[f] = true;
+                            new = true;
+                            features_n += 1;
                         }
                     }
                     if new {
                         corpus.push(input.clone());
                         corpus_total.fetch_add(1, Ordering::Relaxed);
-                        feature_total.fetch_max(features as u64, Ordering::Relaxed);
+                        feature_total.fetch_max(features_n as u64, Ordering::Relaxed);
                     }
                     if let Some(v) = out.violation {
                         let sig = v.signature();
@@ -397,4 +421,41 @@ pub fn save_corpus(dir: &Path, corpus: &[Vec<u8>]) -> Result<()> {
         std::fs::write(dir.join(format!("{h:016x}")), c)?;
     }
     Ok(())
+}
+
+/// The coverage features of one execution (model branch × hit-count bucket).
+pub fn features(cov: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    cov.iter()
+        .enumerate()
+        .filter(|(_, c)| **c != 0)
+        .map(|(i, c)| i * 8 + bucket(*c))
+}
+
+/// Corpus minimization with the model's own coverage (no instrumentation):
+/// smallest inputs first, keep one whenever it adds a feature or a new
+/// violation signature. Returns the indices kept, in input order.
+pub fn cmin(inputs: &[Vec<u8>], cfg: &RunConfig) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| (inputs[i].len(), i));
+    let mut seen = vec![false; COV_BITS * 8];
+    let mut sigs = std::collections::BTreeSet::new();
+    let mut keep = Vec::new();
+    for i in order {
+        let out = run_program(&inputs[i], cfg);
+        let mut new = false;
+        for f in features(&out.cov) {
+            if !seen[f] {
+                seen[f] = true;
+                new = true;
+            }
+        }
+        if let Some(s) = out.signature() {
+            new |= sigs.insert(s);
+        }
+        if new {
+            keep.push(i);
+        }
+    }
+    keep.sort_unstable();
+    keep
 }

@@ -70,6 +70,16 @@ enum Cmd {
     },
     /// Print each preset's per-caller table.
     Policies,
+    /// Minimize a corpus folder with the model's own coverage (works on stable).
+    Cmin {
+        /// Folder of raw fuzzer inputs.
+        dir: PathBuf,
+        /// Where to write the kept inputs (default: prune DIR in place).
+        #[arg(short = 'o', long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        p: PolicyArgs,
+    },
     /// The built-in engine: generation + mutation guided by model coverage.
     Fuzz {
         /// One or more policies (comma separated or repeated).
@@ -286,6 +296,46 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Cmd::Cmin { dir, out, p } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot read folder {}", dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            let inputs = files
+                .iter()
+                .map(|f| std::fs::read(f).with_context(|| format!("cannot read {}", f.display())))
+                .collect::<Result<Vec<_>>>()?;
+            let cfg = config(&p, &Program::default())?;
+            let keep = engine::cmin(&inputs, &cfg);
+            match &out {
+                Some(o) => {
+                    std::fs::create_dir_all(o)
+                        .with_context(|| format!("cannot create {}", o.display()))?;
+                    for &i in &keep {
+                        let name = files[i].file_name().unwrap_or_default();
+                        std::fs::write(o.join(name), &inputs[i])?;
+                    }
+                }
+                None => {
+                    for (i, f) in files.iter().enumerate() {
+                        if !keep.contains(&i) {
+                            std::fs::remove_file(f)
+                                .with_context(|| format!("cannot remove {}", f.display()))?;
+                        }
+                    }
+                }
+            }
+            println!(
+                "cmin: kept {} of {} inputs ({})",
+                keep.len(),
+                inputs.len(),
+                cfg.policy
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Decode { file } => {
             let bytes =

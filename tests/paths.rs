@@ -261,14 +261,28 @@ fn madvise_free_then_reclaim_discards() {
 
 #[test]
 fn uffd_wp_on_part_of_a_thp_splits_and_protects() {
-    both("mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 1M on\n", Preset::LazyFixed, |k| {
-        assert!(matches!(k.mms[0].pmds[0], Pmd::Table(_)), "change_pmd_range splits a partial PMD");
-        let half = k.ptrs() / 2;
-        assert!(k.mms[0].uffd_wp[..half].iter().all(|b| *b));
-        assert!(k.mms[0].uffd_wp[half..].iter().all(|b| !*b));
-        assert_eq!(k.mms[0].vmas.len(), 1, "no VMA split");
-    });
-    both("mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 2M on\n", Preset::LazyFixed, |k| {
-        assert!(matches!(k.mms[0].pmds[0], Pmd::Huge { write: false, .. }), "whole PMD: change_huge_pmd");
-    });
+    both(
+        "mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 1M on\n",
+        Preset::LazyFixed,
+        |k| {
+            assert!(
+                matches!(k.mms[0].pmds[0], Pmd::Table(_)),
+                "change_pmd_range splits a partial PMD"
+            );
+            let half = k.ptrs() / 2;
+            assert!(k.mms[0].uffd_wp[..half].iter().all(|b| *b));
+            assert!(k.mms[0].uffd_wp[half..].iter().all(|b| !*b));
+            assert_eq!(k.mms[0].vmas.len(), 1, "no VMA split");
+        },
+    );
+    both(
+        "mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 2M on\n",
+        Preset::LazyFixed,
+        |k| {
+            assert!(
+                matches!(k.mms[0].pmds[0], Pmd::Huge { write: false, .. }),
+                "whole PMD: change_huge_pmd"
+            );
+        },
+    );
 }
