@@ -56,6 +56,9 @@ for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
   fi
 done
 case "$ABS" in */default/crashes/*|*/default/queue/*|*/default/hangs/*) ENGINE=afl ;; esac
+# AFL++ -M/-S instances (scripts/afl-parallel.sh, scripts/continuous.sh) and
+# honggfuzz workspaces elsewhere (scripts/continuous.sh: fuzz/continuous/hfuzz/)
+case "$ABS" in */crashes/id:*|*/queue/id:*|*/hangs/id:*) ENGINE=afl ;; *.fuzz) ENGINE=honggfuzz ;; esac
 [ "$ENGINE" = libfuzzer ] && case "$ABS" in */artifacts/builtin/*) ENGINE=builtin ;; esac
 ENGINE=${ENGINE:-unknown}
 

@@ -14,6 +14,7 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod alloc;
+pub mod emit_c;
 pub mod engine;
 pub mod exec;
 pub mod invariants;
@@ -21,6 +22,7 @@ pub mod minimize;
 pub mod mm;
 pub mod policy;
 pub mod program;
+pub mod real;
 
 pub use exec::{run, run_program, Outcome, RunConfig};
 pub use invariants::{Invariant, Violation};

@@ -70,6 +70,20 @@ enum Cmd {
     },
     /// Print each preset's per-caller table.
     Policies,
+    /// Run programs on the host kernel (deposit, kernel geometry) and compare
+    /// with the model after every op.
+    Real {
+        files: Vec<PathBuf>,
+        /// Generate N programs from the model's decoder instead.
+        #[arg(long)]
+        generate: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print a standalone C reproducer (libc only) for a program.
+    EmitC { file: PathBuf },
     /// Minimize a corpus folder with the model's own coverage (works on stable).
     Cmin {
         /// Folder of raw fuzzer inputs.
@@ -334,6 +348,25 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 keep.len(),
                 inputs.len(),
                 cfg.policy
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Real {
+            files,
+            generate,
+            seed,
+            verbose,
+        } => {
+            if files.is_empty() && generate.is_none() {
+                bail!("real needs FILE... or --generate N");
+            }
+            splitfuzz::real::real_main(&files, generate, seed, verbose)
+        }
+        Cmd::EmitC { file } => {
+            let prog = load(&file)?;
+            print!(
+                "{}",
+                splitfuzz::emit_c::emit_c(&prog).map_err(|e| anyhow!("{}: {e}", file.display()))?
             );
             Ok(ExitCode::SUCCESS)
         }

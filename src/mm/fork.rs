@@ -53,7 +53,19 @@ impl Kernel {
                         slot += 1;
                         continue;
                     }
-                    // -EAGAIN: copy at PTE level.
+                    // -EAGAIN: copy at PTE level, after pmd_none_or_clear_bad(src_pmd).
+                    if self.mms[src].pmds[slot].is_huge() {
+                        // The void split failed: pmd_bad() is true for a huge PMD on
+                        // x86/arm64, so the parent's entry is cleared as a "bad pmd"
+                        // (its rss and folio reference leak).
+                        return Err(self.bug(
+                            Invariant::KernelAssertion,
+                            "copy_pmd_range",
+                            src,
+                            s_lo,
+                            "pmd_none_or_clear_bad(): the source PMD is still huge after copy_huge_pmd() -EAGAIN with a failed void split: \"bad pmd\", the parent's mapping is cleared and leaks".into(),
+                        ));
+                    }
                     self.copy_pte_range(dst, src, v.write, s_lo, s_hi)?;
                 } else if let Pmd::Table(_) = pmd {
                     self.copy_pte_range(dst, src, v.write, s_lo, s_hi)?;
