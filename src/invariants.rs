@@ -772,9 +772,12 @@ impl Reference {
                 .iter_mut()
                 .for_each(|p| *p = RefPage::default()),
             Op::Mprotect { write, .. } => {
-                if pages[lo..hi].iter().all(|p| p.mapped) {
-                    pages[lo..hi].iter_mut().for_each(|p| p.write = *write);
-                }
+                // With a hole the call fails (-ENOMEM) after changing the VMAs
+                // before it: each mapped page may then be old or new.
+                pages[lo..hi]
+                    .iter_mut()
+                    .filter(|p| p.mapped)
+                    .for_each(|p| p.write = *write);
             }
             Op::Touch { write: true, .. } => {
                 for (i, p) in pages[lo..hi].iter_mut().enumerate() {
@@ -836,27 +839,26 @@ impl Reference {
             }
             Op::Mremap { new, .. } => {
                 let (old, new) = (lo, geom.page_of(*new, false));
-                if !(old < new + len && new < old + len)
-                    && pages[old..old + len].iter().all(|p| p.mapped)
-                {
-                    // Failure: the destination is unmapped; entries moved and
-                    // moved back lose their uffd-wp bit (no UFFD_FEATURE_EVENT_REMAP).
+                // remap_move(): each VMA piece of the source moves to the same
+                // offset at `new`; gaps stay gaps (their destination untouched).
+                if !(old < new + len && new < old + len) && len > 0 && pages[old].mapped {
+                    // Failure: a piece's destination is unmapped and its source
+                    // kept; entries moved and moved back lose their uffd-wp bit
+                    // (no UFFD_FEATURE_EVENT_REMAP).
                     let mut a = pages.clone();
-                    a[new..new + len]
-                        .iter_mut()
-                        .for_each(|p| *p = RefPage::default());
-                    a[old..old + len]
-                        .iter_mut()
-                        .filter(|p| p.wp == 1)
-                        .for_each(|p| p.wp = 2);
-                    let moved: Vec<RefPage> = pages[old..old + len]
-                        .iter()
-                        .map(|p| RefPage { wp: 0, ..*p })
-                        .collect();
-                    pages[new..new + len].copy_from_slice(&moved);
-                    pages[old..old + len]
-                        .iter_mut()
-                        .for_each(|p| *p = RefPage::default());
+                    for i in 0..len {
+                        if pages[old + i].mapped {
+                            a[new + i] = RefPage::default();
+                            if a[old + i].wp == 1 {
+                                a[old + i].wp = 2;
+                            }
+                            pages[new + i] = RefPage {
+                                wp: 0,
+                                ..pages[old + i]
+                            };
+                            pages[old + i] = RefPage::default();
+                        }
+                    }
                     let mut r = self.clone();
                     r.mms[mm] = Some(a);
                     alt = Some(r);

@@ -4,33 +4,58 @@ use super::*;
 use crate::cov;
 
 impl Kernel {
-    /// MADV_COLLAPSE over `[lo, hi)`: every PMD fully inside a VMA is collapsed.
-    /// Returns the last error (a none PMD counts as -EINVAL, as in the kernel).
+    /// `madvise_collapse()` on `[lo, hi)` inside one VMA (madvise_walk_vmas()
+    /// calls it per VMA and stops at the first error). -EINVAL when the VMA
+    /// cannot hold an aligned PMD (`thp_vma_allowable_order()` →
+    /// `thp_vma_suitable_order()`); else every aligned PMD in the range is
+    /// scanned, and unless all end up PMD-mapped the last failure's errno is
+    /// returned (`madvise_collapse_errno()`): a none PMD (SCAN_PMD_NULL) or an
+    /// empty table -EINVAL, pins -EAGAIN; a failed THP allocation
+    /// (SCAN_ALLOC_HUGE_PAGE_FAIL) aborts with -ENOMEM.
     pub fn madvise_collapse(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         let p = self.ptrs();
-        let mut last = Ok(());
-        for slot in lo.div_ceil(p)..hi / p {
-            let s = slot * p;
-            let Some(vi) = self.mms[mm].vma_at(s) else {
-                continue;
-            };
-            if self.mms[mm].vmas[vi].end < s + p {
-                continue;
-            }
+        let Some(vi) = self.mms[mm].vma_at(lo) else {
+            return Ok(());
+        };
+        let (vs, ve) = (self.mms[mm].vmas[vi].start, self.mms[mm].vmas[vi].end);
+        let suitable = ve >= p && {
+            let haddr = (ve - p) / p * p;
+            haddr >= vs && haddr + p <= ve
+        };
+        // __thp_vma_allowable_orders() also refuses (outside the fault path) a
+        // VMA that has no anon_vma yet: never faulted → -EINVAL.
+        if !suitable || self.mms[mm].vmas[vi].anon_vma == 0 {
+            cov!(self, "madvise_collapse:not_allowable");
+            return Err(Errno::EINVAL.into());
+        }
+        let (hstart, hend) = (lo.div_ceil(p), hi / p);
+        if hstart > hend {
+            // Inside one PMD with neither end aligned: `(hend - hstart) >>
+            // HPAGE_PMD_SHIFT` wraps, so thps never matches: -EINVAL (SCAN_FAIL).
+            cov!(self, "madvise_collapse:inside_one_pmd");
+            return Err(Errno::EINVAL.into());
+        }
+        let mut thps = 0;
+        let mut last = Errno::EINVAL;
+        for slot in hstart..hend {
             match self.mms[mm].pmds[slot] {
-                Pmd::None => last = Err(Errno::EINVAL),
-                Pmd::Table(t) => {
-                    if let Err(e) = self.collapse_huge_page(mm, vi, slot, t) {
-                        match e {
-                            KErr::Errno(e) => last = Err(e),
-                            b => return Err(b),
-                        }
-                    }
-                }
-                _ => {}
+                // SCAN_PMD_NULL (pmd none, or a non-present migration PMD)
+                Pmd::None | Pmd::Migration { .. } => last = Errno::EINVAL,
+                Pmd::Table(t) => match self.collapse_huge_page(mm, vi, slot, t) {
+                    Ok(()) => thps += 1,
+                    Err(KErr::Errno(Errno::ENOMEM)) => return Err(Errno::ENOMEM.into()),
+                    Err(KErr::Errno(e)) => last = e,
+                    Err(b) => return Err(b),
+                },
+                // SCAN_PMD_MAPPED
+                _ => thps += 1,
             }
         }
-        last.map_err(KErr::Errno)
+        if thps == hend - hstart {
+            Ok(())
+        } else {
+            Err(last.into())
+        }
     }
 
     /// `collapse_huge_page()`: copy 512 PTEs into a new THP mapped by the PMD. The

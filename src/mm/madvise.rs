@@ -15,18 +15,15 @@ impl Kernel {
             .map(|v| (v.start.max(lo), v.end.min(hi)))
             .collect();
         let covered: usize = ranges.iter().map(|(a, b)| b - a).sum();
-        if advice == Advice::Collapse {
-            self.madvise_collapse(mm, lo, hi)?;
-        } else {
-            for &(a, b) in &ranges {
-                match advice {
-                    // madvise_dontneed_single_vma() → zap_page_range_single(reclaim_pt)
-                    Advice::Dontneed => self.zap_pmd_range(mm, a, b, true)?,
-                    Advice::Free => self.madvise_free_pte_range(mm, a, b)?,
-                    Advice::Cold => self.madvise_cold_or_pageout_pte_range(mm, a, b, false)?,
-                    Advice::Pageout => self.madvise_cold_or_pageout_pte_range(mm, a, b, true)?,
-                    Advice::Collapse => unreachable!(),
-                }
+        // madvise_walk_vmas(): one VMA at a time; an error aborts the walk.
+        for &(a, b) in &ranges {
+            match advice {
+                // madvise_dontneed_single_vma() → zap_page_range_single(reclaim_pt)
+                Advice::Dontneed => self.zap_pmd_range(mm, a, b, true)?,
+                Advice::Free => self.madvise_free_pte_range(mm, a, b)?,
+                Advice::Cold => self.madvise_cold_or_pageout_pte_range(mm, a, b, false)?,
+                Advice::Pageout => self.madvise_cold_or_pageout_pte_range(mm, a, b, true)?,
+                Advice::Collapse => self.madvise_collapse(mm, a, b)?,
             }
         }
         if covered < hi - lo {
@@ -65,14 +62,77 @@ impl Kernel {
         fo.refcount == 1 && fo.large_mapcount == 1
     }
 
+    /// A large folio mapped whole by PTEs of one mm and nothing else: the
+    /// "mapcount == folio_nr_pages()" test of the madvise PTE loops (the model
+    /// also requires no extra reference, as `exclusive_folio()` does).
+    fn exclusive_pte_mapped(&self, f: FolioId) -> bool {
+        let fo = &self.folios[f as usize];
+        fo.large_mapcount == fo.nr as i64 && fo.refcount == fo.nr as i64
+    }
+
+    /// `folio_maybe_mapped_shared()`: mapped by more than one mm (the per-folio
+    /// mm-id tracking of CONFIG_MM_ID).
+    fn folio_maybe_mapped_shared(&self, f: FolioId) -> bool {
+        (0..self.mms.len())
+            .filter(|&m| self.mms[m].alive && self.maps_folio(m, f))
+            .nth(1)
+            .is_some()
+    }
+
+    /// `madvise_folio_pte_batch()`: how many PTEs from `t[i]` on (at most
+    /// `max`) map consecutive pages of the same folio.
+    fn folio_pte_batch(&self, t: TableId, i: usize, max: usize, f: FolioId, idx: u32) -> usize {
+        let max = max.min(self.folios[f as usize].nr - idx as usize);
+        (0..max)
+            .take_while(|&k| {
+                matches!(self.pte(t, i + k),
+                    Pte::Present { folio, idx: j, .. } if folio == f && j == idx + k as u32)
+            })
+            .count()
+    }
+
+    /// The PTE loops' handling of a large folio whose batch at `page` covers
+    /// `nr` PTEs: a partial batch splits the folio, unless it is shared with
+    /// another mm. Returns how far to advance (0: the split succeeded, look at
+    /// `page` again) or None when the whole folio lies in the range.
+    fn madvise_pte_large(
+        &mut self,
+        mm: usize,
+        f: FolioId,
+        nr: usize,
+        caller: SplitCaller,
+        page: usize,
+    ) -> KResult<Option<usize>> {
+        if nr == self.folios[f as usize].nr {
+            return Ok(None);
+        }
+        if self.folio_maybe_mapped_shared(f) {
+            cov!(self, "madvise_pte:shared_large_folio");
+            return Ok(Some(nr));
+        }
+        if self.madvise_split_folio(mm, f, caller, page, page + nr)? {
+            Ok(Some(0))
+        } else {
+            Ok(Some(nr))
+        }
+    }
+
     /// `madvise_free_pte_range()` with `madvise_free_huge_pmd()`.
     fn madvise_free_pte_range(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         let p = self.ptrs();
+        let caller = SplitCaller::MadviseFreeHugePmd;
         let mut slot = lo / p;
         while slot * p < hi {
             let s_lo = lo.max(slot * p);
             let s_hi = hi.min(slot * p + p);
             if let Pmd::Huge { folio, write, .. } = self.mms[mm].pmds[slot] {
+                // "If other processes are mapping this folio, we couldn't
+                // discard the folio unless they all do MADV_FREE": skip it.
+                if self.folio_maybe_mapped_shared(folio) {
+                    cov!(self, "madvise_free_huge_pmd:shared");
+                    slot += 1;
+                    continue;
+                }
                 if s_hi - s_lo == p {
                     if self.exclusive_folio(folio) {
                         cov!(self, "madvise_free_huge_pmd:lazyfree");
@@ -89,10 +149,11 @@ impl Kernel {
                     continue;
                 }
                 // Partial: split_folio(), result ignored.
-                self.madvise_split_folio(mm, folio, SplitCaller::MadviseFreeHugePmd, s_lo, s_hi)?;
+                self.madvise_split_folio(mm, folio, caller, s_lo, s_hi)?;
             }
             if let Pmd::Table(t) = self.mms[mm].pmds[slot] {
-                for page in s_lo..s_hi {
+                let mut page = s_lo;
+                while page < s_hi {
                     let i = page % p;
                     match self.pte(t, i) {
                         Pte::Swap(s) => {
@@ -102,21 +163,39 @@ impl Kernel {
                             self.set_pte(t, i, Pte::None);
                             self.mms[mm].uffd_wp[page] = false;
                         }
-                        Pte::Present { folio, .. } if self.folios[folio as usize].nr > 1 => {
-                            if !self.madvise_split_folio(
-                                mm,
-                                folio,
-                                SplitCaller::MadviseFreeHugePmd,
-                                page,
-                                page + 1,
-                            )? {
+                        Pte::Present { folio, idx, .. } if self.folios[folio as usize].nr > 1 => {
+                            let nr = self.folio_pte_batch(t, i, s_hi - page, folio, idx);
+                            if let Some(adv) = self.madvise_pte_large(mm, folio, nr, caller, page)? {
+                                page += adv;
                                 continue;
                             }
-                            self.lazyfree_pte(t, i);
+                            if self.exclusive_pte_mapped(folio) {
+                                cov!(self, "madvise_free_pte_range:lazyfree_large");
+                                for k in 0..nr {
+                                    if let Pte::Present {
+                                        folio, idx, write, ..
+                                    } = self.pte(t, i + k)
+                                    {
+                                        let e = Pte::Present {
+                                            folio,
+                                            idx,
+                                            write,
+                                            dirty: false,
+                                        };
+                                        self.set_pte(t, i + k, e);
+                                    }
+                                }
+                                let fo = &mut self.folios[folio as usize];
+                                fo.dirty = false;
+                                fo.lazyfree = true;
+                            }
+                            page += nr;
+                            continue;
                         }
                         Pte::Present { .. } => self.lazyfree_pte(t, i),
                         _ => {}
                     }
+                    page += 1;
                 }
             }
             slot += 1;
@@ -157,12 +236,19 @@ impl Kernel {
         pageout: bool,
     ) -> KResult<()> {
         let p = self.ptrs();
+        let caller = SplitCaller::MadviseColdOrPageout;
         let mut list: Vec<FolioId> = Vec::new();
         let mut slot = lo / p;
         while slot * p < hi {
             let s_lo = lo.max(slot * p);
             let s_hi = hi.min(slot * p + p);
             if let Pmd::Huge { folio, .. } = self.mms[mm].pmds[slot] {
+                // "Do not interfere with other mappings of this folio"
+                if self.folio_maybe_mapped_shared(folio) {
+                    cov!(self, "madvise_cold:shared");
+                    slot += 1;
+                    continue;
+                }
                 if s_hi - s_lo == p {
                     if self.exclusive_folio(folio) {
                         cov!(self, "madvise_cold:huge");
@@ -171,29 +257,31 @@ impl Kernel {
                     slot += 1;
                     continue;
                 }
-                self.madvise_split_folio(mm, folio, SplitCaller::MadviseColdOrPageout, s_lo, s_hi)?;
+                self.madvise_split_folio(mm, folio, caller, s_lo, s_hi)?;
             }
             if let Pmd::Table(t) = self.mms[mm].pmds[slot] {
-                for page in s_lo..s_hi {
+                let mut page = s_lo;
+                while page < s_hi {
                     let i = page % p;
-                    if let Pte::Present { folio, .. } = self.pte(t, i) {
-                        if self.folios[folio as usize].nr > 1
-                            && !self.madvise_split_folio(
-                                mm,
-                                folio,
-                                SplitCaller::MadviseColdOrPageout,
-                                page,
-                                page + 1,
-                            )?
-                        {
+                    let Pte::Present { folio, idx, .. } = self.pte(t, i) else {
+                        page += 1;
+                        continue;
+                    };
+                    let mut nr = 1;
+                    let exclusive = if self.folios[folio as usize].nr > 1 {
+                        nr = self.folio_pte_batch(t, i, s_hi - page, folio, idx);
+                        if let Some(adv) = self.madvise_pte_large(mm, folio, nr, caller, page)? {
+                            page += adv;
                             continue;
                         }
-                        if let Pte::Present { folio, .. } = self.pte(t, i) {
-                            if self.exclusive_folio(folio) && !list.contains(&folio) {
-                                list.push(folio);
-                            }
-                        }
+                        self.exclusive_pte_mapped(folio)
+                    } else {
+                        self.exclusive_folio(folio)
+                    };
+                    if exclusive && !list.contains(&folio) {
+                        list.push(folio);
                     }
+                    page += nr;
                 }
             }
             slot += 1;

@@ -24,25 +24,49 @@ impl Change {
 }
 
 impl Kernel {
+    /// `do_mprotect_pkey()`: VMA by VMA from `lo`, `mprotect_fixup()` on each; a
+    /// hole stops the walk with -ENOMEM after the VMAs before it were changed
+    /// (the first VMA must contain `lo`, else nothing changes).
     pub fn mprotect(&mut self, mm: usize, lo: usize, hi: usize, write: bool) -> KResult<()> {
-        // ENOMEM: part of the range is not mapped.
         let mut at = lo;
+        let mut r = Ok(());
         while at < hi {
             let Some(vi) = self.mms[mm].vma_at(at) else {
-                return Err(Errno::ENOMEM.into());
+                cov!(self, "do_mprotect_pkey:hole");
+                r = Err(Errno::ENOMEM.into());
+                break;
             };
-            at = self.mms[mm].vmas[vi].end;
+            let end = self.mms[mm].vmas[vi].end.min(hi);
+            if let Err(e) = self.mprotect_fixup(mm, vi, at, end, write) {
+                r = Err(e);
+                break;
+            }
+            at = end;
+        }
+        self.vma_merge(mm);
+        r
+    }
+
+    /// `mprotect_fixup()` on `[lo, hi)` inside VMA `vi`: nothing to do when the
+    /// flags do not change (`newflags == oldflags`: no VMA split, no PMD split);
+    /// else split the VMA at both ends and `change_protection()`.
+    fn mprotect_fixup(
+        &mut self,
+        mm: usize,
+        vi: usize,
+        lo: usize,
+        hi: usize,
+        write: bool,
+    ) -> KResult<()> {
+        if self.mms[mm].vmas[vi].write == write {
+            cov!(self, "mprotect_fixup:unchanged");
+            return Ok(());
         }
         self.split_vma(mm, lo)?;
         self.split_vma(mm, hi)?;
-        for v in self.mms[mm].vmas.iter_mut() {
-            if v.start >= lo && v.end <= hi {
-                v.write = write;
-            }
-        }
-        let r = self.change_pmd_range(mm, lo, hi, Change::Prot { write });
-        self.vma_merge(mm);
-        r
+        let vi = self.mms[mm].vma_at(lo).expect("split above");
+        self.mms[mm].vmas[vi].write = write;
+        self.change_pmd_range(mm, lo, hi, Change::Prot { write })
     }
 
     /// `mwriteprotect_range()` (UFFDIO_WRITEPROTECT): every VMA in the range is

@@ -7,11 +7,40 @@ use crate::cov;
 use crate::policy::Strategy;
 
 impl Kernel {
-    /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)`.
+    /// `mremap(old, len, len, MREMAP_MAYMOVE|MREMAP_FIXED, new)`: a move-only
+    /// mremap, `remap_move()` (6.17+): every VMA in `[old, old + len)` is moved
+    /// by `mremap_to()` in turn, keeping the gaps between them; no gap is allowed
+    /// at the start (-EFAULT); the first failure returns with the VMAs before
+    /// it already moved.
     pub fn mremap(&mut self, mm: usize, old: usize, len: usize, new: usize) -> KResult<()> {
+        // check_mremap_params(): vrm_overlaps()
         if old < new + len && new < old + len {
             return Err(Errno::EINVAL.into());
         }
+        let end = old + len;
+        // The destination never overlaps the source range, so the source VMAs
+        // can be listed up front (the kernel re-walks after each move).
+        let pieces: Vec<(usize, usize)> = self.mms[mm]
+            .vmas
+            .iter()
+            .filter(|v| v.start < end && old < v.end)
+            .map(|v| (v.start.max(old), v.end.min(end)))
+            .collect();
+        match pieces.first() {
+            Some(&(a, _)) if a == old => {}
+            _ => return Err(Errno::EFAULT.into()),
+        }
+        if pieces.len() > 1 {
+            cov!(self, "remap_move:multi_vma");
+        }
+        for (a, b) in pieces {
+            self.mremap_to(mm, a, b - a, new + (a - old))?;
+        }
+        Ok(())
+    }
+
+    /// `mremap_to()` + `move_vma()` for a range inside one VMA.
+    fn mremap_to(&mut self, mm: usize, old: usize, len: usize, new: usize) -> KResult<()> {
         let Some(vi) = self.mms[mm].vma_at(old) else {
             return Err(Errno::EFAULT.into());
         };

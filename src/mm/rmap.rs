@@ -305,7 +305,16 @@ impl Kernel {
 
     /// `remove_migration_ptes()`: map every migration entry of `src` to
     /// `dst(idx) -> (folio, page)` (src itself to undo, new folios after a move/split).
-    pub fn remove_migration_ptes(&mut self, src: FolioId, dst: &dyn Fn(usize) -> (FolioId, u32)) {
+    /// With `zeropage` (RMP_USE_SHARED_ZEROPAGE, set by `__folio_split()` of an
+    /// anon folio since 6.12), a zero-filled order-0 page is not remapped: its
+    /// entry becomes the shared zero page (`try_to_map_unused_to_zeropage()`,
+    /// `dec_mm_counter(MM_ANONPAGES)`) and the page is freed with its folio.
+    pub fn remove_migration_ptes(
+        &mut self,
+        src: FolioId,
+        dst: &dyn Fn(usize) -> (FolioId, u32),
+        zeropage: bool,
+    ) {
         let p = self.ptrs();
         for mm in 0..self.mms.len() {
             if !self.mms[mm].alive {
@@ -342,6 +351,15 @@ impl Kernel {
                                     continue;
                                 }
                                 let (nf, ni) = dst(idx as usize);
+                                if zeropage
+                                    && self.folios[nf as usize].nr == 1
+                                    && self.folios[nf as usize].data[ni as usize] == 0
+                                {
+                                    cov!(self, "try_to_map_unused_to_zeropage");
+                                    self.set_pte(t, i, Pte::Zero);
+                                    self.mms[mm].rss_anon -= 1;
+                                    continue;
+                                }
                                 let fo = &mut self.folios[nf as usize];
                                 fo.refcount += 1;
                                 fo.large_mapcount += 1;
@@ -397,7 +415,7 @@ impl Kernel {
         if !self.unmap_folio(f, true)? {
             // remap_page(): undo the migration entries already installed.
             cov!(self, "split_folio:unmap_failed");
-            self.remove_migration_ptes(f, &|i| (f, i as u32));
+            self.remove_migration_ptes(f, &|i| (f, i as u32), false);
             return Ok(None);
         }
         cov!(self, "split_folio:done");
@@ -424,7 +442,7 @@ impl Kernel {
             .collect();
         self.free_folio(f);
         let map = small.clone();
-        self.remove_migration_ptes(f, &move |i| (map[i], 0));
+        self.remove_migration_ptes(f, &move |i| (map[i], 0), true);
         for &n in &small {
             if self.folios[n as usize].refcount == 0 {
                 self.free_folio(n);
@@ -476,7 +494,7 @@ impl Kernel {
 
     fn migrate_one(&mut self, f: FolioId) -> KResult<bool> {
         if !self.unmap_folio(f, false)? {
-            self.remove_migration_ptes(f, &|i| (f, i as u32));
+            self.remove_migration_ptes(f, &|i| (f, i as u32), false);
             return Ok(false);
         }
         cov!(self, "migrate:move");
@@ -494,7 +512,7 @@ impl Kernel {
                 format!("folio {f} refcount {} after unmap", fo.refcount),
             ));
         }
-        self.remove_migration_ptes(f, &move |i| (nf, i as u32));
+        self.remove_migration_ptes(f, &move |i| (nf, i as u32), false);
         Ok(true)
     }
 }
