@@ -140,6 +140,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(cli.cmd, Cmd::Real { .. }) {
+        // Die quietly on a closed stdout (`splitfuzz ... | head`) like other
+        // CLI tools instead of panicking in println!. `real` keeps SIGPIPE
+        // ignored: it writes to pipes of its mm processes and handles EPIPE.
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: set once at start-up, before any thread exists.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -33,6 +33,18 @@
 //! divergences that remain are reported. Runs during which khugepaged collapsed
 //! pages (its `pages_collapsed` moved) are repeated.
 
+/// println! that ends the run quietly when stdout is closed (`real ... | head`):
+/// SIGPIPE stays ignored here because the controller writes to its mm processes'
+/// pipes and must see EPIPE rather than die.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(1);
+        }
+    }};
+}
+
 use crate::alloc::{AllocKind, Plan};
 use crate::exec::{self, OpResult, RunConfig};
 use crate::invariants::tag;
@@ -1501,7 +1513,7 @@ pub fn real_main(
     if let Err(why) = host.thp_usable() {
         bail!("the host cannot run THP programs: {why}");
     }
-    println!("host: {}", host.describe());
+    say!("host: {}", host.describe());
     let mut progs: Vec<(String, Program)> = Vec::new();
     for f in files {
         let text =
@@ -1540,16 +1552,16 @@ pub fn real_main(
                             .join(",")
                     )
                 };
-                println!("{name}: agree, {} ops{fb}", p.ops.len());
+                say!("{name}: agree, {} ops{fb}", p.ops.len());
             }
-            Verdict::Unsupported(why) => println!("{name}: unsupported on this host: {why}"),
-            Verdict::ModelViolation(v) => println!("{name}: model violation (deposit): {v}"),
+            Verdict::Unsupported(why) => say!("{name}: unsupported on this host: {why}"),
+            Verdict::ModelViolation(v) => say!("{name}: model violation (deposit): {v}"),
             Verdict::Diverge {
                 d,
                 thp_fail,
                 khugepaged,
             } => {
-                println!(
+                say!(
                     "{name}: DIVERGE at op {} `{}`{} field {}: model {} kernel {}{}{}",
                     d.op,
                     op_text(p, d.op),
@@ -1570,7 +1582,7 @@ pub fn real_main(
                 );
                 if verbose || generate_n.is_some() {
                     for l in p.to_text().lines() {
-                        println!("    | {l}");
+                        say!("    | {l}");
                     }
                 }
             }
@@ -1580,7 +1592,7 @@ pub fn real_main(
                 print!("{}", h.text());
                 if m.text() != h.text() {
                     for l in m.text().lines() {
-                        println!("model: {l}");
+                        say!("model: {l}");
                     }
                 }
             }
@@ -1639,7 +1651,7 @@ impl Stats {
 
     pub fn print(&self, t: Duration, skipped: &std::collections::BTreeMap<String, usize>) {
         let run = self.programs - self.unsupported;
-        println!(
+        say!(
             "real: {} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}%), diverged {}, model violations {}; {} agreed only after feeding host THP fallbacks; {:.1}s",
             self.programs,
             run,
@@ -1653,13 +1665,13 @@ impl Stats {
             t.as_secs_f64()
         );
         for (f, n) in &self.by_field {
-            println!("  divergences in field {f}: {n}");
+            say!("  divergences in field {f}: {n}");
         }
         for (o, n) in &self.by_op {
-            println!("  divergences at op {o}: {n}");
+            say!("  divergences at op {o}: {n}");
         }
         for (why, n) in skipped {
-            println!("  generator skipped {n} unsupported op(s): {why}");
+            say!("  generator skipped {n} unsupported op(s): {why}");
         }
     }
 }

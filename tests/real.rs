@@ -21,6 +21,19 @@ const AGREE: &[&str] = &[
     "mmap 0 4M\ntouch 0 2M write\nmmap 0 4M thp\ntouch 0 4M read\ntouch 1M 256K write\nmadvise 0 2M collapse\nmremap 0 4M 20M\ntouch 20M 4M write\n",
     "mmap 14M 4M thp\ntouch 14M 4M write\nmremap 14M 2M 22M\nfork\nmunmap 14M 4M mm=1\ntouch 22M 2M write mm=1\nmadvise 0 32M free\nexit\n",
     "mmap 0 16M thp\ntouch 0 16M write\nmadvise 2M 2M cold\nmadvise 1M 256K dontneed\nmprotect 5M 1M r\nmprotect 5M 1M rw\ntouch 0 16M read\n",
+    // The model gaps `real --generate` found (see tests/paths.rs for the model side):
+    // mprotect over a hole changes the VMAs before it; unchanged flags split nothing.
+    "mmap 0 4M thp\ntouch 0 4M write\nmmap 6M 2M\nmprotect 1M 7M r\nmprotect 0 4M r\nmprotect 0 2M r\n",
+    // MADV_COLLAPSE: no anon_vma, inside one PMD, unsuitable VMA, first-error abort.
+    "mmap 0 8M thp\nmadvise 0 4M collapse\ntouch 0 4K write\nmadvise 2304K 256K collapse\nmadvise 2M 1M collapse\n",
+    "mmap 0 8M\ntouch 0 8M write\nmprotect 0 2560K r\nmadvise 2304K 3840K collapse\nmadvise 2M 4M collapse\nmprotect 5M 1M r\nmadvise 5M 1M collapse\n",
+    // remap_move(): several VMAs, gaps kept; a gap at the start is -EFAULT.
+    "mmap 0 2M\nmmap 3M 1M\ntouch 0 4M write\nmmap 18M 1M\nmremap 0 4M 16M\nmremap 15M 4M 24M\n",
+    // __folio_split() maps zero-filled pages to the shared zero page.
+    "mmap 0 2M thp\ntouch 0 4K write\nmadvise 0 1M cold\nmmap 4M 2M thp\ntouch 4M 1M write\nmadvise 4M 1M free\n",
+    // MADV_COLD/FREE leave a THP shared with another mm alone; a whole PTE-mapped
+    // THP is not split.
+    "mmap 0 4M thp\ntouch 0 4M write\nfork\nmadvise 0 1M cold\nmadvise 2M 1M free mm=1\nmprotect 3M 512K r mm=1\nmprotect 3M 512K rw mm=1\nmadvise 2M 2M free mm=1\nexit mm=1\nmadvise 2M 1M cold\n",
 ];
 
 #[test]
@@ -76,50 +89,59 @@ fn deposit_programs_run_or_say_why_not() {
     assert!(n > 0);
 }
 
-/// The kinds of divergence known on Linux 6.18 (model gaps, see
-/// research/real.md); anything else fails the test.
-fn known(p: &Program, d: &real::Divergence) -> bool {
-    let op = p.ops[d.op].to_string();
-    let field = d.field.split('@').next().unwrap();
-    (op.starts_with("mprotect") && matches!(field, "vmas" | "thp" | "pages" | "pte" | "anon"))
-        || (op.contains("collapse") && field == "res")
-        || (op.starts_with("mremap") && field == "res")
-        || ((op.contains(" cold") || op.contains(" free")) && matches!(field, "anon" | "pages"))
+/// The model encodes Linux 6.17+ semantics (multi-VMA mremap, 6.17; zero-page
+/// remap on split, 6.12). On such a host every generated program must agree.
+fn host_is_at_least(h: &Host, want: (u32, u32)) -> bool {
+    let mut it = h
+        .kernel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= want
 }
 
 #[test]
-fn generated_batch_agrees_but_for_known_model_gaps() {
+fn generated_batch_agrees() {
     let Some(h) = host() else { return };
     let mut skipped = Default::default();
-    let progs = real::generate(&h, 50, 1, &mut skipped);
-    let (mut agreed, mut run) = (0, 0);
+    let n = 200;
+    let progs = real::generate(&h, n, 1, &mut skipped);
+    let strict = host_is_at_least(&h, (6, 17));
+    let mut diverged = Vec::new();
     for p in &progs {
         let c = check_program(&h, p).unwrap();
         match c.verdict {
-            Verdict::Agree { .. } => {
-                agreed += 1;
-                run += 1;
-            }
-            Verdict::Diverge { d, .. } => {
-                run += 1;
-                assert!(
-                    known(p, &d),
-                    "new kind of divergence at op {} `{}` mm {:?} field {}: model {} kernel {}\n{}",
-                    d.op,
-                    p.ops[d.op],
-                    d.mm,
-                    d.field,
-                    d.model,
-                    d.kernel,
-                    p.to_text()
-                );
-            }
+            Verdict::Agree { .. } => {}
+            Verdict::Diverge { d, .. } => diverged.push(format!(
+                "op {} `{}` mm {:?} field {}: model {} kernel {}\n{}",
+                d.op,
+                p.ops[d.op],
+                d.mm,
+                d.field,
+                d.model,
+                d.kernel,
+                p.to_text()
+            )),
             Verdict::Unsupported(w) => panic!("generator produced an unsupported program: {w}"),
             Verdict::ModelViolation(v) => panic!("model violation: {v}"),
         }
     }
-    assert_eq!(run, 50);
-    assert!(agreed * 100 >= run * 90, "only {agreed}/{run} agreed");
+    if strict {
+        assert!(
+            diverged.is_empty(),
+            "{} of {n} diverged; first:\n{}",
+            diverged.len(),
+            diverged[0]
+        );
+    } else {
+        eprintln!(
+            "host kernel {} predates the 6.17 semantics the model encodes: {} of {n} diverged",
+            h.kernel,
+            diverged.len()
+        );
+        assert!(diverged.len() * 10 <= n, "{}", diverged.join("\n"));
+    }
 }
 
 #[test]

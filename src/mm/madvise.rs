@@ -165,7 +165,9 @@ impl Kernel {
                         }
                         Pte::Present { folio, idx, .. } if self.folios[folio as usize].nr > 1 => {
                             let nr = self.folio_pte_batch(t, i, s_hi - page, folio, idx);
-                            if let Some(adv) = self.madvise_pte_large(mm, folio, nr, caller, page)? {
+                            if let Some(adv) =
+                                self.madvise_pte_large(mm, folio, nr, caller, page)?
+                            {
                                 page += adv;
                                 continue;
                             }
