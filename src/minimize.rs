@@ -43,6 +43,49 @@ fn smaller_plans(p: &Plan) -> Vec<Plan> {
     v
 }
 
+/// The plan with its call indices moved earlier by 1..=n: removing an op
+/// removes the allocations it made, so the failing call comes sooner.
+fn shifted_plans(p: &Plan) -> Vec<Plan> {
+    match p {
+        Plan::Never => vec![],
+        Plan::Nth(n) => (1..*n).rev().map(Plan::Nth).collect(),
+        Plan::From(n) => (1..*n).rev().map(Plan::From).collect(),
+        Plan::At(l) => {
+            let lo = l.iter().copied().min().unwrap_or(1);
+            (1..lo)
+                .map(|d| Plan::At(l.iter().map(|x| x - d).collect()))
+                .collect()
+        }
+    }
+}
+
+/// `c` with its fault plans re-targeted so the same allocation fails after an
+/// op was removed; the first variant that keeps the signature, if any.
+fn retarget(c: &Program, keeps: &dyn Fn(&Program) -> bool) -> Option<Program> {
+    let pte: Vec<Plan> = std::iter::once(c.faults.pte_alloc.clone())
+        .chain(shifted_plans(&c.faults.pte_alloc))
+        .take(65)
+        .collect();
+    let thp: Vec<Plan> = std::iter::once(c.faults.thp.clone())
+        .chain(shifted_plans(&c.faults.thp))
+        .take(65)
+        .collect();
+    for (i, a) in pte.iter().enumerate() {
+        for (j, b) in thp.iter().enumerate() {
+            if i + j == 0 {
+                continue;
+            }
+            let mut t = c.clone();
+            t.faults.pte_alloc = a.clone();
+            t.faults.thp = b.clone();
+            if keeps(&t) {
+                return Some(t);
+            }
+        }
+    }
+    None
+}
+
 /// Candidate simplifications of one op (smaller or more aligned sizes).
 fn smaller_ops(op: &Op) -> Vec<Op> {
     let lens = |len: u64| -> Vec<u64> {
@@ -144,6 +187,9 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
             let mut c = cur.clone();
             c.ops.remove(i);
             if keeps(&c) {
+                cur = c;
+                changed = true;
+            } else if let Some(c) = retarget(&c, &keeps) {
                 cur = c;
                 changed = true;
             }

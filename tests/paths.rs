@@ -471,3 +471,30 @@ fn madvise_free_marks_a_whole_pte_mapped_thp_lazyfree_without_splitting() {
         );
     }
 }
+
+#[test]
+fn reclaim_discards_a_clean_lazyfree_thp_in_every_mm_without_splitting() {
+    // MADV_FREE before fork; both mms map the clean lazyfree THP. The kernel's
+    // __discard_anon_folio_pmd_locked() drops it in each (ref_count ==
+    // map_count + 1); it never splits it, so no policy can fail here.
+    all(
+        "mmap 0 2M thp\ntouch 0 2M write\nmadvise 0 2M free\nfork\nreclaim 0\n",
+        |k, r, _| {
+            assert_eq!(r[4], OK);
+            for mm in 0..2 {
+                assert_eq!(k.mms[mm].pmds[0], Pmd::None);
+                assert_eq!(k.mms[mm].rss_anon, 0);
+            }
+        },
+    );
+    // Written again after MADV_FREE: swap-backed again, reclaim aborts, kept.
+    all(
+        "mmap 0 2M thp\ntouch 0 2M write\nmadvise 0 2M free\ntouch 0 4K write\nreclaim 0\n",
+        |k, _, _| {
+            let Pmd::Huge { folio, .. } = k.mms[0].pmds[0] else {
+                panic!("{:?}", k.mms[0].pmds[0])
+            };
+            assert!(!k.folios[folio as usize].lazyfree);
+        },
+    );
+}

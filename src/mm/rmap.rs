@@ -117,8 +117,21 @@ impl Kernel {
                 unreachable!()
             };
             let fo = &self.folios[f as usize];
-            if fo.lazyfree && !fo.dirty && !dirty && fo.refcount == 1 {
-                // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
+            // A lazyfree (!swapbacked) PMD-mapped THP is never split here:
+            // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
+            // discards it, or remaps it and aborts the walk.
+            if fo.lazyfree && (fo.dirty || dirty) {
+                // Redirtied: folio_set_swapbacked(), abort (since 2025).
+                cov!(self, "try_to_unmap_one:redirtied_lazyfree");
+                self.folios[f as usize].lazyfree = false;
+                self.folios[f as usize].dirty = true;
+                ret = false;
+            } else if fo.lazyfree && fo.refcount != fo.large_mapcount {
+                // ref_count != map_count + 1 (isolation): a GUP reference.
+                cov!(self, "try_to_unmap_one:lazyfree_extra_ref");
+                ret = false;
+            } else if fo.lazyfree {
+                // Clean, only mapping references (in every mm that maps it).
                 cov!(self, "try_to_unmap_one:discard_pmd");
                 self.mms[mm].pmds[slot] = Pmd::None;
                 let lo = self.geom.slot_start(slot);
@@ -131,12 +144,6 @@ impl Kernel {
                     self.zap_deposited_table(mm, slot, "__discard_anon_folio_pmd_locked")?;
                 }
                 self.folio_put(f, 1, "__discard_anon_folio_pmd_locked", mm)?;
-            } else if fo.lazyfree && (fo.dirty || dirty) {
-                // A redirtied lazyfree THP is marked swap-backed and the walk aborts
-                // instead of splitting (since 2025).
-                cov!(self, "try_to_unmap_one:redirtied_lazyfree");
-                self.folios[f as usize].lazyfree = false;
-                ret = false;
             } else if split {
                 cov!(self, "try_to_unmap_one:split");
                 if self
@@ -167,6 +174,31 @@ impl Kernel {
 
     fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId) -> KResult<bool> {
         let p = self.ptrs();
+        if self.folios[f as usize].lazyfree {
+            // The lazyfree PTE path: a redirtied folio becomes swap-backed and the
+            // walk aborts; an unexpected reference (ref_count != map_count + 1)
+            // aborts; else the PTEs are discarded.
+            let any_dirty = (0..self.slots()).any(|slot| {
+                self.table_of(mm, slot).is_some_and(|t| {
+                    self.tables[t as usize].ptes.iter().any(
+                        |e| matches!(*e, Pte::Present { folio, dirty: true, .. } if folio == f),
+                    )
+                })
+            });
+            let fo = &self.folios[f as usize];
+            let (dirty, extra_ref) = (fo.dirty || any_dirty, fo.refcount != fo.large_mapcount);
+            if dirty {
+                cov!(self, "try_to_unmap_one:redirtied_lazyfree_pte");
+                let fo = &mut self.folios[f as usize];
+                fo.dirty = true;
+                fo.lazyfree = false;
+                return Ok(false);
+            }
+            if extra_ref {
+                cov!(self, "try_to_unmap_one:lazyfree_pte_extra_ref");
+                return Ok(false);
+            }
+        }
         for slot in 0..self.slots() {
             let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
                 continue;
