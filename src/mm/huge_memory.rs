@@ -150,7 +150,12 @@ impl Kernel {
                     self.set_pte(t, i, Pte::Zero);
                 }
             }
-            Pmd::Migration { folio, write, excl } => {
+            Pmd::Migration {
+                folio,
+                write,
+                excl,
+                dirty,
+            } => {
                 cov!(self, "split:migration");
                 for i in 0..p {
                     self.set_pte(
@@ -161,6 +166,7 @@ impl Kernel {
                             idx: i as u32,
                             write,
                             excl,
+                            dirty,
                         },
                     );
                 }
@@ -195,6 +201,7 @@ impl Kernel {
                                 idx: i as u32,
                                 write,
                                 excl,
+                                dirty,
                             },
                         );
                     }

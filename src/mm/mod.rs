@@ -100,12 +100,14 @@ pub enum Pte {
     },
     /// `my_zero_pfn`, special, never counted.
     Zero,
-    /// A migration entry (transient inside an op).
+    /// A migration entry (transient inside an op); `dirty` is
+    /// `make_migration_entry_dirty()`.
     Migration {
         folio: FolioId,
         idx: u32,
         write: bool,
         excl: bool,
+        dirty: bool,
     },
     /// A swap entry.
     Swap(SwapId),
@@ -129,6 +131,7 @@ pub enum Pmd {
         folio: FolioId,
         write: bool,
         excl: bool,
+        dirty: bool,
     },
 }
 

@@ -278,11 +278,14 @@ impl Kernel {
                 }
             } else {
                 // set_pmd_migration_entry()
-                let Pmd::Huge { write, .. } = self.mms[mm].pmds[slot] else {
+                let Pmd::Huge { write, dirty, .. } = self.mms[mm].pmds[slot] else {
                     unreachable!()
                 };
                 let fo = &mut self.folios[f as usize];
                 let excl = fo.anon_exclusive[0];
+                if dirty {
+                    fo.dirty = true;
+                }
                 if excl && fo.pincount > 0 {
                     return Ok(false);
                 }
@@ -294,6 +297,7 @@ impl Kernel {
                     folio: f,
                     write,
                     excl,
+                    dirty,
                 };
                 self.folio_put(f, 1, "set_pmd_migration_entry", mm)?;
             }
@@ -304,7 +308,10 @@ impl Kernel {
             };
             for i in 0..p {
                 let Pte::Present {
-                    folio, idx, write, ..
+                    folio,
+                    idx,
+                    write,
+                    dirty,
                 } = self.pte(t, i)
                 else {
                     continue;
@@ -319,6 +326,9 @@ impl Kernel {
                     return Ok(false);
                 }
                 fo.anon_exclusive[idx as usize] = false;
+                if dirty {
+                    fo.dirty = true; // folio_mark_dirty()
+                }
                 self.set_pte(
                     t,
                     i,
@@ -327,6 +337,7 @@ impl Kernel {
                         idx,
                         write,
                         excl,
+                        dirty,
                     },
                 );
                 self.unmap_pte_page(mm, f, "try_to_migrate_one")?;
@@ -354,10 +365,17 @@ impl Kernel {
             }
             for slot in 0..self.slots() {
                 match self.mms[mm].pmds[slot] {
-                    Pmd::Migration { folio, write, excl } if folio == src => {
-                        // remove_migration_pmd()
+                    Pmd::Migration {
+                        folio,
+                        write,
+                        excl,
+                        dirty,
+                    } if folio == src => {
+                        // remove_migration_pmd(): dirty only if the folio and
+                        // the entry both are.
                         let (nf, _) = dst(0);
                         let fo = &mut self.folios[nf as usize];
+                        let dirty = dirty && fo.dirty;
                         fo.refcount += 1;
                         fo.entire_mapcount += 1;
                         fo.large_mapcount += 1;
@@ -367,7 +385,7 @@ impl Kernel {
                         self.mms[mm].pmds[slot] = Pmd::Huge {
                             folio: nf,
                             write,
-                            dirty: true,
+                            dirty,
                         };
                     }
                     Pmd::Table(t) => {
@@ -377,6 +395,7 @@ impl Kernel {
                                 idx,
                                 write,
                                 excl,
+                                dirty,
                             } = self.pte(t, i)
                             {
                                 if folio != src {
@@ -398,6 +417,9 @@ impl Kernel {
                                 if excl {
                                     fo.anon_exclusive[ni as usize] = true;
                                 }
+                                // remove_migration_pte(): pte_mkdirty() only if
+                                // the folio and the entry both are dirty.
+                                let dirty = dirty && fo.dirty;
                                 self.set_pte(
                                     t,
                                     i,
@@ -405,7 +427,7 @@ impl Kernel {
                                         folio: nf,
                                         idx: ni,
                                         write,
-                                        dirty: true,
+                                        dirty,
                                     },
                                 );
                             }
