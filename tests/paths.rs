@@ -498,3 +498,27 @@ fn reclaim_discards_a_clean_lazyfree_thp_in_every_mm_without_splitting() {
         },
     );
 }
+
+#[test]
+fn do_wp_page_reuses_a_large_folio_mapped_by_this_mm_only() {
+    // After fork + child exit the THP's pages are no longer PageAnonExclusive;
+    // once PTE-mapped, a write fault reuses the folio (wp_can_reuse_anon_folio)
+    // instead of copying the page out of it.
+    for preset in [Preset::Deposit, Preset::LazyFixed] {
+        both(
+            "mmap 0 2M thp\ntouch 0 2M write\nfork\nexit mm=1\nmprotect 1M 1M r\nmprotect 1M 1M rw\ntouch 1M 4K write\n",
+            preset,
+            |k| {
+                let Pmd::Table(t) = k.mms[0].pmds[0] else {
+                    panic!("{:?}", k.mms[0].pmds[0])
+                };
+                let i = k.ptrs() / 2;
+                let Pte::Present { folio, write, .. } = k.tables[t as usize].ptes[i] else {
+                    panic!()
+                };
+                assert!(write);
+                assert_eq!(k.folios[folio as usize].nr, k.ptrs());
+            },
+        );
+    }
+}

@@ -70,15 +70,6 @@ impl Kernel {
         fo.large_mapcount == fo.nr as i64 && fo.refcount == fo.nr as i64
     }
 
-    /// `folio_maybe_mapped_shared()`: mapped by more than one mm (the per-folio
-    /// mm-id tracking of CONFIG_MM_ID).
-    fn folio_maybe_mapped_shared(&self, f: FolioId) -> bool {
-        (0..self.mms.len())
-            .filter(|&m| self.mms[m].alive && self.maps_folio(m, f))
-            .nth(1)
-            .is_some()
-    }
-
     /// `madvise_folio_pte_batch()`: how many PTEs from `t[i]` on (at most
     /// `max`) map consecutive pages of the same folio.
     fn folio_pte_batch(&self, t: TableId, i: usize, max: usize, f: FolioId, idx: u32) -> usize {

@@ -279,6 +279,27 @@ impl Kernel {
             );
             return Ok(());
         }
+        if fo.nr > 1
+            && fo.pincount == 0
+            && fo.refcount == fo.large_mapcount
+            && !self.folio_maybe_mapped_shared(folio)
+        {
+            // wp_can_reuse_anon_folio() for a large folio (CONFIG_MM_ID):
+            // mapped by this mm only, no other reference.
+            cov!(self, "do_wp_page:reuse_large");
+            self.folios[folio as usize].anon_exclusive[idx] = true;
+            self.set_pte(
+                t,
+                i,
+                Pte::Present {
+                    folio,
+                    idx: idx as u32,
+                    write: true,
+                    dirty: true,
+                },
+            );
+            return Ok(());
+        }
         if fo.nr == 1 && fo.refcount == 1 && fo.pincount == 0 {
             cov!(self, "do_wp_page:reuse_sole");
             self.folios[folio as usize].anon_exclusive[0] = true;

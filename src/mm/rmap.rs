@@ -20,6 +20,15 @@ impl Kernel {
         })
     }
 
+    /// `folio_maybe_mapped_shared()`: mapped by more than one mm (the per-folio
+    /// mm-id tracking of CONFIG_MM_ID).
+    pub fn folio_maybe_mapped_shared(&self, f: FolioId) -> bool {
+        (0..self.mms.len())
+            .filter(|&m| self.mms[m].alive && self.maps_folio(m, f))
+            .nth(1)
+            .is_some()
+    }
+
     fn folio_mapped(&self, f: FolioId) -> bool {
         (0..self.mms.len()).any(|m| {
             self.mms[m].alive
