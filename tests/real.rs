@@ -15,50 +15,33 @@ fn host() -> Option<Host> {
     }
 }
 
-/// Host-runnable programs (no pin, reclaim, migrate, walk, uffd-wp, pageout, fault plan).
-const AGREE: &[&str] = &[
-    "mmap 0 8M thp\ntouch 0 4M write\ntouch 4M 2M read\nfork\ntouch 1M 4K write mm=1\nmadvise 6M 8K dontneed\nmremap 0 2M 10M\nmprotect 3M 1M r\nmunmap 0 1M\nexit mm=1\n",
-    "mmap 0 4M\ntouch 0 2M write\nmmap 0 4M thp\ntouch 0 4M read\ntouch 1M 256K write\nmadvise 0 2M collapse\nmremap 0 4M 20M\ntouch 20M 4M write\n",
-    "mmap 14M 4M thp\ntouch 14M 4M write\nmremap 14M 2M 22M\nfork\nmunmap 14M 4M mm=1\ntouch 22M 2M write mm=1\nmadvise 0 32M free\nexit\n",
-    "mmap 0 16M thp\ntouch 0 16M write\nmadvise 2M 2M cold\nmadvise 1M 256K dontneed\nmprotect 5M 1M r\nmprotect 5M 1M rw\ntouch 0 16M read\n",
-    // The model gaps `real --generate` found (see tests/paths.rs for the model side):
-    // mprotect over a hole changes the VMAs before it; unchanged flags split nothing.
-    "mmap 0 4M thp\ntouch 0 4M write\nmmap 6M 2M\nmprotect 1M 7M r\nmprotect 0 4M r\nmprotect 0 2M r\n",
-    // MADV_COLLAPSE: no anon_vma, inside one PMD, unsuitable VMA, first-error abort.
-    "mmap 0 8M thp\nmadvise 0 4M collapse\ntouch 0 4K write\nmadvise 2304K 256K collapse\nmadvise 2M 1M collapse\n",
-    "mmap 0 8M\ntouch 0 8M write\nmprotect 0 2560K r\nmadvise 2304K 3840K collapse\nmadvise 2M 4M collapse\nmprotect 5M 1M r\nmadvise 5M 1M collapse\n",
-    // remap_move(): several VMAs, gaps kept; a gap at the start is -EFAULT.
-    "mmap 0 2M\nmmap 3M 1M\ntouch 0 4M write\nmmap 18M 1M\nmremap 0 4M 16M\nmremap 15M 4M 24M\n",
-    // __folio_split() maps zero-filled pages to the shared zero page.
-    "mmap 0 2M thp\ntouch 0 4K write\nmadvise 0 1M cold\nmmap 4M 2M thp\ntouch 4M 1M write\nmadvise 4M 1M free\n",
-    // MADV_COLD/FREE leave a THP shared with another mm alone; a whole PTE-mapped
-    // THP is not split.
-    "mmap 0 4M thp\ntouch 0 4M write\nfork\nmadvise 0 1M cold\nmadvise 2M 1M free mm=1\nmprotect 3M 512K r mm=1\nmprotect 3M 512K rw mm=1\nmadvise 2M 2M free mm=1\nexit mm=1\nmadvise 2M 1M cold\n",
-];
-
-#[test]
-fn hand_written_programs_agree() {
-    let Some(h) = host() else { return };
-    for text in AGREE {
-        let p = Program::parse(text).unwrap();
-        let c = check_program(&h, &p).unwrap();
-        match c.verdict {
-            Verdict::Agree { .. } => {}
-            Verdict::Diverge { d, .. } => panic!(
-                "diverged at op {} mm {:?} field {}: model {} kernel {}\n{text}",
-                d.op, d.mm, d.field, d.model, d.kernel
-            ),
-            Verdict::Unsupported(w) => panic!("unsupported: {w}\n{text}"),
-            Verdict::ModelViolation(v) => panic!("model violation: {v}\n{text}"),
-        }
-    }
+/// The host-runnable programs of tests/programs/deposit/ (`host-*.txt`).
+fn host_programs() -> Vec<(String, Program)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/deposit");
+    let mut v: Vec<(String, Program)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("host-")
+        })
+        .map(|p| {
+            let prog = Program::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p.display().to_string(), prog)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 #[test]
 fn deposit_programs_run_or_say_why_not() {
     let Some(h) = host() else { return };
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs");
-    let mut n = 0;
+    let (mut n, mut agreed) = (0, 0);
     for sub in ["deposit", "ops"] {
         for e in std::fs::read_dir(format!("{dir}/{sub}")).unwrap() {
             let path = e.unwrap().path();
@@ -69,7 +52,7 @@ fn deposit_programs_run_or_say_why_not() {
             n += 1;
             let c = check_program(&h, &p).unwrap();
             match c.verdict {
-                Verdict::Agree { .. } => {}
+                Verdict::Agree { .. } => agreed += 1,
                 Verdict::Unsupported(why) => {
                     eprintln!("{}: unsupported on this host: {why}", path.display());
                     assert!(h.program_unsupported(&p).is_some());
@@ -87,6 +70,9 @@ fn deposit_programs_run_or_say_why_not() {
         }
     }
     assert!(n > 0);
+    // Every host-runnable program ran (and agreed above).
+    assert_eq!(agreed, host_programs().len());
+    assert!(agreed >= 10, "{agreed}");
 }
 
 /// The model encodes Linux 6.17+ semantics (multi-VMA mremap, 6.17; zero-page
@@ -154,8 +140,7 @@ fn emitted_c_prints_what_real_observes() {
     }
     let dir = std::env::temp_dir().join(format!("splitfuzz-emit-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, text) in AGREE.iter().enumerate() {
-        let p = Program::parse(text).unwrap();
+    for (i, (name, p)) in host_programs().into_iter().enumerate() {
         let c = splitfuzz::emit_c::emit_c(&p).unwrap();
         let src = dir.join(format!("repro{i}.c"));
         let bin = dir.join(format!("repro{i}"));
@@ -174,7 +159,7 @@ fn emitted_c_prints_what_real_observes() {
         let run = std::process::Command::new(&bin).output().unwrap();
         let c_text = String::from_utf8(run.stdout).unwrap();
         let host = real::host_run(&p).unwrap();
-        assert_eq!(c_text, host.t.text(), "program {i}:\n{text}");
+        assert_eq!(c_text, host.t.text(), "{name}");
         assert_eq!(
             run.status.code(),
             Some(0),
