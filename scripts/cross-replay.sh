@@ -8,7 +8,7 @@
 #   CLI        target/release/splitfuzz run --policy P FILE.bin
 #   replay     fuzz/target/release/T FILE            (cargo build --release --no-default-features)
 #   libfuzzer  fuzz/target/<triple>/release/T FILE   (cargo +nightly fuzz build -s none)
-#   afl        fuzz/target/afl/release/T < FILE      (cargo afl build --release --no-default-features --features afl)
+#   afl        fuzz/target/afl/release/T < FILE      (CARGO_TARGET_DIR=fuzz/target/afl cargo afl build --release --no-default-features --features afl)
 #              (outside afl-fuzz a persistent-mode binary stops itself (SIGSTOP) after
 #               an input that does not crash: it is killed after 3 s = no violation)
 #   honggfuzz  CARGO_HONGGFUZZ_CRASH_FILENAME=FILE fuzz/hfuzz_target/<triple>/debug/T
