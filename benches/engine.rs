@@ -98,7 +98,7 @@ fn main() {
     println!("\ncost per op as programs grow (deposit, small geometry; violations stop a program early, so the reference policy is used):");
     println!("{:>6} {:>12} {:>14}", "ops", "exec/s", "us per op");
     let cfg = RunConfig::new(Policy::preset(Preset::Deposit), Geometry::SMALL);
-    for ops in [8, 32, 128, 512, 1024] {
+    for ops in [8, 32, 128, 512, 1024, 2048] {
         let progs = programs(3, ops, 16);
         let (eps, _) = measure(&cfg, &progs, min);
         println!("{:>6} {:>12.0} {:>14.2}", ops, eps, 1e6 / eps / ops as f64);
