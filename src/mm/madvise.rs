@@ -8,12 +8,7 @@ use crate::program::Advice;
 
 impl Kernel {
     pub fn madvise(&mut self, mm: usize, lo: usize, hi: usize, advice: Advice) -> KResult<()> {
-        let ranges: Vec<(usize, usize)> = self.mms[mm]
-            .vmas
-            .iter()
-            .filter(|v| v.start < hi && lo < v.end)
-            .map(|v| (v.start.max(lo), v.end.min(hi)))
-            .collect();
+        let ranges = self.mms[mm].vma_pieces(lo, hi);
         let covered: usize = ranges.iter().map(|(a, b)| b - a).sum();
         // madvise_walk_vmas(): one VMA at a time; an error aborts the walk.
         for &(a, b) in &ranges {

@@ -204,6 +204,15 @@ impl Mm {
             .iter()
             .position(|v| v.start <= page && page < v.end)
     }
+    /// The parts of `[lo, hi)` inside each VMA, in address order (what a
+    /// `for_each_vma_range()` walk clamps to).
+    pub fn vma_pieces(&self, lo: usize, hi: usize) -> Vec<(usize, usize)> {
+        self.vmas
+            .iter()
+            .filter(|v| v.start < hi && lo < v.end)
+            .map(|v| (v.start.max(lo), v.end.min(hi)))
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

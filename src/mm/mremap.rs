@@ -20,12 +20,7 @@ impl Kernel {
         let end = old + len;
         // The destination never overlaps the source range, so the source VMAs
         // can be listed up front (the kernel re-walks after each move).
-        let pieces: Vec<(usize, usize)> = self.mms[mm]
-            .vmas
-            .iter()
-            .filter(|v| v.start < end && old < v.end)
-            .map(|v| (v.start.max(old), v.end.min(end)))
-            .collect();
+        let pieces = self.mms[mm].vma_pieces(old, end);
         match pieces.first() {
             Some(&(a, _)) if a == old => {}
             _ => return Err(Errno::EFAULT.into()),

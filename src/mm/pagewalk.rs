@@ -11,12 +11,7 @@ impl Kernel {
     pub fn walk_page_range(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<Vec<bool>> {
         let p = self.ptrs();
         let mut seen = vec![false; hi - lo];
-        let ranges: Vec<(usize, usize)> = self.mms[mm]
-            .vmas
-            .iter()
-            .filter(|v| v.start < hi && lo < v.end)
-            .map(|v| (v.start.max(lo), v.end.min(hi)))
-            .collect();
+        let ranges = self.mms[mm].vma_pieces(lo, hi);
         for (a, b) in ranges {
             let mut slot = a / p;
             while slot * p < b {
