@@ -6,12 +6,18 @@ use splitfuzz::mm::{Kernel, Pmd, Pte};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn run_ops(text: &str, preset: Preset, geom: Geometry) -> Kernel {
+    run_res(text, preset, geom).0
+}
+
+/// Run without the implicit exit; no violation allowed. The kernel and each op's result.
+fn run_res(text: &str, preset: Preset, geom: Geometry) -> (Kernel, Vec<exec::OpResult>) {
     let prog = Program::parse(text).unwrap();
     let mut k = exec::build(&prog, &RunConfig::new(Policy::preset(preset), geom));
-    let v = exec::run_on(&mut k, &prog, &mut Vec::new(), &mut |_, _, _| {}, false);
+    let mut res = Vec::new();
+    let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
     assert!(v.is_none(), "{v:?}");
     check_state(&k, "test").unwrap();
-    k
+    (k, res)
 }
 
 fn both(text: &str, preset: Preset, f: impl Fn(&Kernel)) {
@@ -289,16 +295,6 @@ fn uffd_wp_on_part_of_a_thp_splits_and_protects() {
 
 // ---- Linux 6.18 semantics the host kernel oracle (`splitfuzz real`) showed the
 // model was missing; each was checked against the host with `splitfuzz real`.
-
-fn run_res(text: &str, preset: Preset, geom: Geometry) -> (Kernel, Vec<exec::OpResult>) {
-    let prog = Program::parse(text).unwrap();
-    let mut k = exec::build(&prog, &RunConfig::new(Policy::preset(preset), geom));
-    let mut res = Vec::new();
-    let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
-    assert!(v.is_none(), "{v:?}");
-    check_state(&k, "test").unwrap();
-    (k, res)
-}
 
 /// Run under every policy and both geometries.
 fn all(text: &str, f: impl Fn(&Kernel, &[exec::OpResult], Geometry)) {

@@ -159,23 +159,7 @@ impl Kernel {
                             }
                             if self.exclusive_pte_mapped(folio) {
                                 cov!(self, "madvise_free_pte_range:lazyfree_large");
-                                for k in 0..nr {
-                                    if let Pte::Present {
-                                        folio, idx, write, ..
-                                    } = self.pte(t, i + k)
-                                    {
-                                        let e = Pte::Present {
-                                            folio,
-                                            idx,
-                                            write,
-                                            dirty: false,
-                                        };
-                                        self.set_pte(t, i + k, e);
-                                    }
-                                }
-                                let fo = &mut self.folios[folio as usize];
-                                fo.dirty = false;
-                                fo.lazyfree = true;
+                                self.folio_mark_lazyfree(t, i, nr, folio);
                             }
                             page += nr;
                             continue;
@@ -192,27 +176,34 @@ impl Kernel {
     }
 
     fn lazyfree_pte(&mut self, t: TableId, i: usize) {
-        if let Pte::Present {
-            folio, idx, write, ..
-        } = self.pte(t, i)
-        {
+        if let Pte::Present { folio, .. } = self.pte(t, i) {
             if self.folios[folio as usize].nr == 1 && self.exclusive_folio(folio) {
                 cov!(self, "madvise_free_pte_range:lazyfree");
-                self.set_pte(
-                    t,
-                    i,
-                    Pte::Present {
-                        folio,
-                        idx,
-                        write,
-                        dirty: false,
-                    },
-                );
-                let fo = &mut self.folios[folio as usize];
-                fo.dirty = false;
-                fo.lazyfree = true;
+                self.folio_mark_lazyfree(t, i, 1, folio);
             }
         }
+    }
+
+    /// Clear the dirty bit of the `nr` PTEs from `t[i]` (clear_young_dirty_ptes())
+    /// and of their folio, and `folio_mark_lazyfree()` it.
+    fn folio_mark_lazyfree(&mut self, t: TableId, i: usize, nr: usize, folio: FolioId) {
+        for k in i..i + nr {
+            if let Pte::Present {
+                folio, idx, write, ..
+            } = self.pte(t, k)
+            {
+                let clean = Pte::Present {
+                    folio,
+                    idx,
+                    write,
+                    dirty: false,
+                };
+                self.set_pte(t, k, clean);
+            }
+        }
+        let fo = &mut self.folios[folio as usize];
+        fo.dirty = false;
+        fo.lazyfree = true;
     }
 
     /// `madvise_cold_or_pageout_pte_range()`; pageout reclaims the collected folios.

@@ -7,7 +7,34 @@ use super::*;
 use crate::cov;
 use crate::policy::Strategy;
 
+/// What `try_to_unmap_one()` does with a lazyfree (!swapbacked) folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LazyfreeUnmap {
+    /// Clean, and only the mappings (plus isolation) hold it: drop it.
+    Discard,
+    /// Written since MADV_FREE: folio_set_swapbacked(), remap, abort the walk.
+    Redirtied,
+    /// ref_count != map_count + 1 (a GUP reference): remap, abort the walk.
+    ExtraRef,
+}
+
 impl Kernel {
+    /// The lazyfree rule shared by the PMD path (`__discard_anon_folio_pmd_locked()`)
+    /// and the PTE path; `entry_dirty` is the dirty bit of the mapping(s).
+    /// A redirtied folio is made swap-backed again here.
+    fn lazyfree_unmap(&mut self, f: FolioId, entry_dirty: bool) -> LazyfreeUnmap {
+        let fo = &mut self.folios[f as usize];
+        if fo.dirty || entry_dirty {
+            fo.dirty = true;
+            fo.lazyfree = false;
+            LazyfreeUnmap::Redirtied
+        } else if fo.refcount != fo.large_mapcount {
+            LazyfreeUnmap::ExtraRef
+        } else {
+            LazyfreeUnmap::Discard
+        }
+    }
+
     /// Does `mm` map folio `f` (by PMD or PTE)?
     pub fn maps_folio(&self, mm: usize, f: FolioId) -> bool {
         self.mms[mm].pmds.iter().any(|p| match *p {
@@ -125,51 +152,50 @@ impl Kernel {
             let Pmd::Huge { dirty, .. } = self.mms[mm].pmds[slot] else {
                 unreachable!()
             };
-            let fo = &self.folios[f as usize];
             // A lazyfree (!swapbacked) PMD-mapped THP is never split here:
             // unmap_huge_pmd_locked() → __discard_anon_folio_pmd_locked()
             // discards it, or remaps it and aborts the walk.
-            if fo.lazyfree && (fo.dirty || dirty) {
-                // Redirtied: folio_set_swapbacked(), abort (since 2025).
-                cov!(self, "try_to_unmap_one:redirtied_lazyfree");
-                self.folios[f as usize].lazyfree = false;
-                self.folios[f as usize].dirty = true;
-                ret = false;
-            } else if fo.lazyfree && fo.refcount != fo.large_mapcount {
-                // ref_count != map_count + 1 (isolation): a GUP reference.
-                cov!(self, "try_to_unmap_one:lazyfree_extra_ref");
-                ret = false;
-            } else if fo.lazyfree {
-                // Clean, only mapping references (in every mm that maps it).
-                cov!(self, "try_to_unmap_one:discard_pmd");
-                self.mms[mm].pmds[slot] = Pmd::None;
-                let lo = self.geom.slot_start(slot);
-                self.clear_uffd_wp(mm, lo, lo + p);
-                let fo = &mut self.folios[f as usize];
-                fo.entire_mapcount -= 1;
-                fo.large_mapcount -= 1;
-                self.mms[mm].rss_anon -= p as i64;
-                if self.policy.deposit {
-                    self.zap_deposited_table(mm, slot, "__discard_anon_folio_pmd_locked")?;
-                }
-                self.folio_put(f, 1, "__discard_anon_folio_pmd_locked", mm)?;
-            } else if split {
-                cov!(self, "try_to_unmap_one:split");
-                if self
-                    .rmap_split(
-                        mm,
-                        slot,
-                        false,
-                        &mut prealloc,
-                        lazy,
-                        SplitCaller::TryToUnmapOne,
-                    )?
-                    .is_none()
-                {
+            let lazyfree = self.folios[f as usize].lazyfree;
+            match lazyfree.then(|| self.lazyfree_unmap(f, dirty)) {
+                Some(LazyfreeUnmap::Redirtied) => {
+                    cov!(self, "try_to_unmap_one:redirtied_lazyfree");
                     ret = false;
                 }
-            } else {
-                ret = false;
+                Some(LazyfreeUnmap::ExtraRef) => {
+                    cov!(self, "try_to_unmap_one:lazyfree_extra_ref");
+                    ret = false;
+                }
+                Some(LazyfreeUnmap::Discard) => {
+                    cov!(self, "try_to_unmap_one:discard_pmd");
+                    self.mms[mm].pmds[slot] = Pmd::None;
+                    let lo = self.geom.slot_start(slot);
+                    self.clear_uffd_wp(mm, lo, lo + p);
+                    let fo = &mut self.folios[f as usize];
+                    fo.entire_mapcount -= 1;
+                    fo.large_mapcount -= 1;
+                    self.mms[mm].rss_anon -= p as i64;
+                    if self.policy.deposit {
+                        self.zap_deposited_table(mm, slot, "__discard_anon_folio_pmd_locked")?;
+                    }
+                    self.folio_put(f, 1, "__discard_anon_folio_pmd_locked", mm)?;
+                }
+                None if split => {
+                    cov!(self, "try_to_unmap_one:split");
+                    if self
+                        .rmap_split(
+                            mm,
+                            slot,
+                            false,
+                            &mut prealloc,
+                            lazy,
+                            SplitCaller::TryToUnmapOne,
+                        )?
+                        .is_none()
+                    {
+                        ret = false;
+                    }
+                }
+                None => ret = false,
             }
         }
         if ret {
@@ -184,9 +210,7 @@ impl Kernel {
     fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId) -> KResult<bool> {
         let p = self.ptrs();
         if self.folios[f as usize].lazyfree {
-            // The lazyfree PTE path: a redirtied folio becomes swap-backed and the
-            // walk aborts; an unexpected reference (ref_count != map_count + 1)
-            // aborts; else the PTEs are discarded.
+            // The lazyfree PTE path: the same rule over all the folio's PTEs.
             let any_dirty = (0..self.slots()).any(|slot| {
                 self.table_of(mm, slot).is_some_and(|t| {
                     self.tables[t as usize].ptes.iter().any(
@@ -194,18 +218,16 @@ impl Kernel {
                     )
                 })
             });
-            let fo = &self.folios[f as usize];
-            let (dirty, extra_ref) = (fo.dirty || any_dirty, fo.refcount != fo.large_mapcount);
-            if dirty {
-                cov!(self, "try_to_unmap_one:redirtied_lazyfree_pte");
-                let fo = &mut self.folios[f as usize];
-                fo.dirty = true;
-                fo.lazyfree = false;
-                return Ok(false);
-            }
-            if extra_ref {
-                cov!(self, "try_to_unmap_one:lazyfree_pte_extra_ref");
-                return Ok(false);
+            match self.lazyfree_unmap(f, any_dirty) {
+                LazyfreeUnmap::Discard => {}
+                LazyfreeUnmap::Redirtied => {
+                    cov!(self, "try_to_unmap_one:redirtied_lazyfree_pte");
+                    return Ok(false);
+                }
+                LazyfreeUnmap::ExtraRef => {
+                    cov!(self, "try_to_unmap_one:lazyfree_pte_extra_ref");
+                    return Ok(false);
+                }
             }
         }
         for slot in 0..self.slots() {
