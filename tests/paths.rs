@@ -55,14 +55,10 @@ fn partial_dontneed_splits_then_zaps() {
             "mmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
             preset,
             |k| {
-                let Pmd::Table(t) = k.mms[0].pmds[0] else {
-                    panic!("{:?}", k.mms[0].pmds[0])
-                };
+                let ptes = table_ptes(k, 0, 0);
                 let half = k.ptrs() / 2;
-                assert!(k.tables[t as usize].ptes[..half]
-                    .iter()
-                    .all(|p| *p == Pte::None));
-                assert!(k.tables[t as usize].ptes[half..]
+                assert!(ptes[..half].iter().all(|p| *p == Pte::None));
+                assert!(ptes[half..]
                     .iter()
                     .all(|p| matches!(p, Pte::Present { .. })));
                 assert_eq!(k.mms[0].nr_ptes, 1);
@@ -129,11 +125,7 @@ fn fork_of_pinned_thp_copies_pinned_pages() {
                 matches!(k.mms[0].pmds[0], Pmd::Table(_)),
                 "copy_huge_pmd splits the pinned source"
             );
-            assert!(matches!(k.mms[1].pmds[0], Pmd::Table(_)));
-            let Pmd::Table(t) = k.mms[1].pmds[0] else {
-                panic!()
-            };
-            let Pte::Present { folio, .. } = k.tables[t as usize].ptes[0] else {
+            let Pte::Present { folio, .. } = table_ptes(k, 1, 0)[0] else {
                 panic!()
             };
             assert_eq!(k.folios[folio as usize].nr, 1, "the child got its own copy");
@@ -296,6 +288,14 @@ fn uffd_wp_on_part_of_a_thp_splits_and_protects() {
 // ---- Linux 6.18 semantics the host kernel oracle (`splitfuzz real`) showed the
 // model was missing; each was checked against the host with `splitfuzz real`.
 
+/// The PTEs of the table at `slot` of `mm` (panics if the PMD is not a table).
+fn table_ptes(k: &Kernel, mm: usize, slot: usize) -> &[Pte] {
+    match k.mms[mm].pmds[slot] {
+        Pmd::Table(t) => &k.tables[t as usize].ptes,
+        pmd => panic!("pmds[{slot}] of mm {mm} is {pmd:?}, not a table"),
+    }
+}
+
 /// Run under every policy and both geometries.
 fn all(text: &str, f: impl Fn(&Kernel, &[exec::OpResult], Geometry)) {
     for preset in [
@@ -419,10 +419,7 @@ fn folio_split_maps_zero_filled_pages_to_the_shared_zero_page() {
             "mmap 0 2M thp\ntouch 0 4K write\nmadvise 0 1M cold\n",
             preset,
             |k| {
-                let Pmd::Table(t) = k.mms[0].pmds[0] else {
-                    panic!("{:?}", k.mms[0].pmds[0])
-                };
-                let ptes = &k.tables[t as usize].ptes;
+                let ptes = table_ptes(k, 0, 0);
                 assert!(matches!(ptes[0], Pte::Present { .. }));
                 assert!(ptes[1..].iter().all(|p| *p == Pte::Zero));
                 assert_eq!(k.mms[0].rss_anon, 1);
@@ -454,10 +451,8 @@ fn madvise_free_marks_a_whole_pte_mapped_thp_lazyfree_without_splitting() {
             "mmap 0 2M thp\ntouch 0 2M write\nmprotect 1M 1M r\nmprotect 1M 1M rw\nmadvise 0 2M free\n",
             preset,
             |k| {
-                let Pmd::Table(t) = k.mms[0].pmds[0] else {
-                    panic!("{:?}", k.mms[0].pmds[0])
-                };
-                let Pte::Present { folio, .. } = k.tables[t as usize].ptes[0] else {
+                let ptes = table_ptes(k, 0, 0);
+                let Pte::Present { folio, .. } = ptes[0] else {
                     panic!()
                 };
                 let fo = &k.folios[folio as usize];
@@ -505,11 +500,9 @@ fn do_wp_page_reuses_a_large_folio_mapped_by_this_mm_only() {
             "mmap 0 2M thp\ntouch 0 2M write\nfork\nexit mm=1\nmprotect 1M 1M r\nmprotect 1M 1M rw\ntouch 1M 4K write\n",
             preset,
             |k| {
-                let Pmd::Table(t) = k.mms[0].pmds[0] else {
-                    panic!("{:?}", k.mms[0].pmds[0])
-                };
+                let ptes = table_ptes(k, 0, 0);
                 let i = k.ptrs() / 2;
-                let Pte::Present { folio, write, .. } = k.tables[t as usize].ptes[i] else {
+                let Pte::Present { folio, write, .. } = ptes[i] else {
                     panic!()
                 };
                 assert!(write);
