@@ -7,7 +7,7 @@ use splitfuzz::engine::{self, FuzzOptions};
 use splitfuzz::exec::{self, OpResult, RunConfig};
 use splitfuzz::minimize;
 use splitfuzz::policy::{Policy, Preset};
-use splitfuzz::program::{Expect, Program};
+use splitfuzz::program::Program;
 use splitfuzz::Geometry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -245,24 +245,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     ),
                 }
                 if let Some(exp) = &prog.expect {
-                    let got = out
-                        .violation
-                        .as_ref()
-                        .map(|v| (v.invariant.name().to_string(), v.function.clone()));
-                    let want = match exp {
-                        Expect::Ok => None,
-                        Expect::Violation {
-                            invariant,
-                            function,
-                        } => Some((invariant.clone(), function.clone())),
-                    };
-                    if got != want {
-                        println!(
-                            "{}: expectation not met: expected {:?}, got {:?}",
-                            f.display(),
-                            want,
-                            got
-                        );
+                    if let Err(why) = exp.check(out.violation.as_ref()) {
+                        println!("{}: expectation not met: {why}", f.display());
                         failed = true;
                     }
                 }

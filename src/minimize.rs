@@ -241,6 +241,7 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
     cur.expect = Some(Expect::Violation {
         invariant: fin.invariant.name().into(),
         function: fin.function,
+        severity: Some(fin.severity.name().into()),
     });
     Some(cur)
 }

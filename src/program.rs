@@ -138,7 +138,65 @@ pub struct FaultPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     Ok,
-    Violation { invariant: String, function: String },
+    /// `expect violation INVARIANT FUNCTION [SEVERITY]`.
+    Violation {
+        invariant: String,
+        function: String,
+        severity: Option<String>,
+    },
+}
+
+impl Expect {
+    /// Does a run's violation (or its absence) meet this expectation? `Err`
+    /// says in words what differed.
+    pub fn check(&self, got: Option<&crate::invariants::Violation>) -> Result<(), String> {
+        match (self, got) {
+            (Expect::Ok, None) => Ok(()),
+            (Expect::Ok, Some(v)) => Err(format!(
+                "expected no violation, got {} [{}]",
+                v.signature(),
+                v.severity
+            )),
+            (Expect::Violation { .. }, None) => {
+                Err(format!("expected {}, got no violation", self.describe()))
+            }
+            (
+                Expect::Violation {
+                    invariant,
+                    function,
+                    severity,
+                },
+                Some(v),
+            ) => {
+                let sev_ok = severity.as_deref().is_none_or(|s| s == v.severity.name());
+                if v.invariant.name() == invariant && v.function == *function && sev_ok {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "expected {}, got {} [{}]",
+                        self.describe(),
+                        v.signature(),
+                        v.severity
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The expectation in words (as the `expect` line says it).
+    pub fn describe(&self) -> String {
+        match self {
+            Expect::Ok => "no violation".into(),
+            Expect::Violation {
+                invariant,
+                function,
+                severity,
+            } => match severity {
+                Some(s) => format!("{invariant} {function} [{s}]"),
+                None => format!("{invariant} {function}"),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -374,8 +432,13 @@ impl Program {
             Some(Expect::Violation {
                 invariant,
                 function,
+                severity,
             }) => {
-                let _ = writeln!(out, "expect violation {invariant} {function}");
+                let sev = severity
+                    .as_deref()
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "expect violation {invariant} {function}{sev}");
             }
             None => {}
         }
@@ -516,8 +579,28 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 ["violation", inv, func] => Expect::Violation {
                     invariant: inv.to_string(),
                     function: func.to_string(),
+                    severity: None,
                 },
-                _ => return Err("expect takes 'ok' or 'violation INVARIANT FUNCTION'".into()),
+                ["violation", inv, func, sev] => {
+                    if crate::invariants::Severity::from_name(sev).is_none() {
+                        return Err(format!(
+                            "unknown severity '{sev}' ({})",
+                            crate::invariants::Severity::ALL
+                                .map(|s| s.name())
+                                .join(", ")
+                        ));
+                    }
+                    Expect::Violation {
+                        invariant: inv.to_string(),
+                        function: func.to_string(),
+                        severity: Some(sev.to_string()),
+                    }
+                }
+                _ => {
+                    return Err(
+                        "expect takes 'ok' or 'violation INVARIANT FUNCTION [SEVERITY]'".into(),
+                    )
+                }
             });
             return Ok(());
         }

@@ -208,3 +208,40 @@ fn every_invariant_has_a_name_roundtrip() {
         assert_eq!(Invariant::from_name(i.name()), Some(i));
     }
 }
+
+#[test]
+fn severity_follows_the_site() {
+    use splitfuzz::invariants::Severity;
+    // Worst first: the order findings tables sort by.
+    assert!(Severity::Crash < Severity::DataLoss);
+    assert!(Severity::DataLoss < Severity::UnkillableLoop);
+    assert!(Severity::UnkillableLoop < Severity::KillableLoop);
+    assert!(Severity::KillableLoop < Severity::Leak);
+    assert!(Severity::Leak < Severity::WrongErrno);
+    // A double free is a crash even though its invariant is a leak check.
+    let mut k = state("mmap 0 4M\ntouch 0 4K write\n", Preset::LazyFixed);
+    let Pmd::Table(t) = k.mms[0].pmds[0] else {
+        panic!()
+    };
+    k.pte_free(t, "test").unwrap();
+    match k.pte_free(t, "test") {
+        Err(KErr::Bug(v)) => assert_eq!(v.severity, Severity::Crash, "{v}"),
+        other => panic!("double free not caught: {other:?}"),
+    }
+    // A leaked table found by the state check is a leak.
+    let mut k = state(THP, Preset::Deposit);
+    k.pte_alloc_one(0, "test").unwrap();
+    let v = check_state(&k, "test").unwrap_err();
+    assert_eq!(v.severity, Severity::Leak, "{v}");
+    // A fault that refaults forever is killable; a kernel loop is not.
+    let run = |text: &str| {
+        let prog = Program::parse(text).unwrap();
+        let cfg = RunConfig::new(Policy::preset(Preset::LazyV1), Geometry::SMALL);
+        exec::run(&prog, &cfg).violation.expect("violation")
+    };
+    let cow =
+        run("fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nfork\ntouch 0 4K write\n");
+    assert_eq!(cow.severity, Severity::KillableLoop, "{cow}");
+    let wp = run("fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 1M on\n");
+    assert_eq!(wp.severity, Severity::UnkillableLoop, "{wp}");
+}

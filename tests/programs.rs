@@ -49,20 +49,9 @@ fn replay(root: &str, must_exist: bool) -> usize {
         let policy = exec::program_policy(&prog, None, &[]).unwrap();
         for geom in [Geometry::SMALL, Geometry::KERNEL] {
             let out = exec::run(&prog, &RunConfig::new(policy.clone(), geom));
-            let got = out
-                .violation
-                .as_ref()
-                .map(|v| (v.invariant.name().to_string(), v.function.clone()));
-            let want = match expect {
-                Expect::Ok => None,
-                Expect::Violation {
-                    invariant,
-                    function,
-                } => Some((invariant.clone(), function.clone())),
-            };
-            if got != want {
+            if let Err(why) = expect.check(out.violation.as_ref()) {
                 failures.push(format!(
-                    "{} ({} geometry): expected {want:?}, got {got:?}{}",
+                    "{} ({} geometry): {why}{}",
                     f.display(),
                     geom.name(),
                     out.violation.map(|v| format!(": {v}")).unwrap_or_default()

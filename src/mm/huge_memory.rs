@@ -83,6 +83,7 @@ impl Kernel {
                             caller.name(),
                             mm,
                             self.geom.slot_start(slot),
+                            false,
                         )?;
                     }
                     s => return Ok(Split::Failed(s)),

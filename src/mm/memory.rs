@@ -104,7 +104,7 @@ impl Kernel {
             }
             match self.handle_mm_fault(mm, vi, page, write)? {
                 FaultRet::Retry(func) => {
-                    self.retry_guard(&mut retries, func, mm, page)?;
+                    self.retry_guard(&mut retries, func, mm, page, true)?;
                 }
                 FaultRet::Done | FaultRet::Fallback => {
                     faults += 1;
@@ -377,7 +377,7 @@ impl Kernel {
                                 // Void split: zap_pte_range() cannot map the PTEs, returns
                                 // addr unchanged; pmd--: the same PMD again.
                                 cov!(self, "zap_pmd_range:loop");
-                                self.retry_guard(&mut iters, "zap_pmd_range", mm, s_lo)?;
+                                self.retry_guard(&mut iters, "zap_pmd_range", mm, s_lo, false)?;
                             }
                         }
                     }

@@ -405,6 +405,7 @@ impl Kernel {
     ) -> KErr {
         KErr::Bug(Box::new(Violation {
             invariant: inv,
+            severity: inv.default_severity(),
             function: func.to_string(),
             op_index: self.op_index,
             mm,
@@ -423,24 +424,56 @@ impl Kernel {
         });
     }
 
+    /// The same violation with another severity (a site knows more than the invariant).
+    pub fn bug_sev(
+        &self,
+        inv: Invariant,
+        sev: crate::invariants::Severity,
+        func: &'static str,
+        mm: usize,
+        page: usize,
+        msg: String,
+    ) -> KErr {
+        match self.bug(inv, func, mm, page, msg) {
+            KErr::Bug(v) => KErr::Bug(Box::new(v.with_severity(sev))),
+            e => e,
+        }
+    }
+
     /// A retry loop went round once more: a livelock if it can never progress.
+    /// `killable`: the loop goes through user mode (a fault that returns and
+    /// refaults, or `restart_syscall()`), so SIGKILL ends it.
     pub fn retry_guard(
         &mut self,
         iters: &mut u32,
         func: &'static str,
         mm: usize,
         page: usize,
+        killable: bool,
     ) -> KResult<()> {
+        use crate::invariants::Severity;
         *iters += 1;
         self.stats.retries += 1;
         if self.alloc.pte_fails_forever() || *iters > RETRY_LIMIT {
-            return Err(self.bug(
+            let (sev, how) = if killable {
+                (
+                    Severity::KillableLoop,
+                    "the access returns to user mode and faults again; SIGKILL ends it",
+                )
+            } else {
+                (
+                    Severity::UnkillableLoop,
+                    "the loop has no exit (no error, no fatal-signal check) and never returns to user mode",
+                )
+            };
+            return Err(self.bug_sev(
                 Invariant::NoLivelock,
+                sev,
                 func,
                 mm,
                 page,
                 format!(
-                    "{func} retries the PMD split forever: every pte_alloc_one() fails from here on and the loop has no exit (no error, no fatal-signal check); detected at iteration {}",
+                    "{func} retries the PMD split forever: every pte_alloc_one() fails from here on and {how}; detected at iteration {}",
                     iters
                 ),
             ));
@@ -472,8 +505,9 @@ impl Kernel {
     pub fn pte_free(&mut self, t: TableId, site: &'static str) -> KResult<()> {
         let mm = self.tables[t as usize].mm;
         if self.tables[t as usize].state == TableState::Freed {
-            return Err(self.bug(
+            return Err(self.bug_sev(
                 Invariant::TableConservation,
+                crate::invariants::Severity::Crash,
                 site,
                 mm,
                 0,
@@ -604,8 +638,9 @@ impl Kernel {
         fo.refcount -= n;
         if fo.refcount < 0 || fo.freed {
             let rc = fo.refcount;
-            return Err(self.bug(
+            return Err(self.bug_sev(
                 Invariant::FolioCounts,
+                crate::invariants::Severity::Crash,
                 func,
                 mm,
                 0,

@@ -157,7 +157,7 @@ impl Kernel {
                             }
                             Split::Failed(_) => {
                                 // change_pte_range() returns -EAGAIN: goto again.
-                                self.retry_guard(&mut iters, "change_pmd_range", mm, s_lo)?;
+                                self.retry_guard(&mut iters, "change_pmd_range", mm, s_lo, false)?;
                             }
                         }
                     }

@@ -135,7 +135,7 @@ impl Kernel {
                     }
                     Ok(Split::Failed(_)) => {
                         // move_ptes() returns -EAGAIN on the still-huge PMD: goto again.
-                        self.retry_guard(&mut iters, "move_page_tables", mm, o)?;
+                        self.retry_guard(&mut iters, "move_page_tables", mm, o, false)?;
                     }
                     Err(KErr::Errno(_)) => return Ok(done),
                     Err(b) => return Err(b),

@@ -43,7 +43,13 @@ impl Kernel {
                                 }
                                 Split::Failed(_) => {
                                     // walk_pte_range(): pte_offset_map_lock() NULL → ACTION_AGAIN.
-                                    self.retry_guard(&mut iters, "walk_pmd_range", mm, s_lo)?;
+                                    self.retry_guard(
+                                        &mut iters,
+                                        "walk_pmd_range",
+                                        mm,
+                                        s_lo,
+                                        false,
+                                    )?;
                                 }
                             }
                         }
