@@ -2,7 +2,6 @@
 //! finding (crashes/**/*.txt) and checks its `expect` line, in both geometries.
 
 use splitfuzz::exec::{self, RunConfig};
-use splitfuzz::program::Expect;
 use splitfuzz::{Geometry, Program};
 use std::path::{Path, PathBuf};
 
