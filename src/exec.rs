@@ -26,6 +26,9 @@ pub enum OpResult {
     Err(Errno),
     /// The op's mm does not exist (never forked, or exited).
     NoSuchMm,
+    /// The op never returns: a user fault retried after VM_FAULT_OOM while every
+    /// allocation fails (`KErr::OomLoop`). The task is killed and the program ends.
+    OomLoop,
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +107,10 @@ pub fn run_on(
                 OpResult::Ok
             }
             Err(KErr::Errno(e)) => OpResult::Err(e),
+            Err(KErr::OomLoop(f)) => {
+                tracing::debug!(target: "splitfuzz::op", "op #{i} never returns: VM_FAULT_OOM retried in {f} while every allocation fails; the task is killed");
+                OpResult::OomLoop
+            }
             Err(KErr::Bug(v)) => {
                 hook(k, i, 1);
                 tracing::debug!(target: "splitfuzz::op", "{v}");
@@ -127,6 +134,9 @@ pub fn run_on(
             Ok(next) => reference = next,
             Err(v) => return Some(v),
         }
+        if res == OpResult::OomLoop {
+            break;
+        }
     }
     if !teardown {
         return None;
@@ -138,7 +148,7 @@ pub fn run_on(
         if let Err(e) = k.exit_mmap(mm) {
             match e {
                 KErr::Bug(v) => return Some(*v),
-                KErr::Errno(e) => unreachable!("exit_mmap cannot fail: {e:?}"),
+                e => unreachable!("exit_mmap cannot fail: {e:?}"),
             }
         }
     }
@@ -159,7 +169,7 @@ fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec
         Op::Mprotect { write, .. } => k.mprotect(mm, lo, hi, *write)?,
         Op::Touch { write, .. } => {
             for page in lo..hi {
-                match k.access(mm, page, *write, tag(i, page)) {
+                match k.access(mm, page, *write, tag(i, page), true) {
                     Ok(_) | Err(KErr::Errno(Errno::EFAULT)) => {}
                     Err(e) => return Err(e),
                 }

@@ -462,6 +462,7 @@ pub fn model_run(prog: &Program, thp_fail: &[u32]) -> ModelRun {
             OpResult::Ok => Some("ok".to_string()),
             OpResult::Err(e) => Some(model_errno(*e)),
             OpResult::NoSuchMm => None,
+            OpResult::OomLoop => Some("oom-loop".to_string()),
         })
         .collect();
     res.resize(n, None);

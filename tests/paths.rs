@@ -511,3 +511,47 @@ fn do_wp_page_reuses_a_large_folio_mapped_by_this_mm_only() {
         );
     }
 }
+
+/// A user fault that gets VM_FAULT_OOM is retried (`pagefault_out_of_memory()`):
+/// one failed `__pte_alloc()` costs a retry, not an error; under sustained
+/// failure the task spins (killable) and the program ends there, with no
+/// violation under deposit (the kernel's designed OOM behaviour).
+#[test]
+fn user_fault_retries_vm_fault_oom() {
+    use exec::OpResult;
+    let (k, res) = run_res(
+        "fail pte_alloc nth=1\nmmap 0 4M\ntouch 0 4K write\n",
+        Preset::Deposit,
+        Geometry::SMALL,
+    );
+    assert_eq!(res, vec![OpResult::Ok, OpResult::Ok]);
+    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+    assert_ne!(k.page_value(0, 0), 0, "the write landed after the retry");
+    let (_, res) = run_res(
+        "fail pte_alloc from=1\nmmap 0 4M\ntouch 0 4K write\ntouch 1M 4K write\n",
+        Preset::Deposit,
+        Geometry::SMALL,
+    );
+    assert_eq!(
+        res,
+        vec![OpResult::Ok, OpResult::OomLoop],
+        "the program ends at the loop"
+    );
+    // GUP (pin) turns VM_FAULT_OOM into -ENOMEM instead.
+    let (_, res) = run_res(
+        "fail pte_alloc from=1\nmmap 0 4M\npin 0 4K\n",
+        Preset::Deposit,
+        Geometry::SMALL,
+    );
+    assert_eq!(
+        res,
+        vec![OpResult::Ok, OpResult::Err(splitfuzz::mm::Errno::ENOMEM)]
+    );
+    // The whole program (with teardown) has no violation.
+    let prog = Program::parse("fail pte_alloc from=1\nmmap 0 4M\ntouch 0 4K write\n").unwrap();
+    let out = exec::run(
+        &prog,
+        &RunConfig::new(Policy::preset(Preset::Deposit), Geometry::KERNEL),
+    );
+    assert!(out.violation.is_none(), "{:?}", out.violation);
+}

@@ -9,7 +9,7 @@ impl Kernel {
         for page in lo..hi {
             let v = self.page_value(mm, page);
             // faultin_page(): a write fault that stores what is already there.
-            self.access(mm, page, true, v)?;
+            self.access(mm, page, true, v, false)?;
             let Some(f) = self.folio_at(mm, page) else {
                 return Err(Errno::EFAULT.into());
             };

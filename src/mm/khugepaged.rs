@@ -66,7 +66,7 @@ impl Kernel {
         // __collapse_huge_page_swapin()
         for i in 0..p {
             if let Pte::Swap(_) = self.pte(t, i) {
-                self.access(mm, s + i, false, 0)?;
+                self.access(mm, s + i, false, 0, false)?;
             }
         }
         if self.mms[mm].uffd_wp[s..s + p].iter().any(|b| *b) {

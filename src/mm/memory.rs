@@ -73,11 +73,22 @@ impl Kernel {
         }
     }
 
-    /// A user access to one page: faults until the access succeeds. A write stores
-    /// `value`. Errors: EFAULT (no VMA / no permission), ENOMEM (VM_FAULT_OOM).
-    pub fn access(&mut self, mm: usize, page: usize, write: bool, value: u64) -> KResult<u64> {
+    /// An access to one page: faults until the access succeeds. A write stores
+    /// `value`. Errors: EFAULT (no VMA / no permission). VM_FAULT_OOM is ENOMEM
+    /// for a kernel access (`faultin_page()` → `vm_fault_to_errno()`); a `user`
+    /// access retries the fault (`pagefault_out_of_memory()`), and spins while
+    /// every allocation fails (`KErr::OomLoop`).
+    pub fn access(
+        &mut self,
+        mm: usize,
+        page: usize,
+        write: bool,
+        value: u64,
+        user: bool,
+    ) -> KResult<u64> {
         let mut retries = 0;
         let mut faults = 0;
+        let mut oom_retries = 0u32;
         loop {
             let Some(vi) = self.mms[mm].vma_at(page) else {
                 return Err(Errno::EFAULT.into());
@@ -102,7 +113,20 @@ impl Kernel {
                 }
                 None => {}
             }
-            match self.handle_mm_fault(mm, vi, page, write)? {
+            let r = match self.handle_mm_fault(mm, vi, page, write) {
+                Err(KErr::Errno(Errno::ENOMEM)) if user => {
+                    // VM_FAULT_OOM: pagefault_out_of_memory() warns and the
+                    // task faults again.
+                    cov!(self, "pagefault_out_of_memory:retry");
+                    oom_retries += 1;
+                    if self.alloc.pte_fails_forever() || oom_retries > RETRY_LIMIT {
+                        return Err(KErr::OomLoop("pagefault_out_of_memory"));
+                    }
+                    continue;
+                }
+                r => r?,
+            };
+            match r {
                 FaultRet::Retry(func) => {
                     self.retry_guard(&mut retries, func, mm, page, true)?;
                 }

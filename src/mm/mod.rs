@@ -264,11 +264,18 @@ pub enum Errno {
     EINVAL,
 }
 
-/// A kernel path either returns an errno to its caller or hits a bug (a violation).
+/// A kernel path either returns an errno to its caller, hits a bug (a
+/// violation), or never returns in a loop the kernel intends.
 #[derive(Debug)]
 pub enum KErr {
     Errno(Errno),
     Bug(Box<Violation>),
+    /// A user page fault got VM_FAULT_OOM, and `pagefault_out_of_memory()`
+    /// ("Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF") makes the
+    /// task fault again; while every allocation fails it spins, killable. This is
+    /// the kernel's designed OOM behaviour (deposit does it too), not a finding:
+    /// the op never returns and the program ends there (the task is killed).
+    OomLoop(&'static str),
 }
 
 impl From<Errno> for KErr {
