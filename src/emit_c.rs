@@ -745,6 +745,8 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
                     Advice::Cold => "MADV_COLD_",
                     Advice::Pageout => "MADV_PAGEOUT_",
                     Advice::Collapse => "MADV_COLLAPSE_",
+                    Advice::GuardInstall => "102 /* MADV_GUARD_INSTALL */",
+                    Advice::GuardRemove => "103 /* MADV_GUARD_REMOVE */",
                 }
             ),
             Op::Mremap { old, len, new } => {

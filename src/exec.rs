@@ -31,6 +31,44 @@ pub enum OpResult {
     OomLoop,
 }
 
+impl OpResult {
+    /// The name an `expect op N RESULT` line uses.
+    pub fn name(&self) -> String {
+        match self {
+            OpResult::Ok => "ok".into(),
+            OpResult::Err(e) => format!("{e:?}"),
+            OpResult::NoSuchMm => "no-mm".into(),
+            OpResult::OomLoop => "oom-loop".into(),
+        }
+    }
+}
+
+/// Check every expectation of a program against a run: the `expect` line and
+/// each `expect op N RESULT` line. `Err` lists, in words, what did not hold.
+pub fn check_expectations(prog: &Program, out: &Outcome) -> Result<(), String> {
+    let mut bad = Vec::new();
+    if let Some(e) = &prog.expect {
+        if let Err(why) = e.check(out.violation.as_ref()) {
+            bad.push(why);
+        }
+    }
+    for (i, want) in &prog.expect_results {
+        let got = out
+            .results
+            .get(*i)
+            .map(|r| r.name())
+            .unwrap_or_else(|| "not run".into());
+        if got != *want {
+            bad.push(format!("expected op {i} to return {want}, got {got}"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub violation: Option<Violation>,
@@ -68,7 +106,9 @@ pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
 
 pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
     let alloc = FaultInjector::from_plans(&prog.faults.pte_alloc, &prog.faults.thp);
-    Kernel::new(cfg.geometry, cfg.policy.clone(), alloc)
+    let mut k = Kernel::new(cfg.geometry, cfg.policy.clone(), alloc);
+    k.uffd_async = prog.uffd_async;
+    k
 }
 
 /// Run on an existing kernel; `hook(kernel, op_index, phase)` sees the state
@@ -97,15 +137,7 @@ pub fn run_on(
         let r = exec_op(k, line, i);
         let func = op_function(&line.op);
         let res = match r {
-            Ok(extra) => {
-                if let Some((lo, seen)) = extra {
-                    if let Err(v) = invariants::check_walk(k, line.mm, lo, &seen, func) {
-                        hook(k, i, 1);
-                        return Some(v);
-                    }
-                }
-                OpResult::Ok
-            }
+            Ok(()) => OpResult::Ok,
             Err(KErr::Errno(e)) => OpResult::Err(e),
             Err(KErr::OomLoop(f)) => {
                 tracing::debug!(target: "splitfuzz::op", "op #{i} never returns: VM_FAULT_OOM retried in {f} while every allocation fails; the task is killed");
@@ -158,8 +190,8 @@ pub fn run_on(
     invariants::check_teardown(k).err()
 }
 
-/// Run one op. A walk returns the pages it saw for the coverage check.
-fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec<bool>)>, KErr> {
+/// Run one op.
+fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<(), KErr> {
     let g = k.geom;
     let mm = line.mm;
     let (lo, hi) = op_pages(&line.op, g);
@@ -188,18 +220,24 @@ fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<Option<(usize, Vec
             }
         }
         Op::Migrate { .. } => {
+            // move_pages(2) of the page to the other node.
             if let Some(f) = k.folio_at(mm, lo) {
-                k.migrate_folio(f)?;
+                let to = 1 - k.folios[f as usize].node;
+                k.migrate_folio(f, to)?;
             }
-        }
-        Op::Walk { .. } => {
-            let seen = k.walk_page_range(mm, lo, hi)?;
-            return Ok(Some((lo, seen)));
         }
         Op::Exit => k.exit_mmap(mm)?,
         Op::UffdWp { on, .. } => k.mwriteprotect_range(mm, lo, hi, *on)?,
+        Op::UffdRegister { .. } => k.userfaultfd_register(mm, lo, hi)?,
+        Op::UffdUnregister { .. } => k.userfaultfd_unregister(mm, lo, hi)?,
+        Op::UffdMove { dst, .. } => k.uffd_move(mm, g.page_of(*dst, false), lo, hi - lo)?,
+        Op::PagemapScan { .. } => k.pagemap_scan(mm, lo, hi)?,
+        Op::Mlock { .. } => k.do_mlock(mm, lo, hi)?,
+        Op::Munlock { .. } => k.do_munlock(mm, lo, hi)?,
+        Op::Mbind { node, .. } => k.do_mbind(mm, lo, hi, *node)?,
+        Op::DropCaches => k.deferred_split_scan()?,
     }
-    Ok(None)
+    Ok(())
 }
 
 /// The policy a program runs under: the CLI's choice, else its `policy` line,

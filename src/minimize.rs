@@ -155,8 +155,37 @@ fn smaller_ops(op: &Op) -> Vec<Op> {
         Op::Pin { start, len } => {
             out.extend(lens(len).into_iter().map(|len| Op::Pin { start, len }))
         }
-        Op::Walk { start, len } => {
-            out.extend(lens(len).into_iter().map(|len| Op::Walk { start, len }))
+        Op::UffdWp { start, len, on } => {
+            out.extend(
+                lens(len)
+                    .into_iter()
+                    .map(|len| Op::UffdWp { start, len, on }),
+            )
+        }
+        Op::UffdRegister { start, len } => out.extend(
+            lens(len)
+                .into_iter()
+                .map(|len| Op::UffdRegister { start, len }),
+        ),
+        Op::UffdMove { dst, src, len } => out.extend(
+            lens(len)
+                .into_iter()
+                .map(|len| Op::UffdMove { dst, src, len }),
+        ),
+        Op::PagemapScan { start, len } => out.extend(
+            lens(len)
+                .into_iter()
+                .map(|len| Op::PagemapScan { start, len }),
+        ),
+        Op::Mlock { start, len } => {
+            out.extend(lens(len).into_iter().map(|len| Op::Mlock { start, len }))
+        }
+        Op::Mbind { start, len, node } => {
+            out.extend(
+                lens(len)
+                    .into_iter()
+                    .map(|len| Op::Mbind { start, len, node }),
+            )
         }
         _ => {}
     }

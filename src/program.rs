@@ -31,15 +31,21 @@ pub enum Advice {
     Cold,
     Pageout,
     Collapse,
+    /// MADV_GUARD_INSTALL: PTE guard markers (zaps what is mapped first).
+    GuardInstall,
+    /// MADV_GUARD_REMOVE
+    GuardRemove,
 }
 
 impl Advice {
-    pub const ALL: [Advice; 5] = [
+    pub const ALL: [Advice; 7] = [
         Advice::Dontneed,
         Advice::Free,
         Advice::Cold,
         Advice::Pageout,
         Advice::Collapse,
+        Advice::GuardInstall,
+        Advice::GuardRemove,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +54,8 @@ impl Advice {
             Advice::Cold => "cold",
             Advice::Pageout => "pageout",
             Advice::Collapse => "collapse",
+            Advice::GuardInstall => "guard-install",
+            Advice::GuardRemove => "guard-remove",
         }
     }
 }
@@ -106,13 +114,49 @@ pub enum Op {
     Migrate {
         addr: u64,
     },
-    /// `walk_page_range()` with a `pte_entry` walker.
-    Walk {
+    /// `exit_mmap` + `check_mm`.
+    Exit,
+    /// `UFFDIO_REGISTER` (mode WP) with this process's userfaultfd.
+    UffdRegister {
         start: u64,
         len: u64,
     },
-    /// `exit_mmap` + `check_mm`.
-    Exit,
+    /// `UFFDIO_UNREGISTER`
+    UffdUnregister {
+        start: u64,
+        len: u64,
+    },
+    /// `UFFDIO_MOVE` (mode 0) of `[src, src+len)` to `[dst, dst+len)`.
+    UffdMove {
+        dst: u64,
+        src: u64,
+        len: u64,
+    },
+    /// `ioctl(PAGEMAP_SCAN)` with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC on
+    /// the written pages (category and return mask PAGE_IS_WRITTEN).
+    PagemapScan {
+        start: u64,
+        len: u64,
+    },
+    /// `mlock2(start, len, 0)`
+    Mlock {
+        start: u64,
+        len: u64,
+    },
+    /// `munlock(start, len)`
+    Munlock {
+        start: u64,
+        len: u64,
+    },
+    /// `mbind(MPOL_BIND, {node}, MPOL_MF_MOVE)`
+    Mbind {
+        start: u64,
+        len: u64,
+        node: u8,
+    },
+    /// `echo 3 > /proc/sys/vm/drop_caches`: `shrink_slab()` runs the
+    /// deferred-split shrinker (`deferred_split_scan()`).
+    DropCaches,
     /// `UFFDIO_WRITEPROTECT` (mode WP on, or off = resolve) on a range registered
     /// with `UFFDIO_REGISTER_MODE_WP`: `change_protection()` without a VMA split.
     UffdWp {
@@ -203,12 +247,17 @@ impl Expect {
 pub struct Program {
     /// Optional `policy NAME` line (the CLI flag wins).
     pub policy: Option<String>,
+    /// `uffd async`: every process's userfaultfd has UFFD_FEATURE_WP_ASYNC.
+    pub uffd_async: bool,
     /// `override CALLER=STRATEGY` lines, applied on top of the policy.
     pub overrides: Vec<String>,
     pub faults: FaultPlan,
     pub ops: Vec<OpLine>,
     /// Optional `expect` line, checked by `cargo test` and `splitfuzz run`.
     pub expect: Option<Expect>,
+    /// `expect op N RESULT` lines: op N (0-based) returns RESULT (`ok`, an
+    /// errno name such as `ENOMEM`, `oom-loop`, `no-mm`).
+    pub expect_results: Vec<(usize, String)>,
 }
 
 // ---------------------------------------------------------------- decoding
@@ -247,6 +296,12 @@ fn plan(u: &mut Unstructured, never_weight: u8) -> Plan {
     }
 }
 
+/// A destination address on the grid where `len` bytes fit in the arena.
+fn dest(u: &mut Unstructured, len: u64) -> u64 {
+    let units = ARENA_SIZE / GRID;
+    grid(u, units - len / GRID + 1)
+}
+
 fn op(u: &mut Unstructured) -> OpLine {
     let kind: u8 = u.arbitrary().unwrap_or(0);
     let mm: u8 = u.arbitrary().unwrap_or(0);
@@ -257,7 +312,7 @@ fn op(u: &mut Unstructured) -> OpLine {
         6 => 2,
         _ => 3,
     };
-    let op = match kind % 21 {
+    let op = match kind % 28 {
         0 | 1 => {
             let (start, len) = range(u);
             let thp = u.arbitrary::<u8>().unwrap_or(0) % 4 != 0;
@@ -297,26 +352,52 @@ fn op(u: &mut Unstructured) -> OpLine {
         }
         13 => {
             let (old, len) = range(u);
-            let units = ARENA_SIZE / GRID;
-            let new = grid(u, units - len / GRID + 1);
+            let new = dest(u, len);
             Op::Mremap { old, len, new }
         }
-        14 | 15 => Op::Reclaim {
+        14 | 27 => Op::Reclaim {
             addr: grid(u, ARENA_SIZE / GRID),
         },
-        16 => Op::Migrate {
+        15 => Op::Migrate {
             addr: grid(u, ARENA_SIZE / GRID),
         },
-        17 | 18 => {
+        16 | 17 => {
             let (start, len) = range(u);
-            Op::Walk { start, len }
+            Op::UffdRegister { start, len }
+        }
+        18 => {
+            let (start, len) = range(u);
+            Op::UffdUnregister { start, len }
         }
         19 => Op::Exit,
-        _ => {
+        20 => {
             let (start, len) = range(u);
             let on = u.arbitrary::<u8>().unwrap_or(0) % 4 != 0;
             Op::UffdWp { start, len, on }
         }
+        21 => {
+            let (src, len) = range(u);
+            let dst = dest(u, len);
+            Op::UffdMove { dst, src, len }
+        }
+        22 => {
+            let (start, len) = range(u);
+            Op::PagemapScan { start, len }
+        }
+        23 => {
+            let (start, len) = range(u);
+            Op::Mlock { start, len }
+        }
+        24 => {
+            let (start, len) = range(u);
+            Op::Munlock { start, len }
+        }
+        25 => {
+            let (start, len) = range(u);
+            let node = u.arbitrary::<u8>().unwrap_or(0) % 2;
+            Op::Mbind { start, len, node }
+        }
+        _ => Op::DropCaches,
     };
     OpLine { op, mm }
 }
@@ -327,16 +408,19 @@ impl Program {
         let mut u = Unstructured::new(bytes);
         let pte_alloc = plan(&mut u, 1);
         let thp = plan(&mut u, 5);
+        let flags: u8 = u.arbitrary().unwrap_or(0);
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < MAX_DECODED_OPS {
             ops.push(op(&mut u));
         }
         Program {
             policy: None,
+            uffd_async: flags & 1 != 0,
             overrides: Vec::new(),
             faults: FaultPlan { pte_alloc, thp },
             ops,
             expect: None,
+            expect_results: Vec::new(),
         }
     }
 }
@@ -392,8 +476,23 @@ impl fmt::Display for OpLine {
             }
             Op::Reclaim { addr } => write!(f, "reclaim {}", s(*addr))?,
             Op::Migrate { addr } => write!(f, "migrate {}", s(*addr))?,
-            Op::Walk { start, len } => write!(f, "walk {} {}", s(*start), s(*len))?,
             Op::Exit => write!(f, "exit")?,
+            Op::UffdRegister { start, len } => {
+                write!(f, "uffd-register {} {}", s(*start), s(*len))?
+            }
+            Op::UffdUnregister { start, len } => {
+                write!(f, "uffd-unregister {} {}", s(*start), s(*len))?
+            }
+            Op::UffdMove { dst, src, len } => {
+                write!(f, "uffd-move {} {} {}", s(*dst), s(*src), s(*len))?
+            }
+            Op::PagemapScan { start, len } => write!(f, "pagemap-scan {} {}", s(*start), s(*len))?,
+            Op::Mlock { start, len } => write!(f, "mlock {} {}", s(*start), s(*len))?,
+            Op::Munlock { start, len } => write!(f, "munlock {} {}", s(*start), s(*len))?,
+            Op::Mbind { start, len, node } => {
+                write!(f, "mbind {} {} {}", s(*start), s(*len), node)?
+            }
+            Op::DropCaches => write!(f, "drop-caches")?,
             Op::UffdWp { start, len, on } => write!(
                 f,
                 "uffd-wp {} {} {}",
@@ -418,6 +517,9 @@ impl Program {
         for o in &self.overrides {
             let _ = writeln!(out, "override {o}");
         }
+        if self.uffd_async {
+            out.push_str("uffd async\n");
+        }
         if !self.faults.pte_alloc.is_never() {
             let _ = writeln!(out, "fail pte_alloc {}", self.faults.pte_alloc);
         }
@@ -441,6 +543,9 @@ impl Program {
                 let _ = writeln!(out, "expect violation {invariant} {function}{sev}");
             }
             None => {}
+        }
+        for (i, r) in &self.expect_results {
+            let _ = writeln!(out, "expect op {i} {r}");
         }
         out
     }
@@ -557,6 +662,13 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
             p.policy = Some(args[0].to_string());
             return Ok(());
         }
+        "uffd" => {
+            if args != ["async"] {
+                return Err("'uffd' takes 'async' (UFFD_FEATURE_WP_ASYNC)".into());
+            }
+            p.uffd_async = true;
+            return Ok(());
+        }
         "override" => {
             want(1)?;
             crate::policy::Policy::preset(crate::policy::Preset::LazyV3).apply_override(args[0])?;
@@ -571,6 +683,14 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 "thp" => p.faults.thp = plan,
                 k => return Err(format!("unknown allocation '{k}' (pte_alloc, thp)")),
             }
+            return Ok(());
+        }
+        "expect" if args.first() == Some(&"op") => {
+            let [_, n, r] = args else {
+                return Err("'expect op' takes N RESULT (ok, ENOMEM, oom-loop, ...)".into());
+            };
+            let n: usize = n.parse().map_err(|_| format!("bad op index '{n}'"))?;
+            p.expect_results.push((n, r.to_string()));
             return Ok(());
         }
         "expect" => {
@@ -652,8 +772,9 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                 .find(|a| a.name() == args[2])
                 .ok_or_else(|| {
                     format!(
-                        "advice '{}' (dontneed, free, cold, pageout, collapse)",
-                        args[2]
+                        "advice '{}' ({})",
+                        args[2],
+                        Advice::ALL.map(|a| a.name()).join(", ")
                     )
                 })?;
             Op::Madvise { start, len, advice }
@@ -666,14 +787,42 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
             want(0)?;
             Op::Exit
         }
-        "pin" | "unpin" | "walk" => {
+        "pin" | "unpin" | "uffd-register" | "uffd-unregister" | "pagemap-scan" | "mlock"
+        | "munlock" => {
             want(2)?;
             let (start, len) = rng(args[0], args[1])?;
             match cmd {
                 "pin" => Op::Pin { start, len },
                 "unpin" => Op::Unpin { start, len },
-                _ => Op::Walk { start, len },
+                "uffd-register" => Op::UffdRegister { start, len },
+                "uffd-unregister" => Op::UffdUnregister { start, len },
+                "pagemap-scan" => Op::PagemapScan { start, len },
+                "mlock" => Op::Mlock { start, len },
+                _ => Op::Munlock { start, len },
             }
+        }
+        "uffd-move" => {
+            want(3)?;
+            let (src, len) = rng(args[1], args[2])?;
+            let (dst, _) = rng(args[0], args[2])?;
+            Op::UffdMove { dst, src, len }
+        }
+        "mbind" => {
+            want(3)?;
+            let (start, len) = rng(args[0], args[1])?;
+            let node = match args[2] {
+                "0" => 0,
+                "1" => 1,
+                x => return Err(format!("node '{x}' (0 or 1)")),
+            };
+            Op::Mbind { start, len, node }
+        }
+        "drop-caches" => {
+            want(0)?;
+            Op::DropCaches
+        }
+        "walk" => {
+            return Err("'walk' was removed: no walker a process can reach on anonymous memory takes the splitting path (use pagemap-scan or madvise guard-install)".into())
         }
         "uffd-wp" => {
             want(3)?;
@@ -760,6 +909,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     enc_plan(&mut out, &p.faults.pte_alloc, 3)?;
     enc_plan(&mut out, &p.faults.thp, 3)?;
+    out.push(p.uffd_async as u8);
     for line in &p.ops {
         let kind = match line.op {
             Op::Mmap { .. } => 0,
@@ -772,10 +922,17 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
             Op::Unpin { .. } => 12,
             Op::Mremap { .. } => 13,
             Op::Reclaim { .. } => 14,
-            Op::Migrate { .. } => 16,
-            Op::Walk { .. } => 17,
+            Op::Migrate { .. } => 15,
+            Op::UffdRegister { .. } => 16,
+            Op::UffdUnregister { .. } => 18,
             Op::Exit => 19,
             Op::UffdWp { .. } => 20,
+            Op::UffdMove { .. } => 21,
+            Op::PagemapScan { .. } => 22,
+            Op::Mlock { .. } => 23,
+            Op::Munlock { .. } => 24,
+            Op::Mbind { .. } => 25,
+            Op::DropCaches => 26,
         };
         let mm = [0u8, 4, 6, 7][line.mm.min(3)];
         out.extend([kind, mm]);
@@ -787,7 +944,11 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
             Op::Munmap { start, len }
             | Op::Pin { start, len }
             | Op::Unpin { start, len }
-            | Op::Walk { start, len } => enc_range(&mut out, start, len)?,
+            | Op::UffdRegister { start, len }
+            | Op::UffdUnregister { start, len }
+            | Op::PagemapScan { start, len }
+            | Op::Mlock { start, len }
+            | Op::Munlock { start, len } => enc_range(&mut out, start, len)?,
             Op::Mprotect { start, len, write } | Op::Touch { start, len, write } => {
                 enc_range(&mut out, start, len)?;
                 out.push(write as u8);
@@ -800,16 +961,24 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
                 enc_range(&mut out, old, len)?;
                 enc_grid(&mut out, new)?;
             }
+            Op::UffdMove { dst, src, len } => {
+                enc_range(&mut out, src, len)?;
+                enc_grid(&mut out, dst)?;
+            }
+            Op::Mbind { start, len, node } => {
+                enc_range(&mut out, start, len)?;
+                out.push(node);
+            }
             Op::Reclaim { addr } | Op::Migrate { addr } => enc_grid(&mut out, addr)?,
             Op::UffdWp { start, len, on } => {
                 enc_range(&mut out, start, len)?;
                 out.push(on as u8);
             }
-            Op::Fork | Op::Exit => {}
+            Op::Fork | Op::Exit | Op::DropCaches => {}
         }
     }
     let back = Program::decode(&out);
-    if back.ops != p.ops || back.faults != p.faults {
+    if back.ops != p.ops || back.faults != p.faults || back.uffd_async != p.uffd_async {
         return Err("program is outside the byte format (ranges must fit the arena as the decoder bounds them)".into());
     }
     Ok(out)
@@ -823,7 +992,7 @@ mod tests {
     fn example_from_the_issue_parses() {
         let t = "policy lazy-v3\nfail pte_alloc nth=2\nmmap 0 8M thp\ntouch 0 4M write\nfork\npin 2M 4K\n\
                  mprotect 1M 4K r mm=1\nmadvise 6M 8K dontneed\nmremap 0 2M 10M\nreclaim 2M\nmigrate 4M\n\
-                 walk 0 8M\nmunmap 0 8M\nexpect violation no-silent-skip zap_pmd_range # c\n";
+                 uffd-register 0 8M\nmunmap 0 8M\nexpect violation no-silent-skip zap_pmd_range # c\n";
         let p = Program::parse(t).unwrap();
         assert_eq!(p.ops.len(), 11);
         assert_eq!(p.ops[4].mm, 1);

@@ -190,12 +190,21 @@ impl Host {
                 Some("migrate: one NUMA node, nowhere to migrate to")
             }
             Op::Migrate { .. } => Some("migrate: not implemented for the host (move_pages)"),
-            Op::Walk { .. } => Some(
-                "walk: no user-space trigger of a pte_entry-only walk_page_range() on x86-64 (pagemap, mincore, smaps have pmd_entry and do not split)",
-            ),
             Op::UffdWp { .. } => {
                 Some("uffd-wp: writes to protected pages need a userfaultfd handler (not built)")
             }
+            Op::UffdRegister { .. }
+            | Op::UffdUnregister { .. }
+            | Op::UffdMove { .. }
+            | Op::PagemapScan { .. }
+            | Op::Mlock { .. }
+            | Op::Munlock { .. }
+            | Op::Mbind { .. }
+            | Op::DropCaches
+            | Op::Madvise {
+                advice: Advice::GuardInstall | Advice::GuardRemove,
+                ..
+            } => Some("not yet in the host executor"),
             _ => None,
         }
     }
@@ -235,6 +244,8 @@ fn errno_name(e: i32) -> String {
         libc::EFAULT => "EFAULT".into(),
         libc::EINVAL => "EINVAL".into(),
         libc::EPERM => "EPERM".into(),
+        libc::ENOENT => "ENOENT".into(),
+        libc::EEXIST => "EEXIST".into(),
         n => format!("E{n}"),
     }
 }
@@ -357,6 +368,7 @@ pub fn model_line(k: &Kernel, m: usize) -> String {
                 for i in 0..p {
                     states[s + i] = match k.pte(t, i) {
                         Pte::None => b'.',
+                        Pte::Guard => b'g',
                         Pte::Present { .. } => b'p',
                         Pte::Zero => b'z',
                         Pte::Swap(_) => b's',
@@ -859,6 +871,8 @@ fn host_op(p: &mut Proc, i: usize, op: &Op) -> String {
                     Advice::Cold => MADV_COLD,
                     Advice::Pageout => MADV_PAGEOUT,
                     Advice::Collapse => MADV_COLLAPSE,
+                    Advice::GuardInstall => 102,
+                    Advice::GuardRemove => 103,
                 };
                 ret(libc::madvise(addr(start), len as usize, adv))
             }

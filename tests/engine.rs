@@ -13,7 +13,7 @@ fn campaign(dir: &std::path::Path) -> Report {
         duration: Duration::from_secs(3600),
         max_runs: Some(30_000),
         jobs: 1,
-        seed: 1,
+        seed: 3,
         crashes_dir: dir.to_path_buf(),
         corpus_dir: None,
         progress: false,

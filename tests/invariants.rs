@@ -25,10 +25,9 @@ fn fires(k: &Kernel, want: Invariant) {
 
 fn program_fires(text: &str, preset: Preset, want: Invariant, func: &str) {
     let prog = Program::parse(text).unwrap();
-    let out = exec::run(
-        &prog,
-        &RunConfig::new(Policy::preset(preset), Geometry::SMALL),
-    );
+    // The preset plus the program's `override` lines.
+    let pol = exec::program_policy(&prog, Some(preset.name()), &[]).unwrap();
+    let out = exec::run(&prog, &RunConfig::new(pol, Geometry::SMALL));
     let v = out.violation.expect("violation");
     assert_eq!((v.invariant, v.function.as_str()), (want, func), "{v}");
 }
@@ -194,11 +193,19 @@ fn kernel_assertion_fires() {
         Err(KErr::Bug(v)) => assert_eq!(v.invariant, Invariant::KernelAssertion),
         other => panic!("{other:?}"),
     }
+    // A void split inside the rmap walk (no posting does this: an override).
     program_fires(
-        "fail pte_alloc at=1\nmmap 0 4M thp\ntouch 0 2M write\nreclaim 0\n",
+        "override try_to_unmap_one=proceed\nfail pte_alloc at=1\nmmap 0 4M thp\ntouch 0 2M write\nreclaim 0\n",
         Preset::LazyV1,
         Invariant::KernelAssertion,
         "try_to_unmap_one",
+    );
+    // v1's void split under fork of a pinned THP: "bad pmd".
+    program_fires(
+        "mmap 0 4M thp\ntouch 0 2M write\npin 0 4K\nfail pte_alloc from=1\nfork\n",
+        Preset::LazyV1,
+        Invariant::KernelAssertion,
+        "copy_pmd_range",
     );
 }
 
@@ -242,6 +249,8 @@ fn severity_follows_the_site() {
     let cow =
         run("fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nfork\ntouch 0 4K write\n");
     assert_eq!(cow.severity, Severity::KillableLoop, "{cow}");
-    let wp = run("fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 1M on\n");
+    let wp = run(
+        "fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nuffd-register 0 4M\nuffd-wp 0 1M on\n",
+    );
     assert_eq!(wp.severity, Severity::UnkillableLoop, "{wp}");
 }

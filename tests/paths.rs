@@ -217,19 +217,6 @@ fn migrate_whole_or_split() {
 }
 
 #[test]
-fn walk_splits_every_huge_pmd() {
-    both(
-        "mmap 0 4M thp\ntouch 0 4M write\nwalk 0 4M\n",
-        Preset::LazyFixed,
-        |k| {
-            assert!(matches!(k.mms[0].pmds[0], Pmd::Table(_)));
-            assert!(matches!(k.mms[0].pmds[1], Pmd::Table(_)));
-            assert_eq!(k.mms[0].nr_ptes, 2);
-        },
-    );
-}
-
-#[test]
 fn mprotect_partial_splits_vma_and_pmd() {
     both(
         "mmap 0 4M thp\ntouch 0 2M write\nmprotect 1M 1M r\n",
@@ -260,7 +247,7 @@ fn madvise_free_then_reclaim_discards() {
 #[test]
 fn uffd_wp_on_part_of_a_thp_splits_and_protects() {
     both(
-        "mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 1M on\n",
+        "mmap 0 4M thp\ntouch 0 2M write\nuffd-register 0 4M\nuffd-wp 0 1M on\n",
         Preset::LazyFixed,
         |k| {
             assert!(
@@ -274,7 +261,7 @@ fn uffd_wp_on_part_of_a_thp_splits_and_protects() {
         },
     );
     both(
-        "mmap 0 4M thp\ntouch 0 2M write\nuffd-wp 0 2M on\n",
+        "mmap 0 4M thp\ntouch 0 2M write\nuffd-register 0 4M\nuffd-wp 0 2M on\n",
         Preset::LazyFixed,
         |k| {
             assert!(

@@ -37,7 +37,7 @@ fn replay(root: &str, must_exist: bool) -> usize {
                 continue;
             }
         };
-        let Some(expect) = &prog.expect else {
+        let Some(_) = &prog.expect else {
             failures.push(format!("{}: no expect line", f.display()));
             continue;
         };
@@ -48,7 +48,7 @@ fn replay(root: &str, must_exist: bool) -> usize {
         let policy = exec::program_policy(&prog, None, &[]).unwrap();
         for geom in [Geometry::SMALL, Geometry::KERNEL] {
             let out = exec::run(&prog, &RunConfig::new(policy.clone(), geom));
-            if let Err(why) = expect.check(out.violation.as_ref()) {
+            if let Err(why) = exec::check_expectations(&prog, &out) {
                 failures.push(format!(
                     "{} ({} geometry): {why}{}",
                     f.display(),

@@ -177,5 +177,5 @@ fn unsupported_ops_are_reported_not_faked() {
     assert!(h.program_unsupported(&p).unwrap().starts_with("pin"));
     let p = Program::parse("fail pte_alloc nth=1\nmmap 0 2M thp\n").unwrap();
     assert!(h.program_unsupported(&p).unwrap().starts_with("fault plan"));
-    assert!(splitfuzz::emit_c::emit_c(&Program::parse("walk 0 4K\n").unwrap()).is_err());
+    assert!(splitfuzz::emit_c::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).is_err());
 }

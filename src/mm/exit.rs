@@ -12,7 +12,7 @@ impl Kernel {
         let vmas: Vec<(usize, usize)> =
             self.mms[mm].vmas.iter().map(|v| (v.start, v.end)).collect();
         for (s, e) in vmas {
-            self.zap_pmd_range(mm, s, e, false)?;
+            self.zap_pmd_range(mm, s, e, super::memory::Zap::Unmap)?;
         }
         self.mms[mm].vmas.clear();
         let pages = self.pages();

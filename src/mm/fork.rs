@@ -19,6 +19,10 @@ impl Kernel {
                 v.anon_vma = self.next_anon_vma;
                 self.next_anon_vma += 1;
             }
+            // dup_mmap(): VM_LOCKED is not inherited; dup_userfaultfd() without
+            // UFFD_FEATURE_EVENT_FORK resets the uffd registration.
+            v.locked = false;
+            v.uffd_wp = false;
         }
         self.mms.push(cm);
         match self.copy_page_range(child, parent) {
@@ -38,9 +42,16 @@ impl Kernel {
         let p = self.ptrs();
         let vmas = self.mms[src].vmas.clone();
         for v in vmas {
-            // vma_needs_copy(): only VMAs with an anon_vma are copied page by page.
-            if v.anon_vma == 0 {
+            // vma_needs_copy(): VMAs with an anon_vma, or VM_MAYBE_GUARD
+            // (VM_COPY_ON_FORK), are copied page by page.
+            if v.anon_vma == 0 && !v.maybe_guard {
                 continue;
+            }
+            // copy_pud_range(): the child's PMD table where the parent has one.
+            for slot in v.start / p..v.end.div_ceil(p) {
+                if self.pud_present(src, slot) {
+                    self.pmd_alloc(dst, slot);
+                }
             }
             let mut slot = v.start / p;
             while slot * p < v.end {

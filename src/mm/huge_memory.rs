@@ -15,6 +15,10 @@ pub enum FaultRet {
     Retry(&'static str),
 }
 
+fn p_of(k: &Kernel) -> usize {
+    k.ptrs()
+}
+
 /// Outcome of a split for a caller whose strategy says to carry on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
@@ -512,22 +516,76 @@ impl Kernel {
         }
     }
 
-    /// `vma_adjust_trans_huge()`: before a VMA boundary moves to `page`, split a huge
-    /// PMD that would straddle it.
+    /// `vma_adjust_trans_huge()` → `split_huge_pmd_if_needed()`: before a VMA
+    /// boundary moves to the unaligned `page`, and the aligned 2 MiB around it
+    /// lies in the VMA, `split_huge_pmd_address()`. That finds the PMD whenever
+    /// the PUD is present (`mm_find_pmd()`) and calls `__split_huge_pmd()`,
+    /// which under the lazy policies allocates before looking at the PMD: the
+    /// allocation (and its failure) happens even when there is no THP there.
     pub fn vma_adjust_trans_huge(&mut self, mm: usize, page: usize) -> KResult<()> {
         let p = self.ptrs();
         if page % p == 0 || page >= self.pages() {
             return Ok(());
         }
         let slot = page / p;
-        if !self.mms[mm].pmds[slot].is_huge() {
+        let inside = self.mms[mm]
+            .vma_at(page)
+            .map(|vi| &self.mms[mm].vmas[vi])
+            .is_some_and(|v| v.start <= slot * p && slot * p + p <= v.end);
+        if !inside || !self.pud_present(mm, slot) {
             return Ok(());
         }
-        cov!(self, "vma_adjust_trans_huge:split");
-        match self.split_for(mm, slot, SplitCaller::VmaAdjustTransHuge, false)? {
+        if self.mms[mm].pmds[slot].is_huge() {
+            cov!(self, "vma_adjust_trans_huge:split");
+        }
+        match self.split_huge_pmd_address(mm, slot, SplitCaller::VmaAdjustTransHuge)? {
             Split::Done => Ok(()),
-            // Void split: the VMA split goes ahead with the huge PMD straddling it.
+            // Void split: the VMA split goes ahead (with the huge PMD, if any,
+            // straddling it).
             Split::Failed(_) => Ok(()),
+        }
+    }
+
+    /// `split_huge_pmd_address()` → `__split_huge_pmd()` without the
+    /// `pmd_is_huge()` test of `split_huge_pmd()`: the lazy table is allocated
+    /// first, and freed by `split_huge_pmd_locked()` when the PMD is not huge.
+    pub fn split_huge_pmd_address(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        caller: SplitCaller,
+    ) -> KResult<Split> {
+        if self.policy.deposit {
+            self.split_huge_pmd_locked(mm, slot, false, None, caller.name())?;
+            return Ok(Split::Done);
+        }
+        let mut iters = 0;
+        loop {
+            match self.pte_alloc_one(mm, "__split_huge_pmd") {
+                Some(t) => {
+                    self.split_huge_pmd_locked(mm, slot, false, Some(t), caller.name())?;
+                    return Ok(Split::Done);
+                }
+                None => {
+                    self.stats.thp_split_pmd_failed += 1;
+                    let lo = self.geom.slot_start(slot);
+                    self.event(
+                        EventKind::SplitFailed,
+                        caller.name(),
+                        mm,
+                        lo,
+                        lo + p_of(self),
+                    );
+                    cov!(self, "split_huge_pmd_address:enomem");
+                    match self.strategy(caller) {
+                        Strategy::Error => return Err(Errno::ENOMEM.into()),
+                        Strategy::Retry => {
+                            self.retry_guard(&mut iters, caller.name(), mm, lo, false)?
+                        }
+                        s => return Ok(Split::Failed(s)),
+                    }
+                }
+            }
         }
     }
 }

@@ -63,16 +63,32 @@ impl Kernel {
     fn collapse_huge_page(&mut self, mm: usize, vi: usize, slot: usize, t: TableId) -> KResult<()> {
         let p = self.ptrs();
         let s = slot * p;
-        // __collapse_huge_page_swapin()
-        for i in 0..p {
-            if let Pte::Swap(_) = self.pte(t, i) {
-                self.access(mm, s + i, false, 0, false)?;
-            }
-        }
+        // hpage_collapse_scan_pmd(): uffd-wp on a PTE or a marker is
+        // SCAN_PTE_UFFD_WP (-EINVAL); a uffd-armed VMA allows no none or zero
+        // PTE (collapse_max_ptes_none() == 0: SCAN_EXCEED_NONE_PTE, -EBUSY).
         if self.mms[mm].uffd_wp[s..s + p].iter().any(|b| *b) {
-            // SCAN_PTE_UFFD_WP
             cov!(self, "collapse:uffd_wp");
-            return Err(Errno::EAGAIN.into());
+            return Err(Errno::EINVAL.into());
+        }
+        if self.mms[mm].vmas[vi].uffd_wp
+            && (0..p).any(|i| matches!(self.pte(t, i), Pte::None | Pte::Zero))
+        {
+            cov!(self, "collapse:uffd_armed_none");
+            return Err(Errno::EBUSY.into());
+        }
+        // __collapse_huge_page_swapin(): a guard marker is VM_FAULT_SIGSEGV
+        // there (SCAN_FAIL, -EINVAL).
+        for i in 0..p {
+            match self.pte(t, i) {
+                Pte::Swap(_) => {
+                    self.access(mm, s + i, false, 0, false)?;
+                }
+                Pte::Guard => {
+                    cov!(self, "collapse:guard");
+                    return Err(Errno::EINVAL.into());
+                }
+                _ => {}
+            }
         }
         let mut present = 0;
         for i in 0..p {
@@ -85,7 +101,7 @@ impl Kernel {
                     present += 1;
                 }
                 Pte::Migration { .. } | Pte::Swap(_) => return Err(Errno::EAGAIN.into()),
-                Pte::None | Pte::Zero => {}
+                Pte::None | Pte::Zero | Pte::Guard => {}
             }
         }
         if present == 0 {

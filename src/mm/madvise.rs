@@ -1,6 +1,7 @@
 //! mm/madvise.c: MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT (MADV_COLLAPSE
 //! is in khugepaged.rs). None of them splits VMAs.
 
+use super::memory::Zap;
 use super::*;
 use crate::cov;
 use crate::policy::Strategy;
@@ -8,13 +9,47 @@ use crate::program::Advice;
 
 impl Kernel {
     pub fn madvise(&mut self, mm: usize, lo: usize, hi: usize, advice: Advice) -> KResult<()> {
+        let mut restarts = 0u32;
+        loop {
+            match self.madvise_once(mm, lo, hi, advice) {
+                // restart_syscall(): back to user mode, the same madvise() again.
+                Err(KErr::Errno(Errno::ERESTART)) => {
+                    cov!(self, "madvise:restart_syscall");
+                    self.retry_guard(&mut restarts, "madvise_guard_install", mm, lo, true)?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn madvise_once(&mut self, mm: usize, lo: usize, hi: usize, advice: Advice) -> KResult<()> {
         let ranges = self.mms[mm].vma_pieces(lo, hi);
         let covered: usize = ranges.iter().map(|(a, b)| b - a).sum();
         // madvise_walk_vmas(): one VMA at a time; an error aborts the walk.
         for &(a, b) in &ranges {
+            let locked = self.mms[mm]
+                .vma_at(a)
+                .is_some_and(|vi| self.mms[mm].vmas[vi].locked);
+            // madvise_dontneed_free_valid_vma(), can_madv_lru_vma(),
+            // is_valid_guard_vma(): VM_LOCKED refuses these with -EINVAL.
+            if locked
+                && matches!(
+                    advice,
+                    Advice::Dontneed
+                        | Advice::Free
+                        | Advice::Cold
+                        | Advice::Pageout
+                        | Advice::GuardInstall
+                )
+            {
+                cov!(self, "madvise:vm_locked");
+                return Err(Errno::EINVAL.into());
+            }
             match advice {
+                Advice::GuardInstall => self.madvise_guard_install(mm, a, b)?,
+                Advice::GuardRemove => self.madvise_guard_remove(mm, a, b),
                 // madvise_dontneed_single_vma() → zap_page_range_single(reclaim_pt)
-                Advice::Dontneed => self.zap_pmd_range(mm, a, b, true)?,
+                Advice::Dontneed => self.zap_pmd_range(mm, a, b, Zap::Dontneed)?,
                 Advice::Free => self.madvise_free_pte_range(mm, a, b)?,
                 Advice::Cold => self.madvise_cold_or_pageout_pte_range(mm, a, b, false)?,
                 Advice::Pageout => self.madvise_cold_or_pageout_pte_range(mm, a, b, true)?,
@@ -26,6 +61,78 @@ impl Kernel {
             return Err(Errno::ENOMEM.into());
         }
         Ok(())
+    }
+
+    /// `madvise_guard_install()` on `[lo, hi)` of one VMA: mark the VMA
+    /// VMA_MAYBE_GUARD, then up to MAX_MADVISE_GUARD_RETRIES (3) times walk the
+    /// range installing guard markers in none PTEs (`__pte_alloc()` for a none
+    /// PMD: -ENOMEM); a huge PMD or a populated PTE stops the walk and
+    /// `zap_vma_range()` zaps the whole range (keeping guard markers) before the
+    /// next try. After three tries it returns `restart_syscall()`.
+    fn madvise_guard_install(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
+        let p = self.ptrs();
+        let vi = self.mms[mm].vma_at(lo).expect("piece of a VMA");
+        self.mms[mm].vmas[vi].maybe_guard = true;
+        self.anon_vma_prepare(mm, vi);
+        for _ in 0..3 {
+            let mut need_zap = false;
+            let mut slot = lo / p;
+            'walk: while slot * p < hi {
+                let s_lo = lo.max(slot * p);
+                let s_hi = hi.min(slot * p + p);
+                match self.mms[mm].pmds[slot] {
+                    // guard_install_pmd_entry(): pmd_trans_huge → zap first.
+                    Pmd::Huge { .. } | Pmd::HugeZero => {
+                        need_zap = true;
+                        break 'walk;
+                    }
+                    Pmd::Migration { .. } => {
+                        need_zap = true;
+                        break 'walk;
+                    }
+                    Pmd::None => {
+                        // walk_pmd_range() with install_pte: __pte_alloc().
+                        self.pte_alloc(mm, slot, "walk_pmd_range")?;
+                    }
+                    Pmd::Table(_) => {}
+                }
+                let t = self.table_of(mm, slot).expect("a table");
+                for page in s_lo..s_hi {
+                    match self.pte(t, page % p) {
+                        Pte::None => {
+                            cov!(self, "guard_install_set_pte");
+                            self.set_pte(t, page % p, Pte::Guard);
+                        }
+                        Pte::Guard => {}
+                        _ => {
+                            need_zap = true;
+                            break 'walk;
+                        }
+                    }
+                }
+                slot += 1;
+            }
+            if !need_zap {
+                return Ok(());
+            }
+            cov!(self, "madvise_guard_install:zap");
+            self.zap_pmd_range(mm, lo, hi, Zap::Single)?;
+        }
+        Err(Errno::ERESTART.into())
+    }
+
+    /// `madvise_guard_remove()`: huge PMDs are passed over (ACTION_CONTINUE);
+    /// guard markers are cleared. Never splits.
+    fn madvise_guard_remove(&mut self, mm: usize, lo: usize, hi: usize) {
+        let p = self.ptrs();
+        for page in lo..hi {
+            if let Some(t) = self.table_of(mm, page / p) {
+                if self.pte(t, page % p) == Pte::Guard {
+                    cov!(self, "guard_remove_pte_entry");
+                    self.set_pte(t, page % p, Pte::None);
+                }
+            }
+        }
     }
 
     /// `split_folio()` on behalf of an advisory madvise caller; its failure is

@@ -5,6 +5,18 @@ use super::*;
 use crate::cov;
 use crate::policy::Strategy;
 
+/// The `zap_details` of a zap: which caller it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zap {
+    /// `unmap_vmas()` (munmap, exit): ZAP_FLAG_DROP_MARKER | ZAP_FLAG_UNMAP.
+    Unmap,
+    /// MADV_DONTNEED: `reclaim_pt` (an emptied PTE table is freed,
+    /// CONFIG_PT_RECLAIM); guard markers stay.
+    Dontneed,
+    /// `zap_vma_range()` with no details (MADV_GUARD_INSTALL): markers stay.
+    Single,
+}
+
 /// Where an access lands when no fault is needed.
 enum Target {
     Zero,
@@ -96,10 +108,10 @@ impl Kernel {
             if write && !self.mms[mm].vmas[vi].write {
                 return Err(Errno::EFAULT.into());
             }
-            if write && self.mms[mm].uffd_wp[page] && self.populated(mm, page) {
-                // handle_userfault(): the write goes to the uffd handler (not modelled).
-                cov!(self, "handle_userfault:wp");
-                return Err(Errno::EFAULT.into());
+            if write && !self.uffd_async && self.mms[mm].uffd_wp[page] && self.populated(mm, page) {
+                // handle_userfault(): the executor's handler resolves it.
+                self.handle_userfault_wp(mm, page)?;
+                continue;
             }
             match self.follow(mm, page, write) {
                 Some(Target::Zero) => return Ok(0),
@@ -107,6 +119,8 @@ impl Kernel {
                     if write {
                         self.folios[f as usize].data[i] = value;
                         self.mark_dirty(mm, page);
+                        // A written page is not write-protected any more.
+                        self.mms[mm].uffd_wp[page] = false;
                         return Ok(value);
                     }
                     return Ok(self.folios[f as usize].data[i]);
@@ -155,6 +169,8 @@ impl Kernel {
         write: bool,
     ) -> KResult<FaultRet> {
         let slot = self.geom.slot_of(page);
+        // __handle_mm_fault(): pud_alloc(), pmd_alloc().
+        self.pmd_alloc(mm, slot);
         let mut fallback_from = None;
         match self.mms[mm].pmds[slot] {
             Pmd::None => {
@@ -170,6 +186,13 @@ impl Kernel {
                 if !write || w {
                     return Ok(FaultRet::Done);
                 }
+                if let Some(r) = self.wp_huge_pmd_uffd(mm, slot, page)? {
+                    match r {
+                        FaultRet::Fallback => fallback_from = Some("wp_huge_pmd"),
+                        r => return Ok(r),
+                    }
+                    return self.handle_pte_fault(mm, vi, page, write, fallback_from);
+                }
                 match self.do_huge_pmd_wp_page(mm, slot)? {
                     FaultRet::Fallback => fallback_from = Some("do_huge_pmd_wp_page"),
                     r => return Ok(r),
@@ -178,6 +201,13 @@ impl Kernel {
             Pmd::HugeZero => {
                 if !write {
                     return Ok(FaultRet::Done);
+                }
+                if let Some(r) = self.wp_huge_pmd_uffd(mm, slot, page)? {
+                    match r {
+                        FaultRet::Fallback => fallback_from = Some("wp_huge_pmd"),
+                        r => return Ok(r),
+                    }
+                    return self.handle_pte_fault(mm, vi, page, write, fallback_from);
                 }
                 match self.do_huge_pmd_wp_page(mm, slot)? {
                     FaultRet::Fallback => fallback_from = Some("do_huge_pmd_wp_page"),
@@ -188,6 +218,34 @@ impl Kernel {
             Pmd::Table(_) => {}
         }
         self.handle_pte_fault(mm, vi, page, write, fallback_from)
+    }
+
+    /// `wp_huge_pmd()` for an anon VMA whose PMD carries the uffd-wp bit with
+    /// UFFD_FEATURE_WP_ASYNC: `goto split` (`__split_huge_pmd()`), then
+    /// VM_FAULT_FALLBACK to the PTE level, where `do_wp_page()` clears the bit.
+    /// None when the fault is not one (sync uffd-wp was resolved by the
+    /// handler before the fault).
+    fn wp_huge_pmd_uffd(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        page: usize,
+    ) -> KResult<Option<FaultRet>> {
+        if !(self.uffd_async && self.mms[mm].uffd_wp[page]) {
+            return Ok(None);
+        }
+        cov!(self, "wp_huge_pmd:uffd_wp_async");
+        match self.split_huge_pmd(mm, slot, SplitCaller::WpHugePmd, false) {
+            Ok(()) => Ok(Some(FaultRet::Fallback)),
+            Err(KErr::Errno(Errno::ENOMEM)) => match self.strategy(SplitCaller::WpHugePmd) {
+                // VM_FAULT_OOM
+                Strategy::Error => Err(Errno::ENOMEM.into()),
+                // Void split: FALLBACK, handle_pte_fault() finds the PMD still
+                // huge and returns 0: the access faults again.
+                _ => Ok(Some(FaultRet::Retry("wp_huge_pmd"))),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// `handle_pte_fault()` (with the `__pte_alloc()` of `do_anonymous_page()`).
@@ -211,6 +269,8 @@ impl Kernel {
             return Ok(FaultRet::Retry(fallback_from.unwrap_or("handle_pte_fault")));
         };
         match self.pte(t, i) {
+            // handle_pte_marker(): a guard marker is VM_FAULT_SIGSEGV.
+            Pte::Guard => Err(Errno::EFAULT.into()),
             Pte::None => {
                 // do_anonymous_page()
                 if !write {
@@ -240,6 +300,11 @@ impl Kernel {
                 dirty,
             } => {
                 if write && !w {
+                    if self.uffd_async && self.mms[mm].uffd_wp[page] {
+                        // do_wp_page(): uffd-wp async, pte_clear_uffd_wp().
+                        cov!(self, "do_wp_page:uffd_wp_async");
+                        self.mms[mm].uffd_wp[page] = false;
+                    }
                     self.do_wp_page(mm, t, i, folio, idx as usize, dirty)?;
                 }
                 Ok(FaultRet::Done)
@@ -351,15 +416,10 @@ impl Kernel {
 
     // ------------------------------------------------------------ zap
 
-    /// `zap_pmd_range()` for pages `[lo, hi)` of one VMA. `reclaim_pt`: MADV_DONTNEED
-    /// frees a PTE table that a full-PMD zap emptied (CONFIG_PT_RECLAIM).
-    pub fn zap_pmd_range(
-        &mut self,
-        mm: usize,
-        lo: usize,
-        hi: usize,
-        reclaim_pt: bool,
-    ) -> KResult<()> {
+    /// `zap_pmd_range()` for pages `[lo, hi)` of one VMA, with the `zap_details`
+    /// of its caller (see [`Zap`]).
+    pub fn zap_pmd_range(&mut self, mm: usize, lo: usize, hi: usize, how: Zap) -> KResult<()> {
+        let reclaim_pt = how == Zap::Dontneed;
         let p = self.ptrs();
         let mut slot = lo / p;
         while slot * p < hi {
@@ -371,7 +431,7 @@ impl Kernel {
                 match self.mms[mm].pmds[slot] {
                     Pmd::None => break,
                     Pmd::Table(t) => {
-                        self.zap_pte_range(mm, t, s_lo, s_hi)?;
+                        self.zap_pte_range(mm, t, s_lo, s_hi, how == Zap::Unmap)?;
                         if reclaim_pt
                             && full
                             && self.tables[t as usize].ptes.iter().all(|x| *x == Pte::None)
@@ -412,13 +472,22 @@ impl Kernel {
         Ok(())
     }
 
-    /// `zap_pte_range()`
-    pub fn zap_pte_range(&mut self, mm: usize, t: TableId, lo: usize, hi: usize) -> KResult<()> {
+    /// `zap_pte_range()`. Guard markers stay unless `drop_markers`
+    /// (ZAP_FLAG_DROP_MARKER: `unmap_vmas()`).
+    pub fn zap_pte_range(
+        &mut self,
+        mm: usize,
+        t: TableId,
+        lo: usize,
+        hi: usize,
+        drop_markers: bool,
+    ) -> KResult<()> {
         let p = self.ptrs();
         for page in lo..hi {
             let i = page % p;
             match self.pte(t, i) {
-                Pte::None | Pte::Zero => {}
+                Pte::Guard if !drop_markers => continue,
+                Pte::None | Pte::Zero | Pte::Guard => {}
                 Pte::Present { folio, .. } => {
                     self.mms[mm].rss_anon -= 1;
                     self.unmap_pte_page(mm, folio, "zap_pte_range")?;
@@ -464,6 +533,8 @@ impl Kernel {
             let i = page % p;
             let new = match self.pte(st, i) {
                 Pte::None => Pte::None,
+                // copy_nonpresent_pte() → copy_pte_marker(): guard markers are copied.
+                Pte::Guard => Pte::Guard,
                 Pte::Zero => Pte::Zero,
                 Pte::Swap(s) => {
                     self.swap[s as usize].count += 1;
@@ -530,6 +601,14 @@ impl Kernel {
     /// that no VMA uses any more.
     pub fn free_pgtables(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         let p = self.ptrs();
+        // free_pmd_range(): the PMD table goes when the whole 1 GiB lies
+        // between the neighbouring VMAs (floor, ceiling).
+        for r in 0..2 {
+            let (a, b) = (8 * r * p, 8 * (r + 1) * p);
+            if lo < b && a < hi && !self.mms[mm].vmas.iter().any(|v| v.start < b && a < v.end) {
+                self.mms[mm].pud[r] = false;
+            }
+        }
         for slot in lo / p..hi.div_ceil(p) {
             let s = slot * p;
             if self.mms[mm]

@@ -9,10 +9,13 @@ pub mod huge_memory;
 pub mod khugepaged;
 pub mod madvise;
 pub mod memory;
+pub mod mempolicy;
+pub mod mlock;
 pub mod mprotect;
 pub mod mremap;
-pub mod pagewalk;
 pub mod rmap;
+pub mod task_mmu;
+pub mod userfaultfd;
 pub mod vma;
 
 use crate::alloc::{AllocKind, FaultInjector};
@@ -111,6 +114,9 @@ pub enum Pte {
     },
     /// A swap entry.
     Swap(SwapId),
+    /// `PTE_MARKER_GUARD` (MADV_GUARD_INSTALL): access is SIGSEGV; ordinary
+    /// zaps keep it, unmap and MADV_GUARD_REMOVE clear it, fork copies it.
+    Guard,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +160,41 @@ pub struct Vma {
     pub thp: bool,
     /// anon_vma identity, 0 = none yet (`vmf_anon_prepare` assigns one).
     pub anon_vma: u32,
+    /// VM_LOCKED (mlock).
+    pub locked: bool,
+    /// VM_UFFD_WP: registered (mode WP) with this mm's userfaultfd.
+    pub uffd_wp: bool,
+    /// The VMA's mempolicy: MPOL_BIND to this node (mbind), else the task's
+    /// (node 0).
+    pub node: Option<u8>,
+    /// VMA_MAYBE_GUARD_BIT: guard markers may be installed (sticky: it does not
+    /// stop a merge and survives one).
+    pub maybe_guard: bool,
+}
+
+impl Vma {
+    /// A new anonymous VMA (mmap): read-write, nothing else set.
+    pub fn anon(start: usize, end: usize, thp: bool) -> Vma {
+        Vma {
+            start,
+            end,
+            write: true,
+            thp,
+            anon_vma: 0,
+            locked: false,
+            uffd_wp: false,
+            node: None,
+            maybe_guard: false,
+        }
+    }
+    /// Flags that must be equal for two VMAs to merge (`is_mergeable_vma()`).
+    pub fn same_flags(&self, o: &Vma) -> bool {
+        self.write == o.write
+            && self.thp == o.thp
+            && self.locked == o.locked
+            && self.uffd_wp == o.uffd_wp
+            && self.node == o.node
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,9 +220,15 @@ pub struct Mm {
     pub huge_zero: bool,
     /// GUP pins taken through this mm (released by `unpin` or at exit).
     pub pins: Vec<PinRef>,
-    /// The uffd-wp bit of each page's entry (`pte_uffd_wp`/`pmd_uffd_wp`/swap),
-    /// kept per page: a huge PMD has one bit, so all its pages agree.
+    /// The uffd-wp bit of each page's entry (`pte_uffd_wp`/`pmd_uffd_wp`/swap,
+    /// or a uffd-wp PTE marker on a none PTE), kept per page: a huge PMD has
+    /// one bit, so all its pages agree.
     pub uffd_wp: Vec<bool>,
+    /// The PUD entry of each modelled PMD table is present (a PMD table is
+    /// allocated for that 1 GiB): what `mm_find_pmd()` needs. Allocated by
+    /// faults and every path that allocates below it; freed by
+    /// `free_pgtables()` when no VMA is left in that 1 GiB.
+    pub pud: [bool; 2],
 }
 
 impl Mm {
@@ -197,6 +244,7 @@ impl Mm {
             huge_zero: false,
             pins: Vec::new(),
             uffd_wp: vec![false; slots * ptrs],
+            pud: [false; 2],
         }
     }
     pub fn vma_at(&self, page: usize) -> Option<usize> {
@@ -245,6 +293,11 @@ pub struct Folio {
     pub data: Vec<u64>,
     /// MADV_FREE'd (`folio_mark_lazyfree`: !swapbacked).
     pub lazyfree: bool,
+    /// NUMA node of the memory (`folio_nid()`).
+    pub node: u8,
+    /// On the deferred split queue as partially mapped
+    /// (`folio_test_partially_mapped()`).
+    pub partially_mapped: bool,
     pub dirty: bool,
     pub freed: bool,
 }
@@ -262,6 +315,12 @@ pub enum Errno {
     EBUSY,
     EFAULT,
     EINVAL,
+    ENOENT,
+    EEXIST,
+    EPERM,
+    /// -ERESTARTNOINTR (`restart_syscall()`): never seen by user space; the
+    /// syscall is entered again.
+    ERESTART,
 }
 
 /// A kernel path either returns an errno to its caller, hits a bug (a
@@ -358,6 +417,8 @@ pub struct Kernel {
     pub stats: Stats,
     /// Index of the op being run (for violation reports).
     pub op_index: usize,
+    /// UFFD_FEATURE_WP_ASYNC on every userfaultfd (`uffd async`).
+    pub uffd_async: bool,
 }
 
 /// Upper bound on iterations of any retry loop before it is called a livelock
@@ -383,6 +444,7 @@ impl Kernel {
             cov: vec![0; COV_BITS],
             stats: Stats::default(),
             op_index: 0,
+            uffd_async: false,
         }
     }
 
@@ -544,8 +606,21 @@ impl Kernel {
         self.mms[mm].pmds[slot] = Pmd::Table(t);
     }
 
+    /// `pmd_alloc()`: the PMD table of `slot` exists from now on (the model
+    /// never fails this order-0 allocation: it is not a fault-plan site).
+    pub fn pmd_alloc(&mut self, mm: usize, slot: usize) {
+        let r = self.geom.pmd_table_of(slot);
+        self.mms[mm].pud[r] = true;
+    }
+
+    /// `mm_find_pmd()` finds a PMD for `slot` (its PUD is present).
+    pub fn pud_present(&self, mm: usize, slot: usize) -> bool {
+        self.mms[mm].pud[self.geom.pmd_table_of(slot)]
+    }
+
     /// `__pte_alloc()` = `pte_alloc_one()` + `pmd_install()`.
     pub fn pte_alloc(&mut self, mm: usize, slot: usize, site: &'static str) -> KResult<()> {
+        self.pmd_alloc(mm, slot);
         if self.mms[mm].pmds[slot] != Pmd::None {
             return Ok(());
         }
@@ -633,6 +708,8 @@ impl Kernel {
             anon_exclusive: vec![false; nr],
             data,
             lazyfree: false,
+            node: 0,
+            partially_mapped: false,
             dirty: false,
             freed: false,
         });
@@ -714,13 +791,19 @@ impl Kernel {
                 self.folios[folio as usize].data[i]
             }
             Pmd::Table(t) => match self.pte(t, i) {
-                Pte::None | Pte::Zero => 0,
+                Pte::None | Pte::Zero | Pte::Guard => 0,
                 Pte::Present { folio, idx, .. } | Pte::Migration { folio, idx, .. } => {
                     self.folios[folio as usize].data[idx as usize]
                 }
                 Pte::Swap(s) => self.swap[s as usize].data,
             },
         }
+    }
+
+    /// Is `page` a guard marker?
+    pub fn is_guard(&self, mm: usize, page: usize) -> bool {
+        matches!(self.mms[mm].pmds[self.geom.slot_of(page)],
+            Pmd::Table(t) if self.pte(t, page % self.ptrs()) == Pte::Guard)
     }
 
     /// Does `page` have a non-none entry (the uffd-wp bit can only live there)?

@@ -69,27 +69,6 @@ impl Kernel {
         self.change_pmd_range(mm, lo, hi, Change::Prot { write })
     }
 
-    /// `mwriteprotect_range()` (UFFDIO_WRITEPROTECT): every VMA in the range is
-    /// registered for uffd-wp; no VMA split; `change_protection()` with
-    /// MM_CP_UFFD_WP or MM_CP_UFFD_WP_RESOLVE.
-    pub fn mwriteprotect_range(
-        &mut self,
-        mm: usize,
-        lo: usize,
-        hi: usize,
-        on: bool,
-    ) -> KResult<()> {
-        let mut at = lo;
-        while at < hi {
-            let Some(vi) = self.mms[mm].vma_at(at) else {
-                return Err(Errno::EINVAL.into()); // -ENOENT: not a registered range
-            };
-            at = self.mms[mm].vmas[vi].end;
-        }
-        cov!(self, "mwriteprotect_range");
-        self.change_pmd_range(mm, lo, hi, Change::UffdWp { on })
-    }
-
     /// `change_pmd_range()`
     pub fn change_pmd_range(
         &mut self,
@@ -104,8 +83,16 @@ impl Kernel {
             let s_lo = lo.max(slot * p);
             let s_hi = hi.min(slot * p + p);
             let mut iters = 0;
+            // change_pmd_prepare(): uffd-wp with markers (WP_UNPOPULATED, here
+            // `uffd async`) populates a none PMD with a PTE table.
+            let markers = self.uffd_async && change == (Change::UffdWp { on: true });
             loop {
                 match self.mms[mm].pmds[slot] {
+                    Pmd::None if markers => {
+                        cov!(self, "change_pmd_prepare:pte_alloc");
+                        self.pte_alloc(mm, slot, "change_pmd_prepare")?;
+                        continue;
+                    }
                     Pmd::None => break,
                     Pmd::Table(t) => {
                         // change_pte_range()
@@ -113,7 +100,11 @@ impl Kernel {
                             let i = page % p;
                             let e = self.pte(t, i);
                             if let Change::UffdWp { on } = change {
-                                if e != Pte::None {
+                                if e == Pte::Guard {
+                                    // a guard marker takes no uffd-wp bit
+                                } else if e != Pte::None || markers || !on {
+                                    // a none PTE gets a uffd-wp marker (markers),
+                                    // RESOLVE clears one
                                     self.mms[mm].uffd_wp[page] = on;
                                 }
                             }

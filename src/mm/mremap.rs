@@ -34,7 +34,12 @@ impl Kernel {
         Ok(())
     }
 
-    /// `mremap_to()` + `move_vma()` for a range inside one VMA.
+    /// `mremap_to()` + `move_vma()` for a range inside one VMA, in 7.2's
+    /// order: unmap the destination (MREMAP_FIXED), `copy_vma()` the new VMA,
+    /// `move_page_tables()` (a short move is moved back, the new range unmapped,
+    /// -ENOMEM), then `unmap_source_vma()`, whose VMA split may fail: 7.2 then
+    /// keeps the (now empty) source range mapped and mremap still succeeds
+    /// (`SplitCaller::UnmapSourceVma` skip); `error` splits the source first.
     fn mremap_to(&mut self, mm: usize, old: usize, len: usize, new: usize) -> KResult<()> {
         let Some(vi) = self.mms[mm].vma_at(old) else {
             return Err(Errno::EFAULT.into());
@@ -42,14 +47,26 @@ impl Kernel {
         if self.mms[mm].vmas[vi].end < old + len {
             return Err(Errno::EFAULT.into());
         }
-        self.split_vma(mm, old)?;
-        self.split_vma(mm, old + len)?;
+        let presplit = self.strategy(SplitCaller::UnmapSourceVma) == Strategy::Error;
+        if presplit {
+            self.split_vma(mm, old)?;
+            self.split_vma(mm, old + len)?;
+        }
         self.do_munmap(mm, new, new + len)?;
-        let vi = self.mms[mm].vma_at(old).expect("split above");
+        let vi = self.mms[mm].vma_at(old).expect("checked above");
         let mut vma = self.mms[mm].vmas[vi].clone();
+        vma.start = new;
+        vma.end = new + len;
+        let pos = self.mms[mm]
+            .vmas
+            .iter()
+            .position(|v| v.start >= new)
+            .unwrap_or(self.mms[mm].vmas.len());
+        self.mms[mm].vmas.insert(pos, vma);
         let moved = self.move_page_tables(mm, old, new, len, false)?;
         if moved < len {
-            // Move back what was moved; the destination stays unmapped.
+            // copy_vma_and_data(): move back what was moved, then unmap the
+            // new range instead of the old one.
             cov!(self, "move_vma:revert");
             let back = self.move_page_tables(mm, new, old, moved, true)?;
             if back != moved {
@@ -61,19 +78,20 @@ impl Kernel {
                     "model: reverting a partial move_page_tables() failed".into(),
                 ));
             }
-            self.free_pgtables(mm, new, new + len)?;
+            self.do_munmap(mm, new, new + len)?;
+            self.vma_merge(mm);
             return Err(Errno::ENOMEM.into());
         }
-        vma.start = new;
-        vma.end = new + len;
-        let pos = self.mms[mm]
-            .vmas
-            .iter()
-            .position(|v| v.start >= new)
-            .unwrap_or(self.mms[mm].vmas.len());
-        self.mms[mm].vmas.insert(pos, vma);
-        // The old range is unmapped (do_vmi_munmap in move_vma).
-        self.do_munmap(mm, old, old + len)?;
+        // unmap_source_vma(): do_vmi_munmap() of the old range.
+        match self.do_munmap(mm, old, old + len) {
+            Ok(()) => {}
+            Err(KErr::Errno(_)) => {
+                // "OOM: unable to split vma, just get accounts right"
+                cov!(self, "unmap_source_vma:split_failed");
+                self.event(EventKind::Skipped, "unmap_source_vma", mm, old, old + len);
+            }
+            Err(b) => return Err(b),
+        }
         self.vma_merge(mm);
         Ok(())
     }
@@ -94,6 +112,10 @@ impl Kernel {
             let n = new + done;
             let extent = (p - o % p).min(p - n % p).min(len - done);
             let (os, ns) = (o / p, n / p);
+            if self.mms[mm].pmds[os] != Pmd::None {
+                // get_old_pmd() found one: alloc_new_pmd().
+                self.pmd_alloc(mm, ns);
+            }
             if extent == p {
                 #[allow(clippy::collapsible_match)] // kernel order: huge first, then fall back
                 match self.mms[mm].pmds[os] {
@@ -134,7 +156,12 @@ impl Kernel {
                         continue 'extents;
                     }
                     Ok(Split::Failed(_)) => {
-                        // move_ptes() returns -EAGAIN on the still-huge PMD: goto again.
+                        // Void split: pte_alloc(new_pmd) (a failure breaks out),
+                        // then move_ptes() returns -EAGAIN on the still-huge
+                        // PMD: goto again.
+                        if self.pte_alloc(mm, ns, "move_page_tables").is_err() {
+                            return Ok(done);
+                        }
                         self.retry_guard(&mut iters, "move_page_tables", mm, o, false)?;
                     }
                     Err(KErr::Errno(_)) => return Ok(done),

@@ -522,6 +522,7 @@ impl Kernel {
                 let n = self.folio_alloc(1, vec![fo.data[i]]);
                 self.folios[n as usize].lazyfree = fo.lazyfree;
                 self.folios[n as usize].dirty = fo.dirty;
+                self.folios[n as usize].node = fo.node;
                 n
             })
             .collect();
@@ -536,10 +537,69 @@ impl Kernel {
         Ok(Some(small))
     }
 
+    /// `deferred_split_scan()` (the "thp-deferred_split" shrinker, run by
+    /// `drop_slab()` for `echo 3 > /proc/sys/vm/drop_caches`): split every
+    /// partially mapped anon THP on the queue; a failed split requeues it.
+    /// A THP is queued as partially mapped when an unmap leaves no PMD mapping
+    /// and some, not all, of its pages mapped (`__folio_remove_rmap()`, per-page
+    /// mapcounts): the model finds the queue by that rule, in folio order.
+    /// Underused THPs are not split (`thp_underused()` is false with the
+    /// default `khugepaged/max_ptes_none` of 511).
+    pub fn deferred_split_scan(&mut self) -> KResult<()> {
+        let p = self.ptrs();
+        let queue: Vec<FolioId> = self
+            .live_folios
+            .iter()
+            .copied()
+            .filter(|&f| {
+                let fo = &self.folios[f as usize];
+                fo.nr > 1 && fo.entire_mapcount == 0 && fo.large_mapcount > 0
+            })
+            .filter(|&f| {
+                let mut mapped = vec![false; p];
+                for mm in self.mms.iter().filter(|m| m.alive) {
+                    for pmd in &mm.pmds {
+                        if let Pmd::Table(t) = *pmd {
+                            for e in &self.tables[t as usize].ptes {
+                                if let Pte::Present { folio, idx, .. }
+                                | Pte::Migration { folio, idx, .. } = *e
+                                {
+                                    if folio == f {
+                                        mapped[idx as usize] = true;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let n = mapped.iter().filter(|x| **x).count();
+                n > 0 && n < p
+            })
+            .collect();
+        for f in queue {
+            cov!(self, "deferred_split_scan:split");
+            if self.split_folio(f)?.is_none() {
+                cov!(self, "deferred_split_scan:requeue");
+            }
+        }
+        Ok(())
+    }
+
     /// `shrink_folio_list()` on one isolated folio: THP swap-out with
     /// TTU_SPLIT_HUGE_PMD in every mapping mm.
     pub fn shrink_folio(&mut self, f: FolioId) -> KResult<bool> {
         if self.folios[f as usize].freed {
+            return Ok(false);
+        }
+        // shrink_folio_list(): a maybe-pinned anon folio is kept before any
+        // unmap (folio_maybe_dma_pinned → keep_locked); an mlocked folio is
+        // unevictable and never isolated.
+        if self.folios[f as usize].pincount > 0 {
+            cov!(self, "shrink_folio:pinned");
+            return Ok(false);
+        }
+        if self.folio_mlocked(f) {
+            cov!(self, "shrink_folio:mlocked");
             return Ok(false);
         }
         let large = self.folios[f as usize].nr > 1;
@@ -557,7 +617,7 @@ impl Kernel {
 
     /// `migrate_pages()` for one folio: move it whole (PMD migration entries), or
     /// split it when no THP target can be allocated and move the pieces.
-    pub fn migrate_folio(&mut self, f: FolioId) -> KResult<bool> {
+    pub fn migrate_folio(&mut self, f: FolioId, node: u8) -> KResult<bool> {
         let fo = &self.folios[f as usize];
         if fo.freed || fo.pincount > 0 {
             return Ok(false);
@@ -569,15 +629,15 @@ impl Kernel {
             };
             for n in small {
                 if !self.folios[n as usize].freed {
-                    self.migrate_one(n)?;
+                    self.migrate_one(n, node)?;
                 }
             }
             return Ok(true);
         }
-        self.migrate_one(f)
+        self.migrate_one(f, node)
     }
 
-    fn migrate_one(&mut self, f: FolioId) -> KResult<bool> {
+    fn migrate_one(&mut self, f: FolioId, node: u8) -> KResult<bool> {
         if !self.unmap_folio(f, false)? {
             self.remove_migration_ptes(f, &|i| (f, i as u32), false);
             return Ok(false);
@@ -587,6 +647,7 @@ impl Kernel {
         let nf = self.folio_alloc(fo.nr, fo.data.clone());
         self.folios[nf as usize].dirty = fo.dirty;
         self.folios[nf as usize].lazyfree = fo.lazyfree;
+        self.folios[nf as usize].node = node;
         self.free_folio(f);
         if fo.refcount != 0 {
             return Err(self.bug(

@@ -39,17 +39,50 @@ impl Kernel {
         while i + 1 < v.len() {
             let (a, b) = (&v[i], &v[i + 1]);
             if a.end == b.start
-                && a.write == b.write
-                && a.thp == b.thp
+                && a.same_flags(b)
                 && (a.anon_vma == b.anon_vma || a.anon_vma == 0 || b.anon_vma == 0)
             {
                 let b = v.remove(i + 1);
                 v[i].end = b.end;
                 v[i].anon_vma = v[i].anon_vma.max(b.anon_vma);
+                v[i].maybe_guard |= b.maybe_guard;
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// `vma_modify_flags()` and friends over `[lo, hi)`: for each VMA piece whose
+    /// flags `change` alters, split the VMA at the piece's ends (`__split_vma()`,
+    /// so `vma_adjust_trans_huge()`) and apply it; merge equal neighbours at the
+    /// end. Pieces whose flags stay the same are left alone (no split). Stops at
+    /// the first error; the pieces before it stay changed.
+    pub fn vma_modify(
+        &mut self,
+        mm: usize,
+        lo: usize,
+        hi: usize,
+        change: &dyn Fn(&mut Vma),
+    ) -> KResult<()> {
+        let mut r = Ok(());
+        for (s, e) in self.mms[mm].vma_pieces(lo, hi) {
+            let vi = self.mms[mm].vma_at(s).expect("piece of a VMA");
+            let mut nv = self.mms[mm].vmas[vi].clone();
+            change(&mut nv);
+            if nv.same_flags(&self.mms[mm].vmas[vi])
+                && nv.maybe_guard == self.mms[mm].vmas[vi].maybe_guard
+            {
+                continue;
+            }
+            if let Err(err) = self.split_vma(mm, s).and_then(|_| self.split_vma(mm, e)) {
+                r = Err(err);
+                break;
+            }
+            let vi = self.mms[mm].vma_at(s).expect("split above");
+            change(&mut self.mms[mm].vmas[vi]);
+        }
+        self.vma_merge(mm);
+        r
     }
 
     /// `do_vmi_munmap()`: split at both ends, `unmap_vmas()`, `free_pgtables()`.
@@ -67,7 +100,7 @@ impl Kernel {
             .collect();
         for &(s, e) in &victims {
             // unmap_vmas() → unmap_page_range() → zap_pmd_range()
-            self.zap_pmd_range(mm, s, e, false)?;
+            self.zap_pmd_range(mm, s, e, super::memory::Zap::Unmap)?;
         }
         self.mms[mm]
             .vmas
@@ -84,16 +117,7 @@ impl Kernel {
             .iter()
             .position(|v| v.start >= hi)
             .unwrap_or(self.mms[mm].vmas.len());
-        self.mms[mm].vmas.insert(
-            pos,
-            Vma {
-                start: lo,
-                end: hi,
-                write: true,
-                thp,
-                anon_vma: 0,
-            },
-        );
+        self.mms[mm].vmas.insert(pos, Vma::anon(lo, hi, thp));
         self.vma_merge(mm);
         Ok(())
     }
