@@ -763,8 +763,10 @@ fn compare(prog: &Program, d: &Side, p: &Side, cfg: &DiffConfig) -> ProgramDiff 
                 ),
             );
         }
-        // 4. State.
-        if sd.any() {
+        // 4. State (not when both runs ended in the OOM loop here: the task
+        // is killed in both and nothing is left to see).
+        let both_killed = dr == Some(OpResult::OomLoop) && pr == dr;
+        if sd.any() && !both_killed {
             let desc = sd.describe(g, &pname);
             let both_ok = dr == Some(OpResult::Ok) && pr == Some(OpResult::Ok);
             let skip_at = mine.iter().position(|x| x.class == Class::Skip);
@@ -790,16 +792,17 @@ fn compare(prog: &Program, d: &Side, p: &Side, cfg: &DiffConfig) -> ProgramDiff 
                 }
             } else {
                 let what = if sd.pages() > 0 {
-                    format!("pages differ ({} both)", res_name(dr))
+                    "pages differ"
                 } else if !sd.vmas.is_empty() {
-                    "VMA flags differ".into()
+                    "VMA flags differ"
                 } else if !sd.rss.is_empty() {
-                    "RSS differs".into()
+                    "RSS differs"
                 } else if !sd.mapping.is_empty() {
-                    "THP mapping differs".into()
+                    "THP mapping differs"
                 } else {
-                    "process differs".into()
+                    "process differs"
                 };
+                let what = format!("{what} ({} both)", res_name(dr));
                 push(&mut mine, Class::Other, what, desc);
             }
         }
