@@ -1319,7 +1319,7 @@ pub fn main(a: &DiffArgs, files: Vec<(String, Program)>) -> Result<std::process:
         };
         let pd = diff_program(prog, &cfg);
         summary.add(name, prog, &pd);
-        if !pd.diffs.is_empty() || show_same {
+        if !pd.diffs.is_empty() || show_same || pd.policy_reclaim.consumed_nothing_freed.is_some() {
             let mut s = program_report(name, prog, &pd, &cfg);
             if a.verbose {
                 for l in prog.to_text().lines() {
