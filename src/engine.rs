@@ -123,7 +123,7 @@ fn slug(sig: &str) -> String {
         .collect()
 }
 
-fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
+pub fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
     let mut v = input.to_vec();
     let n = rng.gen_range(1..=4);
     for _ in 0..n {

@@ -14,6 +14,7 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod alloc;
+pub mod diff;
 pub mod emit_c;
 pub mod engine;
 pub mod exec;

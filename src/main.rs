@@ -94,6 +94,9 @@ enum Cmd {
         #[command(flatten)]
         p: PolicyArgs,
     },
+    /// Run programs under deposit and under --policy P and report every
+    /// user-visible difference (see src/diff.rs); or --maximize reclaim-tables.
+    Diff(splitfuzz::diff::DiffArgs),
     /// The built-in engine: generation + mutation guided by model coverage.
     Fuzz {
         /// One or more policies (comma separated or repeated).
@@ -353,6 +356,14 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 bail!("real needs FILE... or --generate N");
             }
             splitfuzz::real::real_main(&files, generate, seed, verbose)
+        }
+        Cmd::Diff(a) => {
+            let files = a
+                .files
+                .iter()
+                .map(|f| load(f).map(|p| (f.display().to_string(), p)))
+                .collect::<Result<Vec<_>>>()?;
+            splitfuzz::diff::main(&a, files)
         }
         Cmd::EmitC { file } => {
             let prog = load(&file)?;

@@ -351,12 +351,12 @@ fn fmt_vmas(v: &mut [(u64, u64, bool, bool)], out: &mut String) {
     }
 }
 
-/// The observation line of mm `m` as the model predicts it.
+/// The observation line of mm `m` as the model predicts it (any geometry:
+/// `pages` and `data` then count model pages; `diff` uses it in both).
 pub fn model_line(k: &Kernel, m: usize) -> String {
-    assert!(k.geom == Geometry::KERNEL);
     let mm = &k.mms[m];
     let p = k.ptrs();
-    let mut states = vec![b'.'; NPAGES];
+    let mut states = vec![b'.'; k.pages()];
     for (slot, pmd) in mm.pmds.iter().enumerate() {
         let s = slot * p;
         match *pmd {
