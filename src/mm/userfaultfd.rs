@@ -137,6 +137,7 @@ impl Kernel {
         let mut moved = 0;
         let mut err = None;
         let mut iters = 0;
+        let mut again = 0;
         while s < end {
             let (sslot, dslot) = (s / p, d / p);
             if self.mms[mm].pmds[dslot].is_huge()
@@ -209,8 +210,18 @@ impl Kernel {
                     moved += 1;
                 }
                 Err(Errno::EAGAIN) => {
-                    // The large folio was split: look at the same page again.
-                    self.retry_guard(&mut iters, "move_pages_pte", mm, s, false)?;
+                    // The large folio was split (progress: its pages are
+                    // small now): look at the same page again.
+                    again += 1;
+                    if again > RETRY_LIMIT {
+                        return Err(self.bug(
+                            Invariant::NoLivelock,
+                            "move_pages_pte",
+                            mm,
+                            s,
+                            "move_pages_pte() keeps returning -EAGAIN".into(),
+                        ));
+                    }
                 }
                 Err(e) => {
                     err = Some(e);
@@ -265,7 +276,8 @@ impl Kernel {
             return Ok(Err(Errno::EAGAIN));
         };
         let (si, di) = (s % p, d % p);
-        if self.pte(dt, di) != Pte::None {
+        // The destination must be pte_none(): a uffd-wp marker is not.
+        if self.pte(dt, di) != Pte::None || self.mms[mm].uffd_wp[d] {
             return Ok(Err(Errno::EEXIST));
         }
         match self.pte(st, si) {
