@@ -12,7 +12,7 @@
 # and decode are expected to stay clean.
 SPLITFUZZ_DIR=${SPLITFUZZ_DIR:-$SRC/splitfuzz}
 CARGO=${CARGO:-cargo}
-TARGETS="lazy_v1 lazy_v3 lazy_fixed deposit decode"
+TARGETS="lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode"
 cd "$SPLITFUZZ_DIR"
 
 SAN_ARGS=()

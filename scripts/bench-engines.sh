@@ -32,7 +32,7 @@ OUTMD=${1:-$ROOT/fuzz/bench/engines.md}
 EXEC_SECS=${EXEC_SECS:-15}
 SEEDS=${SEEDS:-5}
 TTFF_MAX=${TTFF_MAX:-60}
-TARGETS=${TARGETS:-"lazy_v1 lazy_v3 lazy_fixed deposit decode"}
+TARGETS=${TARGETS:-"lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode"}
 FUZZ=$ROOT/fuzz
 W=$FUZZ/bench
 mkdir -p "$W" "$(dirname "$OUTMD")"
@@ -43,7 +43,7 @@ AB=$FUZZ/target/afl/release
 HD=$FUZZ/hfuzz_target
 HB=$HD/$TRIPLE/release
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-policy_of() { case "$1" in lazy_v1) echo lazy-v1 ;; lazy_v3) echo lazy-v3 ;; lazy_fixed) echo lazy-fixed ;; deposit) echo deposit ;; esac; }
+policy_of() { case "$1" in lazy_v1) echo lazy-v1 ;; lazy_v2) echo lazy-v2 ;; lazy_v3) echo lazy-v3 ;; lazy_fixed) echo lazy-fixed ;; deposit) echo deposit ;; esac; }
 now() { date +%s.%N; }
 
 if [ -z "${ENGINES:-}" ]; then
@@ -170,7 +170,7 @@ echo
 echo "| engine | target | median | attempts (s; - = nothing within ${TTFF_MAX}s) | first signatures |"
 echo "|---|---|---:|---|---|"
 } >> "$OUTMD.tmp"
-for t in lazy_v1 lazy_v3; do
+for t in lazy_v1 lazy_v2 lazy_v3; do
   [ -n "${SKIP_TTFF:-}" ] && break
   for e in $ENGINES; do
     vals=() sigs=()

@@ -8,7 +8,7 @@
 # Environment:
 #   SLICE=60          seconds per (engine, target) slice
 #   ENGINES="..."     subset of: builtin libfuzzer afl honggfuzz (default: every installed one)
-#   TARGETS="..."     subset of: lazy_v1 lazy_v3 lazy_fixed deposit decode (default: all;
+#   TARGETS="..."     subset of: lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode (default: all;
 #                     the builtin engine skips decode)
 #   CMIN_INTERVAL=600 minimize the shared corpora when this many seconds have passed
 #                     since the last minimization (checked after each slice)
@@ -56,7 +56,7 @@ START=$(date +%s)
 
 log() { printf '[continuous %s +%4ds] %s\n' "$(date +%H:%M:%S)" "$(( $(date +%s) - START ))" "$*"; }
 policy_of() {
-  case "$1" in lazy_v1) echo lazy-v1 ;; lazy_v3) echo lazy-v3 ;; lazy_fixed) echo lazy-fixed ;;
+  case "$1" in lazy_v1) echo lazy-v1 ;; lazy_v2) echo lazy-v2 ;; lazy_v3) echo lazy-v3 ;; lazy_fixed) echo lazy-fixed ;;
     deposit) echo deposit ;; *) echo "" ;; esac
 }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -68,7 +68,7 @@ if [ -z "${ENGINES:-}" ]; then
   have cargo-afl && ENGINES="$ENGINES afl"
   have cargo-hfuzz && ENGINES="$ENGINES honggfuzz"
 fi
-TARGETS=${TARGETS:-"lazy_v1 lazy_v3 lazy_fixed deposit decode"}
+TARGETS=${TARGETS:-"lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode"}
 log "engines: $ENGINES; targets: $TARGETS; slice ${SLICE}s; duration ${DURATION:-0}s (0 = until stopped)"
 log "work dir $WORK"
 

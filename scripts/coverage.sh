@@ -3,7 +3,7 @@
 #
 #   scripts/coverage.sh TARGET [CORPUS_DIR]
 #
-#   TARGET      lazy_v1 | lazy_v3 | lazy_fixed | deposit | decode
+#   TARGET      lazy_v1 | lazy_v2 | lazy_v3 | lazy_fixed | deposit | decode
 #   CORPUS_DIR  default corpus/TARGET (e.g. fuzz/continuous/corpus/TARGET for the
 #               grown corpus of scripts/continuous.sh)
 # Runs `cargo +nightly fuzz coverage TARGET CORPUS` (coverage-instrumented build,

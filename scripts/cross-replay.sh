@@ -21,11 +21,11 @@ FILE=$1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 T=${2:-}
 if [ -z "$T" ]; then
-  for c in lazy_v1 lazy_v3 lazy_fixed deposit lazy-v1 lazy-v3 lazy-fixed; do
+  for c in lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit lazy-v1 lazy-v2 lazy-v3 lazy-fixed; do
     case "/$FILE" in */$c/*) T=${c//-/_} ;; esac
   done
 fi
-case "$T" in lazy_v1|lazy_v3|lazy_fixed|deposit) ;; *) echo "cross-replay.sh: give TARGET (lazy_v1 lazy_v3 lazy_fixed deposit)" >&2; exit 2 ;; esac
+case "$T" in lazy_v1|lazy_v2|lazy_v3|lazy_fixed|deposit) ;; *) echo "cross-replay.sh: give TARGET (lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit)" >&2; exit 2 ;; esac
 P=${T//_/-}
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh ENGINE TARGET SECONDS
 #
 #   ENGINE   libfuzzer | afl | honggfuzz | builtin
-#   TARGET   lazy_v1 | lazy_v3 | lazy_fixed | deposit | decode   (builtin: not decode)
+#   TARGET   lazy_v1 | lazy_v2 | lazy_v3 | lazy_fixed | deposit | decode   (builtin: not decode)
 #   SECONDS  wall-clock budget of the fuzzing itself (builds come on top)
 #
 # Seeds: corpus/<TARGET>/ at the repository root, when present, is given to
@@ -38,11 +38,12 @@ case "$SECS" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number" >&2;
 
 case "$TARGET" in
   lazy_v1) POLICY=lazy-v1 ;;
+  lazy_v2) POLICY=lazy-v2 ;;
   lazy_v3) POLICY=lazy-v3 ;;
   lazy_fixed) POLICY=lazy-fixed ;;
   deposit) POLICY=deposit ;;
   decode) POLICY= ;;
-  *) echo "fuzz.sh: unknown target '$TARGET' (lazy_v1 lazy_v3 lazy_fixed deposit decode)" >&2; exit 2 ;;
+  *) echo "fuzz.sh: unknown target '$TARGET' (lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode)" >&2; exit 2 ;;
 esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the seed corpora corpus/<target>/ (lazy_v1 lazy_v3 lazy_fixed deposit decode).
+# Build the seed corpora corpus/<target>/ (lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode).
 #
 #   scripts/gen-corpus.sh            # regenerate and minimize with cargo fuzz cmin
 #   NO_CMIN=1 scripts/gen-corpus.sh  # no minimization
@@ -10,8 +10,8 @@
 #    accepts (programs whose addresses are off the byte format's 256K grid are
 #    skipped and listed);
 #  * 60 deterministic pseudo-random byte strings (python3, seed 1) built op by op
-#    in the decoder's layout (src/program.rs: two fault plans, then
-#    [kind, mm, args...] per op), cycling through every op kind, every madvise
+#    in the decoder's layout (src/program.rs: two fault plans, a flags byte
+#    (bit 0: uffd async), then [kind, mm, args...] per op), cycling through every op kind, every madvise
 #    advice, every fault-plan kind (nth/from/at/never for pte_alloc and thp) and
 #    all four mms.
 # A seed goes into a target's corpus only if that target's replay binary
@@ -25,7 +25,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-TARGETS="lazy_v1 lazy_v3 lazy_fixed deposit decode"
+TARGETS="lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode"
 log() { printf '[gen-corpus] %s\n' "$*" >&2; }
 
 log "building the CLI and the replay binaries"
@@ -58,8 +58,8 @@ import random, sys, os
 out = sys.argv[1]
 r = random.Random(1)
 # extra argument bytes after [kind, mm] per op kind (src/program.rs `op`)
-ARGS = {0: 3, 2: 2, 3: 3, 4: 3, 7: 3, 9: 0, 11: 2, 12: 2, 13: 3, 14: 1, 16: 1,
-        17: 2, 19: 0, 20: 3}
+ARGS = {0: 3, 2: 2, 3: 3, 4: 3, 7: 3, 9: 0, 11: 2, 12: 2, 13: 3, 14: 1, 15: 1,
+        16: 2, 18: 2, 19: 0, 20: 3, 21: 3, 22: 2, 23: 2, 24: 2, 25: 3, 26: 0}
 KINDS = sorted(ARGS)
 def plan(tag):
     # tag 0 nth, 1 from, 2 at (1 + arg%4 more bytes), 3 never
@@ -68,7 +68,7 @@ def plan(tag):
         return [2, n] + [r.randrange(12) for _ in range(n + 1)]
     return [tag, r.randrange(8)]
 for i in range(60):
-    b = plan(i % 4) + plan((i // 4) % 4)
+    b = plan(i % 4) + plan((i // 4) % 4) + [i % 2]
     # start with a THP mapping touched for write, so later ops hit huge PMDs
     start = r.randrange(0, 96)
     b += [0, 0, start, r.randrange(8, 32), 1]
@@ -77,11 +77,11 @@ for i in range(60):
         k = KINDS[(i + j * 5) % len(KINDS)]
         mm = r.choice([0, 0, 0, 4, 6, 7])
         args = [r.randrange(256) for _ in range(ARGS[k])]
-        if ARGS[k] >= 2 and k not in (14, 16):
+        if ARGS[k] >= 2 and k not in (14, 15):
             args[0] = start + r.randrange(0, 16)   # near the mapping
             args[1] = r.randrange(0, 16)
         if k == 7:
-            args[2] = r.randrange(5)                 # every advice
+            args[2] = r.randrange(7)                 # every advice
         b += [k, mm] + args
     open(os.path.join(out, "rand-%02d.bin" % i), "wb").write(bytes(b))
 PY
@@ -101,7 +101,7 @@ for t in $TARGETS; do
     else
       dropped=$((dropped + 1))
       case "$t" in
-        lazy_v1|lazy_v3) ;;
+        lazy_v1|lazy_v2|lazy_v3) ;;
         *) bad=1; log "BUG: $t crashes on seed $(basename "$f"): $(grep -m1 panicked -A1 "$TMP/err" | tail -1)" ;;
       esac
     fi
@@ -139,7 +139,7 @@ for t in $TARGETS; do
         || { log "afl-cmin $t failed (corpus kept):"; tail -5 "$TMP/cmin.log" >&2; continue; }
       rm -rf "corpus/$t" && mv "$TMP/min" "corpus/$t" ;;
     splitfuzz)
-      pol=$(case $t in lazy_v1) echo lazy-v1;; lazy_v3) echo lazy-v3;; lazy_fixed) echo lazy-fixed;; deposit) echo deposit;; esac)
+      pol=$(case $t in lazy_v1) echo lazy-v1;; lazy_v2) echo lazy-v2;; lazy_v3) echo lazy-v3;; lazy_fixed) echo lazy-fixed;; deposit) echo deposit;; esac)
       [ -n "$pol" ] || { log "splitfuzz cmin has no $t target; kept"; continue; }
       "$SF" cmin "corpus/$t" -o "$TMP/min" --policy "$pol" >"$TMP/cmin.log" 2>&1 \
         || { log "splitfuzz cmin $t failed (corpus kept):"; tail -5 "$TMP/cmin.log" >&2; continue; }

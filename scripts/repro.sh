@@ -10,7 +10,7 @@
 #   fuzz/hfuzz_workspace/<target>/*.fuzz            honggfuzz
 #   fuzz/corpus/<target>/*, corpus/<target>/*       corpora
 #   crashes/<policy>/*.txt, fuzz/artifacts/builtin/<policy>/*.txt   builtin engine
-# <target> is lazy_v1 lazy_v3 lazy_fixed deposit decode; <policy> is lazy-v1
+# <target> is lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode; <policy> is lazy-v1 lazy-v2
 # lazy-v3 lazy-fixed deposit. POLICY=name overrides the detection; with neither,
 # the program's own `policy` line is used (else lazy-v3).
 #
@@ -31,6 +31,7 @@ ABS=$(cd "$(dirname "$FILE")" && pwd)/$(basename "$FILE")
 policy_of() {
   case "$1" in
     lazy_v1|lazy-v1) echo lazy-v1 ;;
+    lazy_v2|lazy-v2) echo lazy-v2 ;;
     lazy_v3|lazy-v3) echo lazy-v3 ;;
     lazy_fixed|lazy-fixed) echo lazy-fixed ;;
     deposit) echo deposit ;;

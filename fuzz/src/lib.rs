@@ -42,12 +42,8 @@ compile_error!(
 );
 
 fn config(preset: Preset) -> &'static RunConfig {
-    static CFGS: [OnceLock<RunConfig>; 4] = [
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-    ];
+    static CFGS: [OnceLock<RunConfig>; Preset::ALL.len()] =
+        [const { OnceLock::new() }; Preset::ALL.len()];
     let i = Preset::ALL.iter().position(|p| *p == preset).unwrap_or(0);
     CFGS[i].get_or_init(|| RunConfig::new(Policy::preset(preset), Geometry::SMALL))
 }
