@@ -14,16 +14,19 @@
 #![allow(clippy::manual_is_multiple_of)]
 
 pub mod alloc;
+pub mod coverage;
 pub mod diff;
 pub mod emit_c;
 pub mod engine;
 pub mod exec;
+pub mod fixes;
 pub mod invariants;
 pub mod minimize;
 pub mod mm;
 pub mod policy;
 pub mod program;
 pub mod real;
+pub mod report;
 
 pub use exec::{run, run_program, Outcome, RunConfig};
 pub use invariants::{Invariant, Violation};

@@ -4,21 +4,31 @@
 use splitfuzz::engine::{fuzz, FuzzOptions, Report};
 use splitfuzz::exec::{run, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
-use std::time::Duration;
 
 fn campaign(dir: &std::path::Path) -> Report {
     fuzz(&FuzzOptions {
-        policy: Policy::preset(Preset::LazyV3),
-        geometry: Geometry::SMALL,
-        duration: Duration::from_secs(3600),
         max_runs: Some(30_000),
-        jobs: 1,
         seed: 3,
         crashes_dir: dir.to_path_buf(),
-        corpus_dir: None,
-        progress: false,
+        corpus_dir: Some(dir.join("corpus")),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
     })
     .unwrap()
+}
+
+fn corpus_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("corpus"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]
@@ -35,6 +45,11 @@ fn finds_lazy_v3_findings_and_is_deterministic() {
     };
     assert_eq!(key(&a), key(&b), "same seed and runs, same campaign");
     assert_eq!(a.execs, 30_000);
+    assert_eq!((a.corpus, a.features), (b.corpus, b.features));
+    assert_eq!(a.hits, b.hits, "same coverage counts");
+    let (ca, cb) = (corpus_files(&tmp.join("a")), corpus_files(&tmp.join("b")));
+    assert_eq!(ca.len(), a.corpus, "every corpus entry is written");
+    assert_eq!(ca, cb, "same corpus");
     let sigs: Vec<&str> = a.findings.iter().map(|f| f.signature.as_str()).collect();
     assert!(sigs.contains(&"no-silent-skip zap_pmd_range"), "{sigs:?}");
     assert!(sigs.contains(&"no-livelock change_pmd_range"), "{sigs:?}");
