@@ -423,7 +423,7 @@ fn folder_policy(path: &Path) -> Option<(Preset, Vec<String>, String)> {
 /// folder's, the program's and the command line's overrides.
 fn resolve(p: &PolicyArgs, prog: &Program, file: Option<&Path>) -> Result<(RunConfig, String)> {
     let folder = file.and_then(folder_policy);
-    let (preset, mut overrides, source) = if let Some(name) = &p.policy {
+    let (preset, folder_overrides, mut source) = if let Some(name) = &p.policy {
         (preset(name)?, vec![], "--policy".to_string())
     } else if let Some(name) = &prog.policy {
         (preset(name)?, vec![], "its `policy` line".to_string())
@@ -436,13 +436,41 @@ fn resolve(p: &PolicyArgs, prog: &Program, file: Option<&Path>) -> Result<(RunCo
             "the default (no --policy, no `policy` line, not in a <policy>/ folder)".to_string(),
         )
     };
-    overrides.extend(prog.overrides.iter().cloned());
-    overrides.extend(p.overrides.iter().cloned());
     let mut pol = Policy::preset(preset);
-    for o in &overrides {
-        pol.apply_override(o).map_err(|e| anyhow!(e))?;
+    for (list, from) in [
+        (&folder_overrides, "the folder name"),
+        (&prog.overrides, "its `override` lines"),
+        (&p.overrides, "--override"),
+    ] {
+        for o in list {
+            pol.apply_override(o).map_err(|e| anyhow!(e))?;
+        }
+        if !list.is_empty() {
+            source.push_str(&format!("; {} from {from}", list.join(" ")));
+        }
     }
     Ok((RunConfig::new(pol, geometry(&p.geometry)?), source))
+}
+
+/// Say when an override names a harm site rather than the split caller.
+fn note_harm_site_overrides(overrides: &[String]) {
+    for o in overrides {
+        let name = o.split('=').next().unwrap_or("").trim();
+        if let Some(c) = splitfuzz::policy::caller_for_harm_site(name) {
+            warn(format!(
+                "--override {o}: {name} is where the harm appears; the split caller it stands for is {}",
+                c.name()
+            ));
+        }
+    }
+}
+
+/// The `expect` line as written (`expect ok`, `expect violation INV FUNC`).
+fn expect_line(e: &Expect) -> String {
+    match e {
+        Expect::Ok => "expect ok".into(),
+        Expect::Violation { .. } => format!("expect violation {}", e.describe()),
+    }
 }
 
 /// Validate the options of `fuzz` shared by every policy before any campaign.
@@ -536,6 +564,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { files, p, f } => {
+            note_harm_site_overrides(&p.overrides);
             let progs = files
                 .iter()
                 .map(|file| load(file, f.format).map(|prog| (file, prog)))
@@ -570,7 +599,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         errs
                     ),
                 }
-                println!("  policy {} from {source}", cfg.policy);
+                println!(
+                    "  policy {}: {} from {source}",
+                    cfg.policy,
+                    cfg.policy.preset.name()
+                );
+                if let Some(i) = out.results.iter().position(|r| *r == OpResult::OomLoop) {
+                    println!(
+                        "  op #{i} never returned (a fault retried after VM_FAULT_OOM while every allocation fails): the task is killed there"
+                    );
+                }
                 if let Some(v) = &out.violation {
                     println!(
                         "  the harm appears in {}; {}",
@@ -580,10 +618,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some(exp) = &prog.expect {
                     match exp.check(out.violation.as_ref()) {
-                        Ok(()) => println!("  expect {}: held", exp.describe()),
+                        Ok(()) => println!("  {}: held", expect_line(exp)),
                         Err(why) => println!(
-                            "  expect {}: did not hold: {why}{}",
-                            exp.describe(),
+                            "  {}: did not hold: {why}{}",
+                            expect_line(exp),
                             if out.violation.is_none() {
                                 " (fixed under this policy?)"
                             } else {
@@ -600,6 +638,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Check { files, fixed, p, f } => {
+            note_harm_site_overrides(&p.overrides);
             let progs = files
                 .iter()
                 .map(|file| load(file, f.format).map(|prog| (file, prog)))
@@ -626,9 +665,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         Some(exp) => match exp.check(out.violation.as_ref()) {
                             Ok(()) => {
                                 pass += 1;
-                                format!("expect {}: holds", exp.describe())
+                                format!("{}: holds", expect_line(exp))
                             }
-                            Err(why) => format!("expect {}: does not hold: {why}", exp.describe()),
+                            Err(why) => format!("{}: does not hold: {why}", expect_line(exp)),
                         },
                     }
                 };
@@ -909,6 +948,9 @@ fn fuzz_main(a: FuzzArgs) -> Result<ExitCode> {
         );
     }
     let geom = geometry(&a.geometry)?;
+    if !a.quiet {
+        note_harm_site_overrides(&a.overrides);
+    }
     let mut policies = Vec::new();
     for name in &a.policy {
         let p = make_policy(name, &a.overrides)?;
@@ -1057,4 +1099,83 @@ fn init_tracing(default: &str) {
         .with_target(false)
         .with_writer(std::io::stdout)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_has_help() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+            for a in sub.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn keywords_are_the_first_words_of_the_text_form() {
+        // Every line the text form writes starts with a keyword, so `content`
+        // recognises every program `to_text` can produce.
+        let mut x: u64 = 7;
+        for n in 0..500 {
+            let bytes: Vec<u8> = (0..(n % 200))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut p = Program::decode(&bytes);
+            p.policy = Some("lazy-v3".into());
+            p.overrides = vec!["zap_pmd_range=error".into()];
+            p.expect = Some(Expect::Ok);
+            let t = p.to_text();
+            for l in t.lines() {
+                let w = l.split_whitespace().next().unwrap();
+                assert!(KEYWORDS.contains(&w), "{w} in {l}");
+            }
+            assert_eq!(content(t.as_bytes()), Content::Program);
+        }
+        assert_eq!(content(b""), Content::Binary);
+        assert_eq!(content(b"\x00\x01\x02"), Content::Binary);
+        assert_eq!(content(b"hello\n"), Content::OtherText);
+        assert_eq!(content(b"# only a comment\n"), Content::Program);
+    }
+
+    #[test]
+    fn folder_names_give_policies() {
+        let (p, o, _) = folder_policy(Path::new("crashes/lazy-v1/x.bin")).unwrap();
+        assert_eq!((p, o.len()), (Preset::LazyV1, 0));
+        let (p, o, _) = folder_policy(Path::new("x/lazy-v3+zap_pmd_range=error/y.txt")).unwrap();
+        assert_eq!((p, o), (Preset::LazyV3, vec!["zap_pmd_range=error".into()]));
+        assert!(folder_policy(Path::new("tests/x.txt")).is_none());
+        assert!(folder_policy(Path::new("lazy-v3+bogus=1/x.txt")).is_none());
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s, "--time").unwrap();
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1d"), Duration::from_secs(86400));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("30s"), Duration::from_secs(30));
+        assert_eq!(d("10m"), Duration::from_secs(600));
+        assert_eq!(d("45"), Duration::from_secs(45));
+        assert!(parse_duration("0s", "--time").is_err());
+        assert!(parse_duration("soon", "--time").is_err());
+    }
 }

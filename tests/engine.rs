@@ -76,3 +76,50 @@ fn finds_lazy_v3_findings_and_is_deterministic() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The coverage features of a set of inputs, recomputed from scratch.
+fn union_of(inputs: &[Vec<u8>], cfg: &RunConfig) -> usize {
+    let mut seen = std::collections::BTreeSet::new();
+    for b in inputs {
+        seen.extend(splitfuzz::engine::features(
+            &splitfuzz::run_program(b, cfg).cov,
+        ));
+    }
+    seen.len()
+}
+
+#[test]
+fn jobs_share_one_corpus_and_the_summary_is_the_union() {
+    let cfg = RunConfig::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL);
+    for jobs in [1, 2] {
+        let tmp = std::env::temp_dir().join(format!(
+            "splitfuzz-engine-jobs{jobs}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let r = fuzz(&FuzzOptions {
+            max_runs: Some(20_000),
+            jobs,
+            seed: 5,
+            crashes_dir: tmp.clone(),
+            corpus_dir: Some(tmp.join("corpus")),
+            ..FuzzOptions::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL)
+        })
+        .unwrap();
+        assert_eq!(r.execs, 20_000, "jobs {jobs}: exactly --runs executions");
+        assert_eq!(r.jobs, jobs);
+        let files: Vec<Vec<u8>> = corpus_files(&tmp).into_iter().map(|(_, b)| b).collect();
+        assert_eq!(
+            files.len(),
+            r.corpus,
+            "jobs {jobs}: one corpus, written whole"
+        );
+        // Every input that added a feature to the shared map is in the corpus,
+        // so the corpus's features are exactly the summary's.
+        assert_eq!(union_of(&files, &cfg), r.features, "jobs {jobs}");
+        // The coverage counts cover every execution of every job.
+        let reached: u64 = r.hits.iter().copied().max().unwrap();
+        assert!(reached <= 20_000 && reached > 10_000, "{reached}");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
