@@ -152,7 +152,8 @@ enum Cmd {
         /// Seed of the generated programs (with --generate).
         #[arg(long, default_value_t = 0, value_name = "SEED")]
         seed: u64,
-        /// Print every program and every op's observations.
+        /// Print each program's host observations (and the model's where they differ) and
+        /// the text of every diverging program.
         #[arg(short, long)]
         verbose: bool,
     },

@@ -745,3 +745,97 @@ fn cmin_needs_out_or_in_place() {
     );
     assert_eq!(std::fs::read_dir(d.join("c")).unwrap().count(), kept);
 }
+
+// ------------------------------------------------------------ README, help
+
+/// The long options a subcommand's --help lists (without --help).
+fn flags_of(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split([',', ' ']).find(|w| w.starts_with("--")))
+        .map(String::from)
+        .filter(|f| f != "--help" && f != "--version")
+        .collect()
+}
+
+/// Every `--word` in a text.
+fn flags_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(j) = text[i..].find("--") {
+        let s = i + j;
+        let mut e = s + 2;
+        while e < b.len() && (b[e].is_ascii_lowercase() || b[e] == b'-') {
+            e += 1;
+        }
+        if e > s + 2 && (s == 0 || !b[s - 1].is_ascii_alphanumeric()) {
+            out.push(text[s..e].to_string());
+        }
+        i = e.max(s + 2);
+    }
+    out
+}
+
+#[test]
+fn readme_and_help_agree() {
+    let d = tmp("readme");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Command reference")
+        .expect("a command reference");
+    let rest = &readme[start + 3..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    let top = text(&sf(&d, &["--help"]).stdout);
+    let subs: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .filter(|s| s != "help")
+        .collect();
+    assert!(subs.len() >= 10, "{subs:?}");
+    for sub in &subs {
+        let key = format!("- `splitfuzz {sub}");
+        let at = section
+            .find(&key)
+            .unwrap_or_else(|| panic!("README's command reference lacks {sub}"));
+        let bullet = &section[at..];
+        let bullet = &bullet[..bullet[2..]
+            .find("\n- ")
+            .map(|e| e + 2)
+            .unwrap_or(bullet.len())];
+        let help = text(&sf(&d, &[sub, "--help"]).stdout);
+        let flags = flags_of(&help);
+        for f in &flags {
+            assert!(
+                bullet.contains(f.as_str()),
+                "README: `splitfuzz {sub}` lacks {f}"
+            );
+        }
+        for f in flags_in(bullet) {
+            assert!(
+                flags.contains(&f),
+                "README: `splitfuzz {sub}` names {f}, --help does not"
+            );
+        }
+    }
+    // What --time means: the whole run, in --help and in the README's main command.
+    let fuzz_help = text(&sf(&d, &["fuzz", "--help"]).stdout);
+    assert!(fuzz_help.contains("budget of the whole run"), "{fuzz_help}");
+    let main = &readme[readme.find("## The two commands").unwrap()..];
+    let main = &main[..main.find("cargo test --release").unwrap()];
+    assert!(
+        main.contains("fuzz --policy lazy-v1,lazy-v3 --time 30s"),
+        "{main}"
+    );
+    assert!(main.contains("30-second campaign, the whole run"), "{main}");
+    assert!(main.contains("15 s each"), "{main}");
+    assert!(
+        top.contains("--time 30s (30 s in total, 15 s per policy)"),
+        "{top}"
+    );
+}
