@@ -2,7 +2,9 @@
 //! with --jobs 1 and --jobs 2 (shared corpus and coverage map), so the cost of
 //! sharing and the speed-up show. Run: cargo bench --bench campaign
 //! (`BENCH_RUNS=N` executions per campaign). The load average is printed
-//! before and after: other processes on the machine lower the speed-up.
+//! before and after: other processes on the machine lower the speed-up, so
+//! executions per CPU-second (all threads) are printed too: equal values for
+//! one and two jobs mean sharing the corpus costs no extra work.
 
 use splitfuzz::engine::{fuzz, FuzzOptions};
 use splitfuzz::{Geometry, Policy, Preset};
@@ -11,6 +13,17 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
+}
+
+/// CPU time of this process (all threads), from CLOCK_PROCESS_CPUTIME_ID.
+fn cpu_seconds() -> f64 {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn main() {
@@ -24,13 +37,14 @@ fn main() {
     println!("splitfuzz campaign benchmark: {runs} executions per campaign, {cpus} CPUs");
     println!("load average before: {}", loadavg());
     println!(
-        "{:<12} {:>5} {:>10} {:>10} {:>8} {:>9} {:>8}",
-        "policy", "jobs", "seconds", "exec/s", "speedup", "features", "corpus"
+        "{:<12} {:>5} {:>10} {:>10} {:>8} {:>12} {:>9} {:>8}",
+        "policy", "jobs", "seconds", "exec/s", "speedup", "exec/CPU-s", "features", "corpus"
     );
     let tmp = std::env::temp_dir().join(format!("splitfuzz-bench-{}", std::process::id()));
     for preset in [Preset::LazyFixed, Preset::LazyV3] {
         let mut base = 0.0;
         for jobs in [1, 2] {
+            let cpu0 = cpu_seconds();
             let r = fuzz(&FuzzOptions {
                 max_runs: Some(runs),
                 jobs,
@@ -39,17 +53,19 @@ fn main() {
                 ..FuzzOptions::new(Policy::preset(preset), Geometry::SMALL)
             })
             .unwrap();
+            let cpu = cpu_seconds() - cpu0;
             let eps = r.exec_per_sec();
             if jobs == 1 {
                 base = eps;
             }
             println!(
-                "{:<12} {:>5} {:>10.2} {:>10.0} {:>7.2}x {:>9} {:>8}",
+                "{:<12} {:>5} {:>10.2} {:>10.0} {:>7.2}x {:>12.0} {:>9} {:>8}",
                 preset.name(),
                 jobs,
                 r.elapsed.as_secs_f64(),
                 eps,
                 eps / base,
+                r.execs as f64 / cpu,
                 r.features,
                 r.corpus
             );

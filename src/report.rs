@@ -207,6 +207,8 @@ fn line_chart(title: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) -
             .x_desc("seconds since the policy's campaign started")
             .y_desc(y_desc)
             .light_line_style(RGBColor(235, 235, 235))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(|e| anyhow!("plot: {e}"))?;
         for (i, (name, pts)) in series.iter().enumerate() {
@@ -331,6 +333,7 @@ td.num {{ text-align: right; }}
 td.found {{ background: #f8c9c4; }}
 td.absent {{ background: #d7efd2; color: #555; }}
 td.never {{ background: #fde7b0; }}
+td.partial {{ background: #fdf5dc; }}
 .plots svg {{ margin: 4px; border: 1px solid #ddd; }}
 code {{ background: #f4f4f4; padding: 0 3px; }}
 </style></head><body>
@@ -382,7 +385,7 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
     h.push_str("</table>\n");
 
     // Plots.
-    h.push_str("<h2>Over time</h2>\n<div class=plots>\n");
+    h.push_str("<h2 id=plots>Over time</h2>\n<div class=plots>\n");
     for (title, y, f) in [
         (
             "Coverage features",
@@ -408,17 +411,31 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
 
     // Matrix.
     let m = matrix(run);
-    h.push_str("<h2>Findings: policy &times; signature</h2>\n");
+    h.push_str("<h2 id=matrix>Findings: policy &times; signature</h2>\n");
     if m.is_empty() {
         h.push_str("<p>No violation under any policy of this run.</p>\n");
     } else {
-        h.push_str("<table><tr><th>signature (invariant, where the harm appears)</th>");
+        h.push_str(
+            "<table><tr><th>signature (invariant, where the harm appears)</th><th>severity</th>",
+        );
         for p in &policies {
             let _ = write!(h, "<th>{}</th>", esc(p));
         }
         h.push_str("<th>override that removes it</th></tr>\n");
         for (sig, per) in &m {
-            let _ = write!(h, "<tr><td>{}</td>", esc(sig));
+            let sev: BTreeSet<&str> = run
+                .campaigns
+                .iter()
+                .flat_map(|c| c.findings.iter())
+                .filter(|f| &f.signature == sig)
+                .map(|f| f.severity.as_str())
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td>",
+                esc(sig),
+                esc(&sev.into_iter().collect::<Vec<_>>().join(", "))
+            );
             for p in &policies {
                 match per.get(p) {
                     Some((n, t)) => {
@@ -465,7 +482,7 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
     }
 
     // Coverage.
-    h.push_str("<h2>Model coverage by kernel function</h2>\n<p>Executions that reached each named branch of the model (<code>cov!</code> points). Yellow: never reached.</p>\n");
+    h.push_str("<h2 id=coverage>Model coverage by kernel function</h2>\n<p>Per kernel function: its named branches (<code>cov!</code> points) reached, and the executions that reached them, summed over its branches. Yellow: never reached; light yellow: some branches never reached.</p>\n");
     h.push_str("<table><tr><th>function</th>");
     for p in &policies {
         let _ = write!(h, "<th>{} branches</th><th>{} hits</th>", esc(p), esc(p));
@@ -486,7 +503,13 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         let _ = write!(h, "<tr><td>{}</td>", esc(func));
         for p in &per {
             let (r, n, hits) = p.get(func).copied().unwrap_or_default();
-            let cls = if r == 0 { " never" } else { "" };
+            let cls = if r == 0 {
+                " never"
+            } else if r < n {
+                " partial"
+            } else {
+                ""
+            };
             let _ = write!(
                 h,
                 "<td class=\"num{cls}\">{r} of {n}</td><td class=\"num{cls}\">{hits}</td>"
