@@ -660,6 +660,15 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
             }
             rows.push(row);
         };
+        let announce_stop = || {
+            let msg =
+                format!("{label}: interrupted, stopping (the findings table and corpus follow)");
+            match &bar {
+                Some(b) => b.println(msg),
+                None if matches!(opts.progress, Progress::Lines(_)) => eprintln!("{msg}"),
+                None => {}
+            }
+        };
         loop {
             match rx.recv_timeout(tick) {
                 Ok(Msg::Finding(line)) => match &bar {
@@ -677,14 +686,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
             if stopped() && !interrupted {
                 interrupted = true;
                 halt.store(true, Ordering::Relaxed);
-                let msg = format!(
-                    "{label}: interrupted, stopping (the findings table and corpus follow)"
-                );
-                match &bar {
-                    Some(b) => b.println(msg),
-                    None if matches!(opts.progress, Progress::Lines(_)) => eprintln!("{msg}"),
-                    None => {}
-                }
+                announce_stop();
             }
             if now - last_row.0 >= opts.stats_every {
                 let row = sample(now, last_row);
@@ -703,6 +705,11 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                     eprintln!("{}", progress_line(&row));
                 }
             }
+        }
+        // The workers may have seen the stop before this thread did.
+        if stopped() && !interrupted {
+            interrupted = true;
+            announce_stop();
         }
         let now = start.elapsed();
         let base = if now - last_row.0 < opts.stats_every / 2 {

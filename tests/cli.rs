@@ -352,7 +352,11 @@ fn stopped_by(sig: nix::sys::signal::Signal, name: &str) {
         "progress in the log: {stderr}"
     );
     assert!(stdout.contains("== lazy-v1"), "findings table: {stdout}");
-    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(stdout.contains(", interrupted, corpus"), "{stdout}");
+    assert!(
+        stderr.contains("lazy-v1: interrupted, stopping"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains(&format!("interrupted by {name}; not run: lazy-v3")),
         "{stdout}"

@@ -123,3 +123,45 @@ fn jobs_share_one_corpus_and_the_summary_is_the_union() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
+
+#[test]
+fn a_stop_flag_or_the_time_budget_ends_a_campaign() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let tmp = std::env::temp_dir().join(format!("splitfuzz-engine-stop-{}", std::process::id()));
+    let stopper = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(400));
+        STOP.store(true, Ordering::SeqCst);
+    });
+    let start = Instant::now();
+    let r = fuzz(&FuzzOptions {
+        stop: Some(&STOP),
+        crashes_dir: tmp.clone(),
+        stats_every: Duration::from_millis(100),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL)
+    })
+    .unwrap();
+    stopper.join().unwrap();
+    assert!(r.interrupted);
+    assert!(r.execs > 0);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Stats rows were taken, the last one has the final count.
+    assert!(r.stats.len() >= 3, "{}", r.stats.len());
+    assert_eq!(r.stats.last().unwrap().execs, r.execs);
+    // A time budget ends it without the flag.
+    let start = Instant::now();
+    let r = fuzz(&FuzzOptions {
+        duration: Some(Duration::from_millis(300)),
+        crashes_dir: tmp.clone(),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL)
+    })
+    .unwrap();
+    assert!(!r.interrupted);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
