@@ -51,6 +51,10 @@ pub fn unnamed_slots(hits: &[u64]) -> Vec<usize> {
 pub struct Branch {
     pub name: String,
     pub hits: u64,
+    /// Other names hashed to the same bitmap slot: the hits are those of the
+    /// slot, so of any of them (the table says so instead of guessing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares_slot_with: Vec<String>,
 }
 
 /// The named coverage of a campaign, in `NAMES` order.
@@ -60,6 +64,11 @@ pub fn table(hits: &[u64]) -> Vec<Branch> {
         .map(|n| Branch {
             name: n.to_string(),
             hits: hits.get(slot(n)).copied().unwrap_or(0),
+            shares_slot_with: NAMES
+                .iter()
+                .filter(|m| *m != n && slot(m) == slot(n))
+                .map(|m| m.to_string())
+                .collect(),
         })
         .collect()
 }

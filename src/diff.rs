@@ -1225,13 +1225,16 @@ pub struct DiffArgs {
     /// The policy compared with deposit.
     #[arg(long)]
     pub policy: String,
+    /// Change one split caller of --policy: CALLER=STRATEGY (repeatable).
     #[arg(long = "override", value_name = "CALLER=STRATEGY")]
     pub overrides: Vec<String>,
     /// Generate N programs from the decoder (fault plans included).
     #[arg(long)]
     pub generate: Option<usize>,
+    /// Seed of --generate and of the --maximize search.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// PTEs per table: small (8, fast) or kernel (512).
     #[arg(long, default_value = "small")]
     pub geometry: String,
     /// Every pte_alloc_one() fails from op K on, in both runs (a sustained

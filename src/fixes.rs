@@ -40,37 +40,51 @@ impl FixHint {
     }
 }
 
-/// Try every single caller=strategy override not already in force.
-/// Strategies are tried in the order error, retry, skip, proceed so the
-/// suggestion that reports failures comes first.
+/// Try every single caller=strategy override not already in force. The
+/// caller the violation's function stands for (`SplitCaller::for_finding`)
+/// comes first, then `error` for every other caller, then their other
+/// strategies: so the suggestion listed first is the direct fix when there is
+/// one.
 pub fn hint(prog: &Program, cfg: &RunConfig) -> FixHint {
     let mut h = FixHint::default();
-    let Some(sig) = run(prog, cfg).signature() else {
+    let Some(v) = run(prog, cfg).violation else {
         return h;
     };
+    let sig = v.signature();
     if cfg.policy.deposit {
         // Split never fails under deposit: no caller strategy is consulted.
         return h;
     }
-    for c in SplitCaller::ALL {
-        for s in [
-            Strategy::Error,
-            Strategy::Retry,
-            Strategy::Skip,
-            Strategy::Proceed,
-        ] {
-            if cfg.policy.strategy(c) == s {
-                continue;
+    const ORDER: [Strategy; 4] = [
+        Strategy::Error,
+        Strategy::Retry,
+        Strategy::Skip,
+        Strategy::Proceed,
+    ];
+    let own = SplitCaller::for_finding(&v.function);
+    let mut candidates: Vec<(SplitCaller, Strategy)> = Vec::new();
+    if let Some(c) = own {
+        candidates.extend(ORDER.map(|s| (c, s)));
+    }
+    for s in ORDER {
+        for c in SplitCaller::ALL {
+            if Some(c) != own {
+                candidates.push((c, s));
             }
-            let mut p = cfg.policy.clone();
-            p.set(c, s);
-            let out = run(prog, &RunConfig::new(p, cfg.geometry));
-            let spec = format!("{}={}", c.name(), s.name());
-            match out.signature() {
-                None => h.removes.push(spec),
-                Some(new) if new != sig => h.changes.push((spec, new)),
-                Some(_) => {}
-            }
+        }
+    }
+    for (c, s) in candidates {
+        if cfg.policy.strategy(c) == s {
+            continue;
+        }
+        let mut p = cfg.policy.clone();
+        p.set(c, s);
+        let out = run(prog, &RunConfig::new(p, cfg.geometry));
+        let spec = format!("{}={}", c.name(), s.name());
+        match out.signature() {
+            None => h.removes.push(spec),
+            Some(new) if new != sig => h.changes.push((spec, new)),
+            Some(_) => {}
         }
     }
     h

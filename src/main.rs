@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
     about = "Fault-injection fuzzing of THP PMD split-failure handling",
     long_about = "Fault-injection fuzzing of THP PMD split-failure handling: an executable model of the kernel's \
 anonymous-THP page-table paths runs programs of user-level operations under a split policy \
-(deposit, lazy-v1, lazy-v3, lazy-fixed) with allocation failures injected from the program, \
+(deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed) with allocation failures injected from the program, \
 and checks invariants after every step.",
     arg_required_else_help = true,
     after_help = "The main job: splitfuzz fuzz --policy lazy-v1,lazy-v3 --time 30s (30 s in total, 15 s per policy).\n\
@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct PolicyArgs {
-    /// Policy preset: deposit, lazy-v1, lazy-v3, lazy-fixed. Default: the program's
+    /// Policy preset: deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed. Default: the program's
     /// `policy` line, else the crashes/<policy>/ folder the file is in, else lazy-v3.
     #[arg(long, value_name = "POLICY")]
     policy: Option<String>,
@@ -194,8 +194,8 @@ enum Cmd {
     /// the run cleanly (findings tables, corpus, run directory); a second one kills it.
     /// Exit 1 when a violation was found, 0 when none, 2 on bad options or a write error.
     Fuzz {
-        /// One or more policies (comma separated or repeated): deposit, lazy-v1, lazy-v3,
-        /// lazy-fixed.
+        /// One or more policies (comma separated or repeated): deposit, lazy-v1, lazy-v2,
+        /// lazy-v3, lazy-fixed.
         #[arg(long, value_delimiter = ',', required = true, value_name = "POLICY")]
         policy: Vec<String>,
         /// Change one split caller's strategy in every policy: CALLER=STRATEGY (repeatable;
@@ -295,8 +295,12 @@ fn geometry(s: &str) -> Result<Geometry> {
 }
 
 fn preset(name: &str) -> Result<Preset> {
-    Preset::from_name(name)
-        .ok_or_else(|| anyhow!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)"))
+    Preset::from_name(name).ok_or_else(|| {
+        anyhow!(
+            "unknown policy '{name}' ({})",
+            Preset::ALL.map(|p| p.name()).join(", ")
+        )
+    })
 }
 
 fn make_policy(name: &str, overrides: &[String]) -> Result<Policy> {
@@ -308,9 +312,36 @@ fn make_policy(name: &str, overrides: &[String]) -> Result<Policy> {
 }
 
 /// The first word of every line of the text form (and `#` comments).
-const KEYWORDS: [&str; 18] = [
-    "policy", "override", "fail", "expect", "mmap", "munmap", "mprotect", "touch", "madvise",
-    "fork", "exit", "pin", "unpin", "walk", "uffd-wp", "mremap", "reclaim", "migrate",
+const KEYWORDS: [&str; 27] = [
+    "policy",
+    "uffd",
+    "override",
+    "fail",
+    "expect",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "touch",
+    "madvise",
+    "fork",
+    "exit",
+    "pin",
+    "unpin",
+    "uffd-register",
+    "uffd-unregister",
+    "pagemap-scan",
+    "mlock",
+    "munlock",
+    "uffd-move",
+    "mbind",
+    "drop-caches",
+    // Removed from the format; a file using it is still a text program (and
+    // its parse error names the line).
+    "walk",
+    "uffd-wp",
+    "mremap",
+    "reclaim",
+    "migrate",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,7 +488,11 @@ fn resolve(p: &PolicyArgs, prog: &Program, file: Option<&Path>) -> Result<(RunCo
 fn note_harm_site_overrides(overrides: &[String]) {
     for o in overrides {
         let name = o.split('=').next().unwrap_or("").trim();
-        if let Some(c) = splitfuzz::policy::caller_for_harm_site(name) {
+        use splitfuzz::policy::SplitCaller;
+        if SplitCaller::from_name(name).is_some() {
+            continue;
+        }
+        if let Some(c) = SplitCaller::for_finding(name) {
             warn(format!(
                 "--override {o}: {name} is where the harm appears; the split caller it stands for is {}",
                 c.name()

@@ -533,8 +533,22 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         })
         .collect();
     let names: BTreeSet<&str> = per.iter().flat_map(|m| m.keys().copied()).collect();
+    let shared: BTreeMap<&str, &Vec<String>> = run
+        .campaigns
+        .iter()
+        .flat_map(|c| c.coverage.iter())
+        .filter(|b| !b.shares_slot_with.is_empty())
+        .map(|b| (b.name.as_str(), &b.shares_slot_with))
+        .collect();
     for name in names {
-        let _ = write!(h, "<tr><td>{}</td>", esc(name));
+        let note = match shared.get(name) {
+            Some(o) => format!(
+                " <i>(one bitmap slot with {}: hits of either)</i>",
+                esc(&o.join(", "))
+            ),
+            None => String::new(),
+        };
+        let _ = write!(h, "<tr><td>{}{note}</td>", esc(name));
         for p in &per {
             match p.get(name).copied().unwrap_or(0) {
                 0 => h.push_str("<td class=\"num never\">never</td>"),

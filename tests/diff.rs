@@ -304,7 +304,6 @@ fn cli_output_is_deterministic_and_bad_input_exits_2_with_one_line() {
             "1",
         ],
         vec!["diff", "--policy", "lazy-v3", "/nonexistent/prog.txt"],
-        vec!["diff", "--generate", "1"],
     ] {
         let o = cli(&bad);
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
@@ -312,4 +311,10 @@ fn cli_output_is_deterministic_and_bad_input_exits_2_with_one_line() {
         assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
         assert!(err.starts_with("splitfuzz: "), "{err}");
     }
+    // A usage error prints clap's whole message and the usage (issue 10).
+    let o = cli(&["diff", "--generate", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--policy <POLICY>"), "{err}");
+    assert!(err.contains("Usage: splitfuzz diff"), "{err}");
 }
