@@ -389,11 +389,22 @@ fn load(path: &Path, format: Format) -> Result<Program> {
         Format::Bytes => false,
         Format::Auto => kind == Content::Program,
     };
+    let named_bin = path.extension().is_some_and(|e| e == "bin");
     let prog = if as_text {
-        let text = String::from_utf8(bytes)
+        let text = String::from_utf8(bytes.clone())
             .map_err(|_| anyhow!("{}: not UTF-8 text (--format text)", path.display()))?;
-        Program::parse(&text).map_err(|e| {
-            anyhow!(
+        match Program::parse(&text) {
+            Ok(p) => p,
+            // A fuzzer input (named .bin by the engines) that happens to look
+            // like text: bytes, and said so.
+            Err(e) if format == Format::Auto && named_bin => {
+                warn(format!(
+                    "{}: looks like a text program but does not parse ({e}); named .bin, so decoded as fuzzer bytes (--format text to insist)",
+                    path.display()
+                ));
+                Program::decode(&bytes)
+            }
+            Err(e) => bail!(
                 "{}: {e}{}",
                 path.display(),
                 if format == Format::Auto {
@@ -401,8 +412,8 @@ fn load(path: &Path, format: Format) -> Result<Program> {
                 } else {
                     ""
                 }
-            )
-        })?
+            ),
+        }
     } else {
         if format == Format::Auto && kind == Content::OtherText {
             warn(format!(

@@ -499,8 +499,20 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         })
         .collect();
     let funcs: BTreeSet<&String> = per.iter().flat_map(|m| m.keys()).collect();
+    let shared_funcs: BTreeSet<&str> = run
+        .campaigns
+        .iter()
+        .flat_map(|c| c.coverage.iter())
+        .filter(|b| !b.shares_slot_with.is_empty())
+        .map(|b| coverage::function_of(&b.name))
+        .collect();
     for func in funcs {
-        let _ = write!(h, "<tr><td>{}</td>", esc(func));
+        let note = if shared_funcs.contains(func.as_str()) {
+            " <i>(a branch shares its bitmap slot: see below)</i>"
+        } else {
+            ""
+        };
+        let _ = write!(h, "<tr><td>{}{note}</td>", esc(func));
         for p in &per {
             let (r, n, hits) = p.get(func).copied().unwrap_or_default();
             let cls = if r == 0 {

@@ -390,6 +390,15 @@ fn text_is_told_from_bytes_by_content() {
     let e = text(&o.stderr);
     assert!(e.contains("prog: line 2: unknown op 'tuch'"), "{e}");
     assert_eq!(e.lines().count(), 1);
+    // Named .bin (as the engines name raw inputs): decoded as bytes, with a warning.
+    std::fs::copy(d.join("prog"), d.join("prog.bin")).unwrap();
+    let o = sf(&d, &["run", "prog.bin"]);
+    assert!(code(&o) != 2, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("named .bin, so decoded as fuzzer bytes"),
+        "{}",
+        text(&o.stderr)
+    );
     // --format bytes decodes it as fuzzer bytes, on request.
     let o = sf(&d, &["run", "--format", "bytes", "prog"]);
     assert!(code(&o) != 2, "{}", text(&o.stderr));
