@@ -71,6 +71,42 @@ fn main() {
             );
         }
     }
+    // Baseline for the machine itself: two independent one-job campaigns at
+    // once (no sharing), half the executions each. If `--jobs 2` matches this
+    // row, sharing costs nothing and any shortfall from 2x is the machine's.
+    for preset in [Preset::LazyFixed, Preset::LazyV3] {
+        let cpu0 = cpu_seconds();
+        let start = std::time::Instant::now();
+        let reports: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2u64)
+                .map(|i| {
+                    let tmp = tmp.clone();
+                    s.spawn(move || {
+                        fuzz(&FuzzOptions {
+                            max_runs: Some(runs / 2),
+                            seed: 1 + i,
+                            crashes_dir: tmp,
+                            ..FuzzOptions::new(Policy::preset(preset), Geometry::SMALL)
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        let execs: u64 = reports.iter().map(|r| r.execs).sum();
+        println!(
+            "{:<12} {:>5} {:>10.2} {:>10.0} {:>8} {:>12.0}  (two separate one-job campaigns at once)",
+            preset.name(),
+            "2x1",
+            secs,
+            execs as f64 / secs,
+            "",
+            execs as f64 / cpu
+        );
+    }
     println!("load average after: {}", loadavg());
     let _ = std::fs::remove_dir_all(&tmp);
 }
