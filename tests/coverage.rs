@@ -31,9 +31,11 @@ fn names_are_collected_and_shared_slots_are_marked() {
         .filter(|r| !r.shares_slot_with.is_empty())
         .count();
     assert_eq!(marked, 2 * coverage::collisions().len());
+    // Every coverage point has a slot of its own: a new name that lands on an
+    // existing one's slot must be renamed (the engine could not tell them apart).
     assert!(
-        coverage::collisions().len() <= 3,
-        "{:?}: the bitmap is too small for the names",
+        coverage::collisions().is_empty(),
+        "{:?} share a bitmap slot: rename one",
         coverage::collisions()
     );
     assert_eq!(coverage::function_of("zap_pmd_range:skip"), "zap_pmd_range");

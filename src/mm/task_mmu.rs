@@ -47,7 +47,7 @@ impl Kernel {
                                 self.change_huge_pmd(mm, slot, false);
                                 break;
                             }
-                            cov!(self, "pagemap_scan_thp_entry:split");
+                            cov!(self, "pagemap_scan_thp_entry:split_partial");
                             match self.split_for(
                                 mm,
                                 slot,
