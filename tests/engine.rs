@@ -8,7 +8,7 @@ use splitfuzz::{Geometry, Policy, Preset, Program};
 fn campaign(dir: &std::path::Path) -> Report {
     fuzz(&FuzzOptions {
         max_runs: Some(30_000),
-        seed: 3,
+        seed: 4,
         crashes_dir: dir.to_path_buf(),
         corpus_dir: Some(dir.join("corpus")),
         ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)

@@ -527,7 +527,7 @@ impl Kernel {
             let (sev, how) = if killable {
                 (
                     Severity::KillableLoop,
-                    "the access returns to user mode and faults again; SIGKILL ends it",
+                    "the loop goes back through user mode (a fault that refaults, or restart_syscall()); SIGKILL ends it",
                 )
             } else {
                 (
