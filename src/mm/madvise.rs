@@ -128,8 +128,11 @@ impl Kernel {
         for page in lo..hi {
             if let Some(t) = self.table_of(mm, page / p) {
                 if self.pte(t, page % p) == Pte::Guard {
+                    // pte_clear_not_present_full(): the whole entry goes, a
+                    // uffd-wp bit PAGEMAP_SCAN put on the marker with it.
                     cov!(self, "guard_remove_pte_entry");
                     self.set_pte(t, page % p, Pte::None);
+                    self.mms[mm].uffd_wp[page] = false;
                 }
             }
         }
