@@ -326,7 +326,11 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<Sav
     let min = minimize(&prog, cfg).unwrap_or(prog);
     let out = run(&min, cfg);
     let sig = out.signature().unwrap_or_default();
-    let msg = out.violation.map(|v| v.to_string()).unwrap_or_default();
+    let msg = out
+        .violation
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let dir = opts.crashes_dir.join(opts.policy.label());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.txt", slug(&sig)));
@@ -351,11 +355,32 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<Sav
         }
     }
     let fix = fixes::hint(&min, cfg);
-    let header = format!(
+    let mut header = format!(
         "# splitfuzz finding: {sig}\n# found by the built-in engine, minimized; replay: splitfuzz repro {}\n# {}\n",
         path.display(),
         fix.summary()
     );
+    if let Some(v) = &out.violation {
+        header.push_str(&format!("# severity: {}\n", v.severity));
+        if let Some(chain) = crate::policy::SplitCaller::call_chain(&v.function) {
+            header.push_str(&format!("# kernel: {chain}\n"));
+        }
+        if let Some(c) = crate::policy::SplitCaller::for_finding(&v.function) {
+            let s = cfg.policy.strategy(c);
+            let base = crate::policy::cell(cfg.policy.preset, c);
+            let cite = if s == base.strategy {
+                base.cite
+            } else {
+                "override"
+            };
+            header.push_str(&format!(
+                "# as posted: {} {} ({cite}): {}\n",
+                c.name(),
+                s.name(),
+                c.describe(s)
+            ));
+        }
+    }
     std::fs::write(&path, header + &min.to_text())
         .with_context(|| format!("cannot write {}", path.display()))?;
     let bin = path.with_extension("bin");

@@ -113,6 +113,29 @@ impl SplitCaller {
         })
     }
 
+    /// The kernel call chain from the system call to where a finding reported
+    /// at `func` shows its harm (7.2 files), for crash files and `repro`.
+    pub fn call_chain(func: &str) -> Option<&'static str> {
+        Some(match func {
+            "zap_pmd_range" => "madvise(MADV_DONTNEED) → madvise_dontneed_single_vma → zap_vma_range_batched → zap_pmd_range → __split_huge_pmd (mm/madvise.c, mm/memory.c, mm/huge_memory.c); MADV_GUARD_INSTALL reaches it through madvise_guard_install → zap_vma_range",
+            "madvise_guard_install" => "madvise(MADV_GUARD_INSTALL) → madvise_guard_install → zap_vma_range → zap_pmd_range → __split_huge_pmd; after MAX_MADVISE_GUARD_RETRIES (3) rounds restart_syscall() (mm/madvise.c, mm/memory.c)",
+            "change_pmd_range" => "ioctl(UFFDIO_WRITEPROTECT) → mwriteprotect_range → uffd_wp_range → change_protection → change_pmd_range → __split_huge_pmd (mm/userfaultfd.c, mm/mprotect.c)",
+            "unmap_source_vma" => "mremap → move_vma → copy_vma_and_data → move_page_tables (succeeds) → unmap_source_vma → do_vmi_munmap → __split_vma → vma_adjust_trans_huge → split_huge_pmd_address → __split_huge_pmd: -ENOMEM ignored (\"OOM: unable to split vma\") (mm/mremap.c, mm/vma.c, mm/huge_memory.c)",
+            "pagemap_scan_pmd_entry" | "pagemap_scan_thp_entry" => "ioctl(PAGEMAP_SCAN) → do_pagemap_scan → walk_page_range → walk_pmd_range → pagemap_scan_pmd_entry → pagemap_scan_thp_entry → split_huge_pmd; -ENOENT, pte_offset_map_lock() NULL → ACTION_AGAIN → goto again (fs/proc/task_mmu.c, mm/pagewalk.c)",
+            "copy_pmd_range" | "copy_huge_pmd" => "fork → dup_mmap → copy_page_range → copy_pmd_range → copy_huge_pmd (-EBUSY from folio_try_dup_anon_rmap_pmd on a pinned THP) → __split_huge_pmd; -EAGAIN → pmd_none_or_clear_bad(src_pmd) (kernel/fork.c, mm/memory.c, mm/huge_memory.c)",
+            "vma_adjust_trans_huge" | "__split_huge_pmd_locked" => "munmap / mprotect / mlock / mbind / uffd (un)register / mremap → __split_vma (or commit_merge) → vma_adjust_trans_huge → split_huge_pmd_if_needed → split_huge_pmd_address → __split_huge_pmd (mm/vma.c, mm/huge_memory.c)",
+            "do_huge_pmd_wp_page" => "write fault → handle_mm_fault → wp_huge_pmd → do_huge_pmd_wp_page (shared or pinned THP, or huge zero with no THP) → __split_huge_pmd; VM_FAULT_FALLBACK → handle_pte_fault: PMD still huge, return 0 (mm/memory.c, mm/huge_memory.c)",
+            "wp_huge_pmd" => "write fault → handle_mm_fault → wp_huge_pmd (uffd-wp async: goto split) → __split_huge_pmd; VM_FAULT_FALLBACK → handle_pte_fault: PMD still huge, return 0 (mm/memory.c)",
+            "move_page_tables" => "mremap → move_vma → copy_vma_and_data → move_page_tables → split_huge_pmd; pte_alloc(new_pmd); move_ptes() -EAGAIN → goto again (mm/mremap.c)",
+            "move_pages" => "ioctl(UFFDIO_MOVE) → userfaultfd_move → move_pages → split_huge_pmd; continue (mm/userfaultfd.c)",
+            "try_to_unmap_one" => "reclaim → shrink_folio_list → try_to_unmap(TTU_SPLIT_HUGE_PMD) → rmap_walk_anon → try_to_unmap_one → split_huge_pmd_locked (mm/vmscan.c, mm/rmap.c)",
+            "try_to_migrate_one" => "split_folio → __folio_split → unmap_folio → try_to_migrate(TTU_SPLIT_HUGE_PMD) → try_to_migrate_one → split_huge_pmd_locked (mm/huge_memory.c, mm/rmap.c)",
+            "madvise_cold_or_pageout_pte_range" => "madvise(MADV_COLD/MADV_PAGEOUT) → madvise_cold_or_pageout_pte_range → split_folio → try_to_migrate_one (mm/madvise.c, mm/huge_memory.c, mm/rmap.c)",
+            "madvise_free_huge_pmd" => "madvise(MADV_FREE) → madvise_free_pte_range → madvise_free_huge_pmd → split_folio → try_to_migrate_one (mm/madvise.c, mm/huge_memory.c)",
+            _ => return None,
+        })
+    }
+
     /// Advisory callers may skip a range by definition (MADV_COLD/PAGEOUT/FREE).
     pub fn advisory(self) -> bool {
         matches!(
@@ -439,6 +462,13 @@ mod tests {
         // The harm site names its caller.
         p.apply_override("copy_pmd_range=proceed").unwrap();
         assert_eq!(p.strategy(SplitCaller::CopyHugePmd), Strategy::Proceed);
+    }
+
+    #[test]
+    fn every_caller_has_a_call_chain() {
+        for c in SplitCaller::ALL {
+            assert!(SplitCaller::call_chain(c.name()).is_some(), "{}", c.name());
+        }
     }
 
     #[test]
