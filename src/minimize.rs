@@ -223,6 +223,15 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
                 changed = true;
             }
         }
+        // Program-level flags.
+        if cur.uffd_async {
+            let mut c = cur.clone();
+            c.uffd_async = false;
+            if keeps(&c) {
+                cur = c;
+                changed = true;
+            }
+        }
         // Fault plans.
         for which in 0..2 {
             let plan = if which == 0 {
