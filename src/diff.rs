@@ -4,7 +4,7 @@
 //! `deposit` (today's kernel) and under a lazy policy P, with the same program
 //! text, fault plan included. After every op both runs are observed the way a
 //! process sees its memory: per page whether it is mapped, writable, its contents
-//! (what a read returns, swapped-out pages included: `invariants::observe`) and
+//! (what a read returns, swapped-out pages included: `oracle::observe`) and
 //! its uffd-wp bit; per mm the observation line of the host oracle
 //! (`real::model_line`: VMAs, `MM_ANONPAGES`, THP mapping) plus `MM_SWAPENTS`.
 //! Every difference is attributed to the op that made it (a page or counter that
@@ -40,8 +40,9 @@
 
 use crate::alloc::{AllocKind, AllocRecord, FailPolicy, FaultInjector};
 use crate::exec::{self, OpResult, RunConfig};
-use crate::invariants::{self, op_pages, RefPage, Severity, Violation};
+use crate::invariants::{Severity, Violation};
 use crate::mm::{FolioId, Geometry, Kernel, Pmd, TableState};
+use crate::oracle::{op_pages, RefPage};
 use crate::policy::{Policy, Preset};
 use crate::program::{parse_size, Advice, Op, OpLine, Program, MAX_MMS};
 use anyhow::{anyhow, bail, Result};
@@ -154,7 +155,7 @@ impl MmObs {
 type Obs = Vec<Option<MmObs>>;
 
 fn observe(k: &Kernel) -> Obs {
-    invariants::observe(k)
+    crate::oracle::observe(k)
         .mms
         .into_iter()
         .enumerate()

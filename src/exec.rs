@@ -2,8 +2,9 @@
 //! outcome. Runs each op against the model, then every invariant.
 
 use crate::alloc::FaultInjector;
-use crate::invariants::{self, op_function, op_pages, tag, Reference, Violation};
+use crate::invariants::{self, op_function, Violation};
 use crate::mm::{Errno, Geometry, KErr, Kernel};
+use crate::oracle::{op_pages, tag, Reference};
 use crate::policy::Policy;
 use crate::program::{Op, OpLine, Program};
 

@@ -6,7 +6,8 @@
 //! * [`mm`]: the mm state machine, one module per kernel path.
 //! * [`policy`]: deposit / lazy-v1 / lazy-v3 / lazy-fixed and per-caller overrides.
 //! * [`alloc`]: allocator fault injection.
-//! * [`invariants`]: every invariant and the flat reference model.
+//! * [`invariants`]: every invariant and check.
+//! * [`oracle`]: the flat reference model of what every page must hold.
 //! * [`exec`]: `run_program(bytes, cfg)`, the one entry point of every engine.
 //! * [`engine`], [`minimize`]: the built-in fuzzer and the minimizer.
 
@@ -23,6 +24,7 @@ pub mod fixes;
 pub mod invariants;
 pub mod minimize;
 pub mod mm;
+pub mod oracle;
 pub mod policy;
 pub mod program;
 pub mod real;

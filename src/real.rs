@@ -47,8 +47,8 @@ macro_rules! say {
 
 use crate::alloc::{AllocKind, Plan};
 use crate::exec::{self, OpResult, RunConfig};
-use crate::invariants::tag;
 use crate::mm::{Errno, Geometry, Kernel, Pmd, Pte};
+use crate::oracle::tag;
 use crate::policy::{Policy, Preset};
 use crate::program::{fmt_size, Advice, Op, OpLine, Program, ARENA_SIZE, MAX_MMS, PAGE_SIZE};
 use anyhow::{anyhow, bail, Context, Result};

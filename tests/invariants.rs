@@ -78,7 +78,7 @@ fn deposit_pairing_fires() {
 #[test]
 fn no_silent_skip_fires_on_wrong_contents_and_on_v3_dontneed() {
     let k = state(THP, Preset::Deposit);
-    let before = invariants::observe(&k);
+    let before = splitfuzz::oracle::observe(&k);
     let line = Program::parse("madvise 0 1M dontneed").unwrap().ops[0].clone();
     let exp = before.expected(&line, 2, k.geom);
     // The op "returned success" but nothing happened: the pages still hold data.
