@@ -29,8 +29,7 @@ impl Kernel {
 
     /// `userfaultfd_unregister()`: per registered VMA piece, first
     /// `uffd_wp_range(.., false)` (a `change_protection()` that resolves every
-    /// uffd-wp bit, its result ignored), then `userfaultfd_clear_vma()` (split,
-    /// clear, merge).
+    /// uffd-wp bit), then `userfaultfd_clear_vma()` (split, clear, merge).
     pub fn userfaultfd_unregister(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         let pieces = self.mms[mm].vma_pieces(lo, hi);
         if pieces.is_empty() {
@@ -44,10 +43,12 @@ impl Kernel {
             if !self.mms[mm].vmas[vi].uffd_wp {
                 continue;
             }
-            match self.change_pmd_range(mm, s, e, Change::UffdWp { on: false }) {
-                Ok(()) | Err(KErr::Errno(_)) => {}
-                Err(b) => return Err(b),
-            }
+            // 7.2 ignores uffd_wp_range()'s result here: RESOLVE never fails
+            // in 7.2 (no markers to populate), nor under v1-v3 (their
+            // change_pmd_range loops). A policy whose change_pmd_range returns
+            // -ENOMEM (lazy-fixed) must not drop it, or the range keeps its
+            // uffd-wp bits after it is unregistered: the error is returned.
+            self.change_pmd_range(mm, s, e, Change::UffdWp { on: false })?;
             self.vma_modify(mm, s, e, &|v| v.uffd_wp = false)?;
         }
         Ok(())
