@@ -26,7 +26,7 @@ anonymous-THP page-table paths runs programs of user-level operations under a sp
 (deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed) with allocation failures injected from the program, \
 and checks invariants after every step.",
     arg_required_else_help = true,
-    after_help = "The main job: splitfuzz fuzz --policy lazy-v1,lazy-v3 --time 30s (30 s in total, 15 s per policy).\n\
+    after_help = "The main job: splitfuzz fuzz --policy lazy-v1,lazy-v3 --time 60s (60 s in total, 30 s per policy).\n\
 Exit status: 0 no violation, 1 a violation (or an expectation that does not hold, for `check`), 2 bad input or an I/O error."
 )]
 struct Cli {

@@ -848,13 +848,13 @@ fn readme_and_help_agree() {
     let main = &readme[readme.find("## The two commands").unwrap()..];
     let main = &main[..main.find("cargo test --release").unwrap()];
     assert!(
-        main.contains("fuzz --policy lazy-v1,lazy-v3 --time 30s"),
+        main.contains("fuzz --policy lazy-v1,lazy-v3 --time 60s"),
         "{main}"
     );
-    assert!(main.contains("30-second campaign, the whole run"), "{main}");
-    assert!(main.contains("15 s each"), "{main}");
+    assert!(main.contains("60-second campaign, the whole run"), "{main}");
+    assert!(main.contains("30 s each"), "{main}");
     assert!(
-        top.contains("--time 30s (30 s in total, 15 s per policy)"),
+        top.contains("--time 60s (60 s in total, 30 s per policy)"),
         "{top}"
     );
 }
