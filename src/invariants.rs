@@ -156,10 +156,10 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "VIOLATION [{}] {} in {} (op #{}, mm {}, addr {:#x}): {}",
-            self.severity,
+            "VIOLATION {} in {} [{}] (op #{}, mm {}, addr {:#x}): {}",
             self.invariant.name(),
             self.function,
+            self.severity,
             self.op_index,
             self.mm,
             self.addr,
