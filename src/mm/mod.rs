@@ -419,7 +419,14 @@ pub struct Kernel {
     pub op_index: usize,
     /// UFFD_FEATURE_WP_ASYNC on every userfaultfd (`uffd async`).
     pub uffd_async: bool,
+    /// The Linux version whose user-visible behaviour the model follows where
+    /// versions differ (the oracles set their kernel's; default 7.2, the base
+    /// of the posted series).
+    pub linux: (u32, u32),
 }
+
+/// The default `Kernel::linux`.
+pub const LINUX_DEFAULT: (u32, u32) = (7, 2);
 
 /// Upper bound on iterations of any retry loop before it is called a livelock
 /// (finite fault plans end long before this).
@@ -445,6 +452,7 @@ impl Kernel {
             stats: Stats::default(),
             op_index: 0,
             uffd_async: false,
+            linux: LINUX_DEFAULT,
         }
     }
 
