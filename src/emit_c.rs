@@ -354,6 +354,7 @@ static const char *res(long r)
 	case EFAULT: return "EFAULT";
 	case EINVAL: return "EINVAL";
 	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
 	}
 	snprintf(b, sizeof(b), "E%d", errno);
 	return b;
@@ -630,7 +631,7 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
     };
     // The deposit model's prediction (without a fault plan only: fail-nth is approximate).
     let expected = if prog.faults.pte_alloc.is_never() && prog.faults.thp.is_never() {
-        Some(real::model_run(prog, &[]).t)
+        Some(real::model_run(prog, real::Host::read().linux(), &[]).t)
     } else {
         None
     };

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod program;
 pub mod real;
 pub mod report;
+pub mod vm;
 
 pub use exec::{run, run_program, Outcome, RunConfig};
 pub use invariants::{Invariant, Violation};

@@ -157,6 +157,11 @@ enum Cmd {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// The real kernel in a VM: build a guest kernel, run programs on it.
+    Vm {
+        #[command(subcommand)]
+        cmd: splitfuzz::vm::VmCmd,
+    },
     /// Print a standalone C reproducer (libc only) for a program.
     EmitC {
         /// The program (text or raw fuzzer bytes).
@@ -871,6 +876,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>>>()?;
             splitfuzz::diff::main(&a, files)
         }
+        Cmd::Vm { cmd } => splitfuzz::vm::vm_main(cmd),
         Cmd::EmitC { file, f } => {
             let prog = load(&file, f.format)?;
             print!(

@@ -45,8 +45,8 @@ macro_rules! say {
     }};
 }
 
-use crate::alloc::{AllocKind, Plan};
-use crate::exec::{self, OpResult, RunConfig};
+use crate::alloc::AllocKind;
+use crate::exec::{self, OpResult};
 use crate::mm::{Errno, Geometry, Kernel, Pmd, Pte};
 use crate::oracle::tag;
 use crate::policy::{Policy, Preset};
@@ -82,6 +82,207 @@ const PAGE_IS_PFNZERO: u64 = 1 << 5;
 const PAGE_IS_HUGE: u64 = 1 << 6;
 
 const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+/// Our kernel patch's fault-plan interface (kernel/patches/).
+pub const SF_DEBUGFS: &str = "/sys/kernel/debug/splitfuzz";
+
+// ------------------------------------------------------------------ kernel interfaces
+
+/// pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
+const PM_PFN_MASK: u64 = (1 << 55) - 1;
+const PM_PRESENT: u64 = 1 << 63;
+/// /proc/kpageflags bits.
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+
+const UFFD_API: u64 = 0xAA;
+const UFFD_FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
+const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+const UFFD_FEATURE_MOVE: u64 = 1 << 16;
+const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
+/// `_IOR(0xAA, 0x01, struct uffdio_range)` (16 bytes).
+const UFFDIO_UNREGISTER: u64 = 0x8010_AA01;
+/// `_IOWR(0xAA, 0x05, struct uffdio_move)` (40 bytes).
+const UFFDIO_MOVE: u64 = 0xC028_AA05;
+const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+const PAGE_IS_WRITTEN: u64 = 1 << 1;
+const MPOL_BIND: i64 = 2;
+const MPOL_MF_MOVE: i64 = 1 << 1;
+/// Bytes of the uffd handler thread's stack (preallocated, so that creating
+/// the thread maps nothing: VmPTE and the counted allocations stay the arena's).
+const HANDLER_STACK: usize = 256 << 10;
+/// `_IOWR(0xAA, 0x3F, struct uffdio_api)` (24 bytes).
+const UFFDIO_API: u64 = 0xC018_AA3F;
+/// `_IOWR(0xAA, 0x00, struct uffdio_register)` (32 bytes).
+const UFFDIO_REGISTER: u64 = 0xC020_AA00;
+/// `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)` (24 bytes).
+const UFFDIO_WRITEPROTECT: u64 = 0xC018_AA06;
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+
+const IORING_REGISTER_BUFFERS2: u32 = 15;
+const IORING_REGISTER_BUFFERS_UPDATE: u32 = 16;
+const IORING_UNREGISTER_BUFFERS: u32 = 1;
+const IORING_RSRC_REGISTER_SPARSE: u32 = 1;
+/// Fixed-buffer slots per mm process: one per pinned page.
+const PIN_SLOTS: u32 = 16384;
+const MPOL_MF_MOVE_ALL: i32 = 1 << 2;
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// A process's userfaultfd (blocking: its handler thread reads it), with
+/// UFFD_FEATURE_MOVE where the kernel has it, and WP_ASYNC + WP_UNPOPULATED
+/// for `uffd async`. Returns the fd and the features the kernel offers.
+fn uffd_open(async_wp: bool, move_ok: bool) -> Result<(RawFd, u64), i32> {
+    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as RawFd;
+    if fd < 0 {
+        return Err(errno());
+    }
+    let mut features = if move_ok { UFFD_FEATURE_MOVE } else { 0 };
+    if async_wp {
+        features |= UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
+    }
+    let mut api = [UFFD_API, features, 0u64];
+    if unsafe { libc::ioctl(fd, UFFDIO_API as _, api.as_mut_ptr()) } != 0 {
+        let e = errno();
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok((fd, api[1]))
+}
+
+/// An io_uring whose only use is a table of sparse fixed-buffer slots.
+fn ring_open() -> Result<RawFd, i32> {
+    let mut params = [0u8; 120];
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) } as RawFd;
+    if fd < 0 {
+        return Err(errno());
+    }
+    // struct io_uring_rsrc_register { nr, flags, resv2, data, tags }
+    let mut reg = [0u8; 32];
+    reg[0..4].copy_from_slice(&PIN_SLOTS.to_le_bytes());
+    reg[4..8].copy_from_slice(&IORING_RSRC_REGISTER_SPARSE.to_le_bytes());
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd,
+            IORING_REGISTER_BUFFERS2,
+            reg.as_mut_ptr(),
+            32u32,
+        )
+    };
+    if r < 0 {
+        let e = errno();
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Point fixed-buffer slot `slot` at one page (`addr` != 0: pins it with
+/// FOLL_WRITE|FOLL_LONGTERM) or at nothing (`addr` == 0: unpins).
+fn ring_set_slot(ring: RawFd, slot: u32, addr: u64) -> Result<(), i32> {
+    let iov = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: if addr == 0 { 0 } else { PAGE_SIZE as usize },
+    };
+    // struct io_uring_rsrc_update2 { offset, resv, data, tags, nr, resv2 }
+    let mut upd = [0u8; 32];
+    upd[0..4].copy_from_slice(&slot.to_le_bytes());
+    upd[8..16].copy_from_slice(&(&iov as *const libc::iovec as u64).to_le_bytes());
+    upd[24..28].copy_from_slice(&1u32.to_le_bytes());
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring,
+            IORING_REGISTER_BUFFERS_UPDATE,
+            upd.as_mut_ptr(),
+            32u32,
+        )
+    };
+    match r {
+        1 => Ok(()),
+        r if r < 0 => Err(errno()),
+        _ => Err(libc::EIO),
+    }
+}
+
+fn probe_io_uring() -> bool {
+    match ring_open() {
+        Ok(fd) => {
+            unsafe { libc::close(fd) };
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The userfaultfd features this kernel offers (0: no userfaultfd).
+fn probe_uffd() -> u64 {
+    match uffd_open(false, false) {
+        Ok((fd, features)) => {
+            unsafe { libc::close(fd) };
+            features
+        }
+        Err(_) => 0,
+    }
+}
+
+/// The uffd handler thread of `uffd async`-less programs: resolves each
+/// write-protect fault with UFFDIO_WRITEPROTECT mode 0 on the faulting page
+/// (which wakes the faulting task), retrying while that fails (the model's
+/// `handle_userfault_wp()`).
+extern "C" fn uffd_handler(arg: *mut libc::c_void) -> *mut libc::c_void {
+    let fd = arg as usize as RawFd;
+    let mut msg = [0u8; 32];
+    loop {
+        let n = unsafe { libc::read(fd, msg.as_mut_ptr() as *mut libc::c_void, 32) };
+        if n != 32 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return std::ptr::null_mut();
+        }
+        if msg[0] != UFFD_EVENT_PAGEFAULT {
+            continue;
+        }
+        let flags = u64::from_le_bytes(msg[8..16].try_into().unwrap());
+        let addr = u64::from_le_bytes(msg[16..24].try_into().unwrap());
+        if flags & UFFD_PAGEFAULT_FLAG_WP == 0 {
+            continue;
+        }
+        let mut wp = [addr & !(PAGE_SIZE - 1), PAGE_SIZE, 0u64];
+        while unsafe { libc::ioctl(fd, UFFDIO_WRITEPROTECT as _, wp.as_mut_ptr()) } != 0 {
+            match errno() {
+                libc::ENOMEM | libc::EAGAIN | libc::EINTR => unsafe {
+                    libc::sched_yield();
+                },
+                _ => break,
+            }
+        }
+    }
+}
+fn pread_u64s(fd: RawFd, index: u64, out: &mut [u64]) -> bool {
+    let bytes = std::mem::size_of_val(out);
+    let n = unsafe {
+        libc::pread(
+            fd,
+            out.as_mut_ptr() as *mut libc::c_void,
+            bytes,
+            (index * 8) as libc::off_t,
+        )
+    };
+    n == bytes as isize
+}
+
+/// Write a small file (sysfs, procfs, debugfs); errors as text.
+pub fn write_file(path: &str, v: &str) -> Result<(), String> {
+    std::fs::write(path, v).map_err(|e| format!("{path}: {e}"))
+}
 
 // ------------------------------------------------------------------ the host
 
@@ -95,7 +296,30 @@ pub struct Host {
     pub swap_kb: u64,
     pub numa_nodes: usize,
     pub fail_nth: bool,
+    /// io_uring fixed buffers can be registered (FOLL_LONGTERM pins).
+    pub io_uring: bool,
+    /// userfaultfd with UFFDIO_REGISTER_MODE_WP works.
+    pub uffd_wp: bool,
+    /// Our kernel patch's fault plans (/sys/kernel/debug/splitfuzz).
+    pub fail_plans: bool,
+    /// UFFD_FEATURE_MOVE (UFFDIO_MOVE) and UFFD_FEATURE_WP_ASYNC.
+    pub uffd_move: bool,
+    pub uffd_async: bool,
+    /// The executor may write /proc/sys/vm/drop_caches (a machine of its
+    /// own: the guest; never the host, where it is machine-wide).
+    pub drop_caches: bool,
     pub kernel: String,
+}
+
+/// `6.18.44-foo` → (6, 18); unparsable → the model's default.
+pub fn linux_version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|x| x.parse::<u32>());
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => (a, b),
+        _ => crate::mm::LINUX_DEFAULT,
+    }
 }
 
 fn read_trim(p: &str) -> Option<String> {
@@ -132,6 +356,7 @@ impl Host {
             })
             .unwrap_or(1)
             .max(1);
+        let uffd_features = probe_uffd();
         Host {
             thp_enabled: selected(&read_trim(&format!("{THP}/enabled")).unwrap_or_default()),
             defrag: selected(&read_trim(&format!("{THP}/defrag")).unwrap_or_default()),
@@ -142,6 +367,14 @@ impl Host {
             swap_kb,
             numa_nodes,
             fail_nth: std::path::Path::new("/proc/thread-self/fail-nth").exists(),
+            io_uring: probe_io_uring(),
+            uffd_wp: uffd_features & UFFD_FEATURE_PAGEFAULT_FLAG_WP != 0,
+            uffd_move: uffd_features & UFFD_FEATURE_MOVE != 0,
+            uffd_async: uffd_features & UFFD_FEATURE_WP_ASYNC != 0,
+            drop_caches: false,
+            fail_plans: std::path::Path::new(SF_DEBUGFS)
+                .join("pte_alloc/plan")
+                .exists(),
             kernel: read_trim("/proc/sys/kernel/osrelease").unwrap_or_default(),
         }
     }
@@ -157,9 +390,15 @@ impl Host {
         }
     }
 
+    /// (major, minor) of this kernel's release, for the model's
+    /// version-dependent behaviour (`Kernel::linux`).
+    pub fn linux(&self) -> (u32, u32) {
+        linux_version(&self.kernel)
+    }
+
     pub fn describe(&self) -> String {
         format!(
-            "kernel {}, THP enabled [{}] defrag [{}], use_zero_page {}, khugepaged max_ptes_none {}, swap {} kB, {} NUMA node(s), fail-nth {}",
+            "kernel {}, THP enabled [{}] defrag [{}], use_zero_page {}, khugepaged max_ptes_none {}, swap {} kB, {} NUMA node(s), fail-nth {}, io_uring {}, uffd-wp {}, fault plans {}",
             self.kernel,
             self.thp_enabled,
             self.defrag,
@@ -167,18 +406,21 @@ impl Host {
             self.max_ptes_none,
             self.swap_kb,
             self.numa_nodes,
-            if self.fail_nth { "yes" } else { "no" }
+            if self.fail_nth { "yes" } else { "no" },
+            if self.io_uring { "yes" } else { "no" },
+            if self.uffd_wp { "yes" } else { "no" },
+            if self.fail_plans { "yes" } else { "no" }
         )
     }
 
     /// Why the host cannot run this op (None: it can).
     pub fn unsupported(&self, op: &Op) -> Option<&'static str> {
         match op {
-            Op::Pin { .. } | Op::Unpin { .. } => {
-                Some("pin/unpin: no user-space FOLL_LONGTERM pin without io_uring fixed buffers")
+            Op::Pin { .. } | Op::Unpin { .. } if !self.io_uring => {
+                Some("pin/unpin: io_uring fixed buffers (the FOLL_LONGTERM pin) are not available")
             }
-            Op::Reclaim { .. } => {
-                Some("reclaim: no user-space trigger to reclaim one given folio (and no swap)")
+            Op::Reclaim { .. } if self.swap_kb == 0 => {
+                Some("reclaim: no swap device, anon folios cannot be reclaimed")
             }
             Op::Madvise {
                 advice: Advice::Pageout,
@@ -189,34 +431,37 @@ impl Host {
             Op::Migrate { .. } if self.numa_nodes < 2 => {
                 Some("migrate: one NUMA node, nowhere to migrate to")
             }
-            Op::Migrate { .. } => Some("migrate: not implemented for the host (move_pages)"),
-            Op::UffdWp { .. } => {
-                Some("uffd-wp: writes to protected pages need a userfaultfd handler (not built)")
+            Op::Mbind { node, .. } if *node as usize >= self.numa_nodes => {
+                Some("mbind: the node does not exist here")
             }
-            Op::UffdRegister { .. }
+            Op::UffdWp { .. }
+            | Op::UffdRegister { .. }
             | Op::UffdUnregister { .. }
-            | Op::UffdMove { .. }
             | Op::PagemapScan { .. }
-            | Op::Mlock { .. }
-            | Op::Munlock { .. }
-            | Op::Mbind { .. }
-            | Op::DropCaches
-            | Op::Madvise {
-                advice: Advice::GuardInstall | Advice::GuardRemove,
-                ..
-            } => Some("not yet in the host executor"),
+                if !self.uffd_wp =>
+            {
+                Some("uffd: userfaultfd with UFFDIO_REGISTER_MODE_WP is not available")
+            }
+            Op::UffdMove { .. } if !self.uffd_move => {
+                Some("uffd-move: UFFD_FEATURE_MOVE is not available")
+            }
+            Op::DropCaches if !self.drop_caches => Some(
+                "drop-caches: /proc/sys/vm/drop_caches is machine-wide; only the guest runs it",
+            ),
             _ => None,
         }
     }
 
     /// Why the host cannot run this program (None: it can).
     pub fn program_unsupported(&self, p: &Program) -> Option<String> {
-        if !p.faults.pte_alloc.is_never() || !p.faults.thp.is_never() {
-            return Some(if self.fail_nth {
-                "fault plan: allocation failures are injected only by emit-c reproducers".into()
-            } else {
-                "fault plan: the kernel has no fault injection (/proc/thread-self/fail-nth)".into()
-            });
+        if p.uffd_async && !self.uffd_async {
+            return Some("uffd async: UFFD_FEATURE_WP_ASYNC is not available".into());
+        }
+        if (!p.faults.pte_alloc.is_never() || !p.faults.thp.is_never()) && !self.fail_plans {
+            return Some(
+                "fault plan: this kernel has no splitfuzz fault plans (a kernel from `splitfuzz vm build` has them)"
+                    .into(),
+            );
         }
         if let Some(pol) = &p.policy {
             if pol != "deposit" {
@@ -245,6 +490,10 @@ fn errno_name(e: i32) -> String {
         libc::EINVAL => "EINVAL".into(),
         libc::EPERM => "EPERM".into(),
         libc::ENOENT => "ENOENT".into(),
+        libc::ENOSPC => "ENOSPC".into(),
+        libc::EOPNOTSUPP => "EOPNOTSUPP".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::ESRCH => "ESRCH".into(),
         libc::EEXIST => "EEXIST".into(),
         n => format!("E{n}"),
     }
@@ -410,6 +659,9 @@ pub fn model_line(k: &Kernel, m: usize) -> String {
 pub struct Transcript {
     pub results: Vec<Option<String>>,
     pub obs: Vec<Vec<String>>,
+    /// Allocation calls counted after each op, (pte_alloc_one, THP), where
+    /// the side counts them (the model always; a kernel with our patch).
+    pub allocs: Vec<Option<(u32, u32)>>,
 }
 
 impl Transcript {
@@ -433,26 +685,62 @@ pub struct ModelRun {
     /// THP allocation calls made before / after each op.
     pub thp_calls: Vec<(u32, u32)>,
     pub violation: Option<String>,
+    /// The violation's op (== ops.len() for the teardown) and invariant.
+    pub violation_at: Option<(usize, crate::invariants::Invariant)>,
 }
 
-/// Run the model (deposit, kernel geometry) with the given THP calls failed.
-pub fn model_run(prog: &Program, thp_fail: &[u32]) -> ModelRun {
+/// A fault plan plus THP calls the kernel failed by itself.
+struct PlanPlus {
+    plan: Box<dyn crate::alloc::FailPolicy>,
+    extra: Vec<u32>,
+}
+
+impl crate::alloc::FailPolicy for PlanPlus {
+    fn should_fail(&self, call: u32) -> bool {
+        self.plan.should_fail(call) || self.extra.contains(&call)
+    }
+    fn fails_forever_from(&self, call: u32) -> bool {
+        self.plan.fails_forever_from(call)
+    }
+}
+
+/// Run the model (deposit, kernel geometry, no fault plan) with the given THP
+/// calls failed: what the host kernel is compared with.
+pub fn model_run(prog: &Program, linux: (u32, u32), thp_fail: &[u32]) -> ModelRun {
     let mut p = prog.clone();
-    p.faults.pte_alloc = Plan::Never;
-    p.faults.thp = if thp_fail.is_empty() {
-        Plan::Never
-    } else {
-        Plan::At(thp_fail.to_vec())
-    };
-    let cfg = RunConfig::new(Policy::preset(Preset::Deposit), Geometry::KERNEL);
-    let mut k = exec::build(&p, &cfg);
+    p.faults = Default::default();
+    model_run_with(&p, &Policy::preset(Preset::Deposit), linux, thp_fail)
+}
+
+/// Run the model under `policy` in the kernel geometry with the program's own
+/// fault plan, plus the THP calls in `thp_fail` failed.
+pub fn model_run_with(
+    prog: &Program,
+    policy: &Policy,
+    linux: (u32, u32),
+    thp_fail: &[u32],
+) -> ModelRun {
+    use crate::alloc::FaultInjector;
+    let pte = prog.faults.pte_alloc.policy();
+    let thp = Box::new(PlanPlus {
+        plan: prog.faults.thp.policy(),
+        extra: thp_fail.to_vec(),
+    });
+    let mut k = Kernel::new(
+        Geometry::KERNEL,
+        policy.clone(),
+        FaultInjector::new(pte, thp),
+    );
+    k.linux = linux;
+    let p = prog;
     let n = p.ops.len();
     let mut obs: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut allocs: Vec<Option<(u32, u32)>> = vec![None; n];
     let mut calls = vec![(0u32, 0u32); n];
     let mut results = Vec::new();
     let violation = exec::run_on(
         &mut k,
-        &p,
+        p,
         &mut results,
         &mut |k, i, phase| {
             let c = k.alloc.calls(AllocKind::Thp);
@@ -460,6 +748,7 @@ pub fn model_run(prog: &Program, thp_fail: &[u32]) -> ModelRun {
                 calls[i].0 = c;
             } else {
                 calls[i].1 = c;
+                allocs[i] = Some((k.alloc.calls(AllocKind::PteTable), c));
                 obs[i] = (0..k.mms.len())
                     .filter(|&m| k.mms[m].alive)
                     .map(|m| model_line(k, m))
@@ -478,9 +767,20 @@ pub fn model_run(prog: &Program, thp_fail: &[u32]) -> ModelRun {
         })
         .collect();
     res.resize(n, None);
+    // Ops the model never reached (after a violation) have no allocation counts.
+    for (i, a) in allocs.iter_mut().enumerate() {
+        if i >= results.len() && obs[i].is_empty() {
+            *a = None;
+        }
+    }
     ModelRun {
-        t: Transcript { results: res, obs },
+        t: Transcript {
+            results: res,
+            obs,
+            allocs,
+        },
         thp_calls: calls,
+        violation_at: violation.as_ref().map(|v| (v.op_index, v.invariant)),
         violation: violation.map(|v| v.to_string()),
     }
 }
@@ -504,6 +804,25 @@ struct Proc {
     idx: usize,
     base_pte_kb: u64,
     pagemap: RawFd,
+    /// userfaultfd (write-protect) and io_uring (pins) of this mm, or -1.
+    uffd: RawFd,
+    uffd_err: i32,
+    /// The program has uffd ops (this process gets a userfaultfd), with
+    /// `uffd async`; UFFD_FEATURE_MOVE is available.
+    uffd_use: bool,
+    uffd_async: bool,
+    uffd_move: bool,
+    /// The uffd handler thread's stack (touched before the baseline).
+    handler_stack: Vec<u8>,
+    ring: RawFd,
+    ring_err: i32,
+    /// (page, slot) of every page pinned through this mm's ring.
+    pins: Vec<(usize, u32)>,
+    free_slots: Vec<u32>,
+    kpageflags: RawFd,
+    kpagecount: RawFd,
+    pm: Vec<u64>,
+    kf: Vec<u64>,
     buf: Vec<u8>,
     vmas: Vec<SmapsVma>,
     states: Vec<u8>,
@@ -581,6 +900,20 @@ impl Proc {
             idx,
             base_pte_kb: 0,
             pagemap: -1,
+            uffd: -1,
+            uffd_err: 0,
+            uffd_use: false,
+            uffd_async: false,
+            uffd_move: false,
+            handler_stack: vec![1u8; HANDLER_STACK],
+            ring: -1,
+            ring_err: 0,
+            pins: Vec::with_capacity(PIN_SLOTS as usize),
+            free_slots: (0..PIN_SLOTS).rev().collect(),
+            kpageflags: -1,
+            kpagecount: -1,
+            pm: vec![0; NPAGES],
+            kf: vec![0; 1024],
             buf: Vec::with_capacity(1 << 20),
             vmas: Vec::with_capacity(256),
             states: vec![b'.'; NPAGES],
@@ -595,6 +928,77 @@ impl Proc {
         p.out.push_str(&"x".repeat(p.out.capacity()));
         p.out.clear();
         p
+    }
+
+    /// This mm's own userfaultfd and io_uring (a forked child drops its
+    /// parent's: their registrations and pins belong to the parent's mm), and
+    /// the page-flag files. Before the baseline: none of it maps memory.
+    fn open_fds(&mut self) {
+        for fd in [self.uffd, self.ring, self.kpageflags, self.kpagecount] {
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+        }
+        (self.uffd, self.uffd_err) = if self.uffd_use {
+            // UFFD_FEATURE_MOVE where the kernel has it (6.8+).
+            let r = match uffd_open(self.uffd_async, true) {
+                Err(libc::EINVAL) => {
+                    self.uffd_move = false;
+                    uffd_open(self.uffd_async, false)
+                }
+                r => {
+                    self.uffd_move = true;
+                    r
+                }
+            };
+            match r {
+                Ok((fd, _)) => (fd, 0),
+                Err(e) => (-1, e),
+            }
+        } else {
+            (-1, libc::ENOSYS)
+        };
+        (self.ring, self.ring_err) = match ring_open() {
+            Ok(fd) => (fd, 0),
+            Err(e) => (-1, e),
+        };
+        self.pins.clear();
+        self.free_slots = (0..PIN_SLOTS).rev().collect();
+        let open = |p: &std::ffi::CStr| unsafe {
+            libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC)
+        };
+        self.kpageflags = open(c"/proc/kpageflags");
+        self.kpagecount = open(c"/proc/kpagecount");
+    }
+
+    /// Start the uffd handler thread (not with `uffd async`) on the
+    /// preallocated stack: creating it maps nothing. Forked children run this
+    /// again for their own userfaultfd (fork copies only the calling thread).
+    fn start_handler(&mut self) -> Result<(), String> {
+        if self.uffd < 0 || self.uffd_async {
+            return Ok(());
+        }
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            libc::pthread_attr_init(&mut attr);
+            libc::pthread_attr_setstack(
+                &mut attr,
+                self.handler_stack.as_mut_ptr() as *mut libc::c_void,
+                HANDLER_STACK,
+            );
+            let mut t: libc::pthread_t = std::mem::zeroed();
+            let r = libc::pthread_create(
+                &mut t,
+                &attr,
+                uffd_handler,
+                self.uffd as usize as *mut libc::c_void,
+            );
+            libc::pthread_attr_destroy(&mut attr);
+            if r != 0 {
+                return Err(format!("uffd handler thread: {}", errno_name(r)));
+            }
+        }
+        Ok(())
     }
 
     fn open_pagemap(&mut self) -> Result<(), String> {
@@ -890,9 +1294,374 @@ fn host_op(p: &mut Proc, i: usize, op: &Op) -> String {
                     "ok".into()
                 }
             }
+            Op::Pin { start, len } => p.pin(start, len),
+            Op::Unpin { start, len } => p.unpin(start, len),
+            Op::Reclaim { addr } => p.reclaim(addr),
+            Op::Migrate { addr } => p.migrate(addr),
+            Op::UffdWp { start, len, on } => p.uffd_wp(start, len, on),
+            Op::UffdRegister { start, len } => p.uffd_register(start, len),
+            Op::UffdUnregister { start, len } => p.uffd_unregister(start, len),
+            Op::UffdMove { dst, src, len } => p.uffd_move(dst, src, len),
+            Op::PagemapScan { start, len } => p.pagemap_scan(start, len),
+            Op::Mlock { start, len } => {
+                ret(libc::syscall(libc::SYS_mlock2, addr(start), len as usize, 0) as libc::c_int)
+            }
+            Op::Munlock { start, len } => ret(libc::munlock(addr(start), len as usize)),
+            Op::Mbind { start, len, node } => p.mbind(start, len, node),
+            Op::DropCaches => match write_file("/proc/sys/vm/drop_caches", "3") {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("{UNSUPPORTED}drop-caches: {e}"),
+            },
             _ => "EOPNOTSUPP".into(),
         }
     }
+}
+
+/// The result of an op the executor cannot run here: the program ends there.
+pub const UNSUPPORTED: &str = "UNSUPPORTED ";
+
+impl Proc {
+    /// pagemap entries of arena pages `[lo, hi)` into `self.pm[..hi - lo]`.
+    fn read_pagemap(&mut self, lo: usize, hi: usize) -> bool {
+        let base = ARENA_BASE / PAGE_SIZE + lo as u64;
+        pread_u64s(self.pagemap, base, &mut self.pm[..hi - lo])
+    }
+
+    /// `pin START LEN`: one io_uring fixed buffer per page, each pinned by
+    /// `pin_user_pages(FOLL_WRITE|FOLL_LONGTERM)` (io_sqe_buffer_register()),
+    /// page by page, stopping at the first failure as the model does.
+    fn pin(&mut self, start: u64, len: u64) -> String {
+        if self.ring < 0 {
+            return format!(
+                "{UNSUPPORTED}pin: io_uring_setup: {}",
+                errno_name(self.ring_err)
+            );
+        }
+        for pg in start / PAGE_SIZE..(start + len) / PAGE_SIZE {
+            let Some(slot) = self.free_slots.pop() else {
+                return format!("{UNSUPPORTED}pin: more than {PIN_SLOTS} pinned pages");
+            };
+            match ring_set_slot(self.ring, slot, ARENA_BASE + pg * PAGE_SIZE) {
+                Ok(()) => self.pins.push((pg as usize, slot)),
+                Err(e) => {
+                    self.free_slots.push(slot);
+                    return errno_name(e);
+                }
+            }
+        }
+        "ok".into()
+    }
+
+    /// `unpin START LEN`: release every pin this mm took on pages in the range.
+    fn unpin(&mut self, start: u64, len: u64) -> String {
+        if self.ring < 0 {
+            return format!(
+                "{UNSUPPORTED}pin: io_uring_setup: {}",
+                errno_name(self.ring_err)
+            );
+        }
+        let (lo, hi) = (
+            (start / PAGE_SIZE) as usize,
+            ((start + len) / PAGE_SIZE) as usize,
+        );
+        let mut i = 0;
+        while i < self.pins.len() {
+            let (pg, slot) = self.pins[i];
+            if pg >= lo && pg < hi {
+                if let Err(e) = ring_set_slot(self.ring, slot, 0) {
+                    return format!("unpin slot {slot}: {}", errno_name(e));
+                }
+                self.free_slots.push(slot);
+                self.pins.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        "ok".into()
+    }
+
+    /// Drop every pin (before exit: the ring's own teardown is asynchronous).
+    fn release_pins(&mut self) {
+        if self.ring >= 0 && !self.pins.is_empty() {
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    self.ring,
+                    IORING_UNREGISTER_BUFFERS,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    0u32,
+                )
+            };
+            self.pins.clear();
+        }
+    }
+
+    /// The folio mapped at arena page `pg`: its pfn range and whether it is
+    /// the (huge) zero page. None: nothing present there.
+    fn folio_of(&mut self, pg: usize) -> Result<Option<(u64, u64)>, String> {
+        if !self.read_pagemap(pg, pg + 1) {
+            return Err("pagemap read failed".into());
+        }
+        let e = self.pm[0];
+        if e & PM_PRESENT == 0 {
+            return Ok(None);
+        }
+        let pfn = e & PM_PFN_MASK;
+        if pfn == 0 {
+            return Err("pagemap shows no PFNs (needs CAP_SYS_ADMIN)".into());
+        }
+        if self.kpageflags < 0 {
+            return Err("/proc/kpageflags is not readable".into());
+        }
+        let lo = pfn.saturating_sub(511);
+        let n = (pfn - lo + 1) as usize + 512;
+        if !pread_u64s(self.kpageflags, lo, &mut self.kf[..n]) {
+            return Err("kpageflags read failed".into());
+        }
+        const KPF_ZERO_PAGE: u64 = 1 << 24;
+        let at = (pfn - lo) as usize;
+        if self.kf[at] & KPF_ZERO_PAGE != 0 {
+            return Ok(None);
+        }
+        if self.kf[at] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL) == 0 {
+            return Ok(Some((pfn, pfn + 1)));
+        }
+        let head = (0..=at)
+            .rev()
+            .find(|&j| self.kf[j] & KPF_COMPOUND_HEAD != 0)
+            .ok_or("no compound head within 512 pages")?;
+        let mut end = head + 1;
+        while end < n
+            && self.kf[end] & KPF_COMPOUND_TAIL != 0
+            && self.kf[end] & KPF_COMPOUND_HEAD == 0
+        {
+            end += 1;
+        }
+        Ok(Some((lo + head as u64, lo + end as u64)))
+    }
+
+    /// Arena page runs `[a, b)` of this mm that map pfns `[f0, f1)` in order.
+    fn runs_of(&mut self, f0: u64, f1: u64) -> Result<Vec<(usize, usize)>, String> {
+        if !self.read_pagemap(0, NPAGES) {
+            return Err("pagemap read failed".into());
+        }
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for pg in 0..NPAGES {
+            let e = self.pm[pg];
+            let pfn = e & PM_PFN_MASK;
+            if e & PM_PRESENT == 0 || pfn < f0 || pfn >= f1 {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(r) if r.1 == pg => r.1 += 1,
+                _ => runs.push((pg, pg + 1)),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// `reclaim ADDR`: reclaim the folio mapped at ADDR, realised as
+    /// MADV_PAGEOUT of exactly the pages that map it in this mm
+    /// (reclaim_pages() → shrink_folio_list() → try_to_unmap()). MADV_PAGEOUT
+    /// skips a folio another mm maps (folio_maybe_mapped_shared()), and no
+    /// user-space trigger reclaims one given folio from every mm: such a
+    /// folio is reported unsupported.
+    fn reclaim(&mut self, addr: u64) -> String {
+        let pg = (addr / PAGE_SIZE) as usize;
+        let (f0, f1) = match self.folio_of(pg) {
+            Ok(Some(r)) => r,
+            Ok(None) => return "ok".into(),
+            Err(e) => return format!("{UNSUPPORTED}reclaim: {e}"),
+        };
+        let runs = match self.runs_of(f0, f1) {
+            Ok(r) => r,
+            Err(e) => return format!("{UNSUPPORTED}reclaim: {e}"),
+        };
+        // Mapped here once per page; a larger mapcount is another mm's mapping.
+        let n = (f1 - f0) as usize;
+        if self.kpagecount < 0 || !pread_u64s(self.kpagecount, f0, &mut self.kf[..n]) {
+            return format!("{UNSUPPORTED}reclaim: /proc/kpagecount is not readable");
+        }
+        let mut here = vec![0u64; n];
+        for &(a, b) in &runs {
+            for pg in a..b {
+                let pfn = self.pm[pg] & PM_PFN_MASK;
+                here[(pfn - f0) as usize] += 1;
+            }
+        }
+        if (0..n).any(|j| self.kf[j] > here[j]) {
+            return format!(
+                "{UNSUPPORTED}reclaim: the folio is mapped by another process too (MADV_PAGEOUT skips shared folios; no user-space trigger reclaims one folio from every mm)"
+            );
+        }
+        for (a, b) in runs {
+            let r = unsafe {
+                libc::madvise(addr_of_page(a), (b - a) * PAGE_SIZE as usize, MADV_PAGEOUT)
+            };
+            if r != 0 {
+                return format!("reclaim: MADV_PAGEOUT: {}", errno_name(errno()));
+            }
+        }
+        "ok".into()
+    }
+
+    /// `migrate ADDR`: move_pages(MPOL_MF_MOVE_ALL) of the page at ADDR (its
+    /// whole folio) to the other NUMA node.
+    fn migrate(&mut self, addr: u64) -> String {
+        let page = [(ARENA_BASE + addr / PAGE_SIZE * PAGE_SIZE) as *mut libc::c_void];
+        let mut status = [0i32; 1];
+        let q = unsafe {
+            libc::syscall(
+                libc::SYS_move_pages,
+                0,
+                1u64,
+                page.as_ptr(),
+                std::ptr::null::<i32>(),
+                status.as_mut_ptr(),
+                0,
+            )
+        };
+        if q < 0 {
+            return format!("{UNSUPPORTED}migrate: move_pages: {}", errno_name(errno()));
+        }
+        if status[0] < 0 {
+            // Nothing (or the zero page) there: the model's folio_at() is None.
+            return "ok".into();
+        }
+        let target = [if status[0] == 0 { 1i32 } else { 0 }];
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_pages,
+                0,
+                1u64,
+                page.as_ptr(),
+                target.as_ptr(),
+                status.as_mut_ptr(),
+                MPOL_MF_MOVE_ALL,
+            )
+        };
+        if r < 0 {
+            return errno_name(errno());
+        }
+        "ok".into()
+    }
+
+    fn no_uffd(&self, what: &str) -> Option<String> {
+        (self.uffd < 0).then(|| {
+            format!(
+                "{UNSUPPORTED}{what}: userfaultfd: {}",
+                errno_name(self.uffd_err)
+            )
+        })
+    }
+
+    /// `uffd-wp START LEN on|off`: UFFDIO_WRITEPROTECT (mode WP, or 0).
+    fn uffd_wp(&mut self, start: u64, len: u64, on: bool) -> String {
+        if let Some(u) = self.no_uffd("uffd-wp") {
+            return u;
+        }
+        // struct uffdio_writeprotect { range { start, len }, mode }
+        let mut wp = [
+            ARENA_BASE + start,
+            len,
+            if on { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
+        ];
+        ret(unsafe { libc::ioctl(self.uffd, UFFDIO_WRITEPROTECT as _, wp.as_mut_ptr()) })
+    }
+
+    /// `uffd-register START LEN`: UFFDIO_REGISTER, mode WP.
+    fn uffd_register(&mut self, start: u64, len: u64) -> String {
+        if let Some(u) = self.no_uffd("uffd-register") {
+            return u;
+        }
+        // struct uffdio_register { range { start, len }, mode, ioctls }
+        let mut reg = [ARENA_BASE + start, len, UFFDIO_REGISTER_MODE_WP, 0u64];
+        ret(unsafe { libc::ioctl(self.uffd, UFFDIO_REGISTER as _, reg.as_mut_ptr()) })
+    }
+
+    /// `uffd-unregister START LEN`: UFFDIO_UNREGISTER.
+    fn uffd_unregister(&mut self, start: u64, len: u64) -> String {
+        if let Some(u) = self.no_uffd("uffd-unregister") {
+            return u;
+        }
+        let mut range = [ARENA_BASE + start, len];
+        ret(unsafe { libc::ioctl(self.uffd, UFFDIO_UNREGISTER as _, range.as_mut_ptr()) })
+    }
+
+    /// `uffd-move DST SRC LEN`: UFFDIO_MOVE, mode 0.
+    fn uffd_move(&mut self, dst: u64, src: u64, len: u64) -> String {
+        if let Some(u) = self.no_uffd("uffd-move") {
+            return u;
+        }
+        if !self.uffd_move {
+            return format!("{UNSUPPORTED}uffd-move: UFFD_FEATURE_MOVE is not available");
+        }
+        // struct uffdio_move { dst, src, len, mode, move }
+        let mut mv = [ARENA_BASE + dst, ARENA_BASE + src, len, 0u64, 0u64];
+        ret(unsafe { libc::ioctl(self.uffd, UFFDIO_MOVE as _, mv.as_mut_ptr()) })
+    }
+
+    /// `pagemap-scan START LEN`: PAGEMAP_SCAN with PM_SCAN_WP_MATCHING |
+    /// PM_SCAN_CHECK_WPASYNC, category and return mask PAGE_IS_WRITTEN.
+    fn pagemap_scan(&mut self, start: u64, len: u64) -> String {
+        let mut arg = [0u64; 12];
+        arg[0] = 96;
+        arg[1] = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+        arg[2] = ARENA_BASE + start;
+        arg[3] = ARENA_BASE + start + len;
+        arg[5] = self.regions.as_mut_ptr() as u64;
+        arg[6] = self.regions.len() as u64;
+        arg[9] = PAGE_IS_WRITTEN;
+        arg[11] = PAGE_IS_WRITTEN;
+        let n = unsafe { libc::ioctl(self.pagemap, PAGEMAP_SCAN as _, arg.as_mut_ptr()) };
+        if n < 0 {
+            errno_name(errno())
+        } else {
+            "ok".into()
+        }
+    }
+
+    /// `mbind START LEN NODE`: MPOL_BIND to {NODE} with MPOL_MF_MOVE.
+    fn mbind(&mut self, start: u64, len: u64, node: u8) -> String {
+        let mask: u64 = 1 << node;
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mbind,
+                ARENA_BASE + start,
+                len,
+                MPOL_BIND,
+                &mask as *const u64,
+                65u64,
+                MPOL_MF_MOVE,
+            )
+        };
+        ret(r as libc::c_int)
+    }
+}
+
+/// Every process of a program allocates on node 0 unless a VMA policy says
+/// otherwise (the model's `policy_node()`).
+fn bind_node0() -> Result<(), String> {
+    let mask: u64 = 1;
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            MPOL_BIND,
+            &mask as *const u64,
+            65u64,
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "set_mempolicy(MPOL_BIND, {{0}}): {}",
+            errno_name(errno())
+        ));
+    }
+    Ok(())
+}
+
+fn addr_of_page(pg: usize) -> *mut libc::c_void {
+    (ARENA_BASE + pg as u64 * PAGE_SIZE) as *mut libc::c_void
 }
 
 // ---- pipes
@@ -971,9 +1740,9 @@ fn send_msg(fd: RawFd, s: &str) -> bool {
     write_all(fd, &len) && write_all(fd, s.as_bytes())
 }
 
-fn recv_msg(fd: RawFd) -> Result<String, String> {
+fn recv_msg(fd: RawFd, t: Duration) -> Result<String, String> {
     let mut len = [0u8; 4];
-    let t = Some(Duration::from_secs(60));
+    let t = Some(t);
     read_exact(fd, &mut len, t)?;
     let mut b = vec![0u8; u32::from_le_bytes(len) as usize];
     read_exact(fd, &mut b, t)?;
@@ -1015,6 +1784,8 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                         if pid == 0 {
                             p.idx = child;
                             let r = p.open_pagemap();
+                            p.open_fds();
+                            let r = r.and_then(|_| p.start_handler());
                             p.populate_outside_arena();
                             let msg = match r {
                                 Ok(()) => format!("ready {}", unsafe { libc::getpid() }),
@@ -1026,6 +1797,7 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                         send_msg(resp, "ok");
                     }
                     Op::Exit => {
+                        p.release_pins();
                         send_msg(resp, "ok");
                         unsafe { libc::_exit(0) };
                     }
@@ -1043,18 +1815,93 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                 }
                 send_msg(resp, &p.out);
             }
-            _ => unsafe { libc::_exit(0) },
+            _ => {
+                p.release_pins();
+                unsafe { libc::_exit(0) }
+            }
         }
     }
 }
 
-/// The host's side of one program: transcript plus per-op THP fallbacks.
+/// How the executor runs a program: on the host (`real`, the defaults) or in
+/// the guest (`vm run`: fault plans through our kernel patch, kernel-log markers).
+#[derive(Clone, Debug)]
+pub struct ExecOpts {
+    /// Realise the program's fault plan through /sys/kernel/debug/splitfuzz
+    /// (pte_alloc_one() and THP allocations counted across the program's
+    /// processes, which have make-it-fail set) and report per-op call counts.
+    pub inject: bool,
+    /// Write `splitfuzz: op I` to /dev/kmsg before each op, so kernel messages
+    /// can be attributed to the op during which they were printed.
+    pub markers: bool,
+    /// An op (or observation) that does not answer within this is reported hung.
+    pub op_timeout: Duration,
+}
+
+impl Default for ExecOpts {
+    fn default() -> Self {
+        ExecOpts {
+            inject: false,
+            markers: false,
+            op_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The kernel side of one program: transcript plus per-op THP fallbacks.
+#[derive(Clone, Debug, Default)]
 pub struct HostRun {
     pub t: Transcript,
-    /// THP allocation fallbacks (/proc/vmstat) during each op.
+    /// THP allocation fallbacks (/proc/vmstat) during each op, minus the
+    /// failures the plan injected.
     pub fallbacks: Vec<u64>,
     /// khugepaged collapsed pages (somewhere) during the run.
     pub khugepaged: bool,
+    /// The op that did not return (or whose observation did not) within the
+    /// bound; the run stopped there.
+    pub hung: Option<usize>,
+    /// The op the executor cannot run here, and why; the run stopped there.
+    pub unsupported: Option<(usize, String)>,
+    /// An mm process died or answered nonsense during this op.
+    pub broken: Option<(usize, String)>,
+    /// The program's processes still alive when the run stopped early.
+    pub pids: Vec<i32>,
+}
+
+fn sf_file(rel: &str) -> String {
+    format!("{SF_DEBUGFS}/{rel}")
+}
+
+/// Calls counted so far by our kernel patch: (pte_alloc_one, THP, THP failed).
+fn sf_counts() -> Result<(u32, u32, u32)> {
+    let rd = |f: &str| -> Result<u32> {
+        let p = sf_file(f);
+        read_trim(&p)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("cannot read {p}"))
+    };
+    Ok((rd("pte_alloc/calls")?, rd("thp/calls")?, rd("thp/failed")?))
+}
+
+/// Arm the fault plans (resets the counters), or disarm them (`None`).
+pub fn sf_set_plans(prog: Option<&Program>) -> Result<()> {
+    let (pte, thp) = match prog {
+        Some(p) => (p.faults.pte_alloc.to_string(), p.faults.thp.to_string()),
+        None => ("never".into(), "never".into()),
+    };
+    write_file(
+        &sf_file("window"),
+        &format!("{:x} {:x}", ARENA_BASE, ARENA_BASE + ARENA_SIZE),
+    )
+    .map_err(|e| anyhow!(e))?;
+    write_file(&sf_file("pte_alloc/plan"), &pte).map_err(|e| anyhow!(e))?;
+    write_file(&sf_file("thp/plan"), &thp).map_err(|e| anyhow!(e))?;
+    Ok(())
+}
+
+/// A line in the kernel log (for attributing kernel messages to ops).
+pub fn kmsg(line: &str) {
+    let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
 }
 
 fn vmstat_fallbacks() -> u64 {
@@ -1097,6 +1944,11 @@ fn wait_exit(pid: i32) {
 
 /// Run a program on the host kernel.
 pub fn host_run(prog: &Program) -> Result<HostRun> {
+    host_run_opts(prog, &ExecOpts::default())
+}
+
+/// Run a program on this machine's kernel (the host's, or the guest's).
+pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
     let mut pipes = Pipes {
         cmd: Vec::new(),
         resp: Vec::new(),
@@ -1114,7 +1966,18 @@ pub fn host_run(prog: &Program) -> Result<HostRun> {
         }
     };
     // Allocate everything the child needs before fork.
-    let proc0 = Proc::new(0);
+    let mut proc0 = Proc::new(0);
+    proc0.uffd_use = prog.ops.iter().any(|l| {
+        matches!(
+            l.op,
+            Op::UffdWp { .. }
+                | Op::UffdRegister { .. }
+                | Op::UffdUnregister { .. }
+                | Op::UffdMove { .. }
+                | Op::PagemapScan { .. }
+        )
+    });
+    proc0.uffd_async = prog.uffd_async;
     let pid0 = unsafe { libc::fork() };
     if pid0 < 0 {
         close_all(&pipes);
@@ -1130,7 +1993,20 @@ pub fn host_run(prog: &Program) -> Result<HostRun> {
             }
         }
         let mut p = proc0;
-        let r = setup_arena().and_then(|_| p.open_pagemap());
+        // The program's processes (and their handler threads) are the only
+        // tasks the fault plan counts; fork and new threads inherit the flag.
+        // (The plan is armed only after this process is ready.)
+        let r = if opts.inject {
+            write_file("/proc/self/make-it-fail", "1")
+        } else {
+            Ok(())
+        };
+        let r = r
+            .and_then(|_| setup_arena())
+            .and_then(|_| p.open_pagemap())
+            .and_then(|_| bind_node0());
+        p.open_fds();
+        let r = r.and_then(|_| p.start_handler());
         p.populate_outside_arena();
         p.base_pte_kb = p.vm_pte_kb();
         let msg = match r {
@@ -1147,63 +2023,101 @@ pub fn host_run(prog: &Program) -> Result<HostRun> {
             libc::close(pipes.resp[k].1);
         }
     }
-    let result = drive(prog, &pipes, pid0);
+    let result = drive(prog, &pipes, pid0, opts);
     for k in 0..MAX_MMS {
         unsafe {
             libc::close(pipes.cmd[k].1);
             libc::close(pipes.resp[k].0);
         }
     }
+    // A hung op's process may not die on SIGKILL (a livelock in the kernel):
+    // never wait for it.
+    let stuck = result.as_ref().is_ok_and(|r| r.hung.is_some());
     unsafe {
         libc::kill(pid0, libc::SIGKILL);
         let mut st = 0;
-        libc::waitpid(pid0, &mut st, 0);
+        libc::waitpid(pid0, &mut st, if stuck { libc::WNOHANG } else { 0 });
     }
     result
 }
 
-fn drive(prog: &Program, pipes: &Pipes, pid0: i32) -> Result<HostRun> {
-    let cmd = |k: usize, kind: u32, a: u32, c: u32| -> Result<()> {
+fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<HostRun> {
+    let cmd = |k: usize, kind: u32, a: u32, c: u32| -> bool {
         let mut b = [0u8; 12];
         b[0..4].copy_from_slice(&kind.to_le_bytes());
         b[4..8].copy_from_slice(&a.to_le_bytes());
         b[8..12].copy_from_slice(&c.to_le_bytes());
-        if !write_all(pipes.cmd[k].1, &b) {
-            bail!("mm {k} is gone");
-        }
-        Ok(())
+        write_all(pipes.cmd[k].1, &b)
     };
-    let recv = |k: usize| recv_msg(pipes.resp[k].0).map_err(|e| anyhow!("mm {k}: {e}"));
-    let ready = |k: usize| -> Result<i32> {
+    let recv = |k: usize| recv_msg(pipes.resp[k].0, opts.op_timeout);
+    let ready = |k: usize| -> Result<i32, String> {
         let m = recv(k)?;
         m.strip_prefix("ready ")
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("mm {k}: {m}"))
+            .ok_or_else(|| format!("mm {k}: {m}"))
     };
     let mut pids: Vec<Option<i32>> = vec![None; MAX_MMS];
-    pids[0] = Some(ready(0)?);
+    pids[0] = Some(ready(0).map_err(|e| anyhow!("mm 0: {e}"))?);
     let _ = pid0;
     let mut nprocs = 1;
     let kh0 = khugepaged_collapsed();
     let n = prog.ops.len();
-    let mut t = Transcript {
-        results: vec![None; n],
-        obs: vec![Vec::new(); n],
+    let mut run = HostRun {
+        t: Transcript {
+            results: vec![None; n],
+            obs: vec![Vec::new(); n],
+            allocs: vec![None; n],
+        },
+        fallbacks: vec![0; n],
+        ..Default::default()
     };
-    let mut fallbacks = vec![0; n];
-    for (i, line) in prog.ops.iter().enumerate() {
+    if opts.inject {
+        sf_set_plans(Some(prog))?;
+    }
+    let mut thp_failed = 0u32;
+    'ops: for (i, line) in prog.ops.iter().enumerate() {
         let m = line.mm;
         if pids.get(m).copied().flatten().is_none() {
             continue;
         }
+        if opts.markers {
+            kmsg(&format!("splitfuzz: op {i}"));
+        }
         let fb0 = vmstat_fallbacks();
-        cmd(m, CMD_OP, i as u32, nprocs as u32)?;
-        let r = recv(m)?;
-        match line.op {
-            Op::Fork if r == "ok" => {
-                pids[nprocs] = Some(ready(nprocs)?);
-                nprocs += 1;
+        if !cmd(m, CMD_OP, i as u32, nprocs as u32) {
+            run.broken = Some((i, format!("mm {m} is gone")));
+            break;
+        }
+        let r = match recv(m) {
+            Ok(r) => r,
+            Err(e) if e.starts_with("timeout") => {
+                run.hung = Some(i);
+                break;
             }
+            Err(e) => {
+                run.broken = Some((i, format!("mm {m}: {e}")));
+                break;
+            }
+        };
+        if let Some(why) = r.strip_prefix(UNSUPPORTED) {
+            run.unsupported = Some((i, why.to_string()));
+            break;
+        }
+        match line.op {
+            Op::Fork if r == "ok" => match ready(nprocs) {
+                Ok(pid) => {
+                    pids[nprocs] = Some(pid);
+                    nprocs += 1;
+                }
+                Err(e) if e.starts_with("timeout") => {
+                    run.hung = Some(i);
+                    break;
+                }
+                Err(e) => {
+                    run.broken = Some((i, e));
+                    break;
+                }
+            },
             Op::Exit => {
                 if let Some(pid) = pids[m].take() {
                     wait_exit(pid);
@@ -1211,26 +2125,52 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32) -> Result<HostRun> {
             }
             _ => {}
         }
-        fallbacks[i] = vmstat_fallbacks().saturating_sub(fb0);
-        t.results[i] = Some(r);
+        let mut fb = vmstat_fallbacks().saturating_sub(fb0);
+        if opts.inject {
+            let (pte, thp, failed) = sf_counts()?;
+            run.t.allocs[i] = Some((pte, thp));
+            fb = fb.saturating_sub(failed.saturating_sub(thp_failed) as u64);
+            thp_failed = failed;
+        }
+        run.fallbacks[i] = fb;
+        run.t.results[i] = Some(r);
         for (k, pid) in pids.iter().enumerate() {
             if pid.is_some() {
-                cmd(k, CMD_OBSERVE, 0, 0)?;
-                t.obs[i].push(recv(k)?);
+                if !cmd(k, CMD_OBSERVE, 0, 0) {
+                    run.broken = Some((i, format!("mm {k} is gone")));
+                    break 'ops;
+                }
+                match recv(k) {
+                    Ok(o) => run.t.obs[i].push(o),
+                    Err(e) if e.starts_with("timeout") => {
+                        run.hung = Some(i);
+                        break 'ops;
+                    }
+                    Err(e) => {
+                        run.broken = Some((i, format!("mm {k}: {e}")));
+                        break 'ops;
+                    }
+                }
             }
         }
     }
-    for (k, pid) in pids.iter().enumerate() {
-        if let Some(pid) = pid {
-            cmd(k, CMD_QUIT, 0, 0)?;
-            wait_exit(*pid);
+    if opts.inject {
+        sf_set_plans(None)?;
+    }
+    if run.hung.is_none() && run.broken.is_none() {
+        if opts.markers {
+            kmsg("splitfuzz: teardown");
+        }
+        for (k, pid) in pids.iter().enumerate() {
+            if let Some(pid) = pid {
+                cmd(k, CMD_QUIT, 0, 0);
+                wait_exit(*pid);
+            }
         }
     }
-    Ok(HostRun {
-        t,
-        fallbacks,
-        khugepaged: khugepaged_collapsed() != kh0,
-    })
+    run.khugepaged = khugepaged_collapsed() != kh0;
+    run.pids = pids.iter().flatten().copied().collect();
+    Ok(run)
 }
 
 // ------------------------------------------------------------------ comparison
@@ -1341,7 +2281,17 @@ fn compare_line(model: &str, kernel: &str) -> Option<(String, String, String)> {
 }
 
 pub fn first_divergence(model: &Transcript, kernel: &Transcript) -> Option<Divergence> {
-    for i in 0..model.results.len() {
+    first_divergence_upto(model, kernel, usize::MAX)
+}
+
+/// The first difference in ops `0..=last`: result, allocation counts (where
+/// both sides count them), then every live mm's observation line.
+pub fn first_divergence_upto(
+    model: &Transcript,
+    kernel: &Transcript,
+    last: usize,
+) -> Option<Divergence> {
+    for i in 0..model.results.len().min(last.saturating_add(1)) {
         let (mr, kr) = (&model.results[i], &kernel.results[i]);
         if mr != kr {
             return Some(Divergence {
@@ -1351,6 +2301,17 @@ pub fn first_divergence(model: &Transcript, kernel: &Transcript) -> Option<Diver
                 model: mr.clone().unwrap_or_else(|| "not run".into()),
                 kernel: kr.clone().unwrap_or_else(|| "not run".into()),
             });
+        }
+        if let (Some(Some(ma)), Some(Some(ka))) = (model.allocs.get(i), kernel.allocs.get(i)) {
+            if ma != ka {
+                return Some(Divergence {
+                    op: i,
+                    mm: None,
+                    field: "alloc".into(),
+                    model: format!("pte_alloc {} thp {}", ma.0, ma.1),
+                    kernel: format!("pte_alloc {} thp {}", ka.0, ka.1),
+                });
+            }
         }
         let (mo, ko) = (&model.obs[i], &kernel.obs[i]);
         for j in 0..mo.len().max(ko.len()) {
@@ -1380,6 +2341,61 @@ pub fn first_divergence(model: &Transcript, kernel: &Transcript) -> Option<Diver
         }
     }
     None
+}
+
+/// The first divergence of a model run from a kernel transcript, over the ops
+/// the model completed (up to its violation, if any).
+pub fn model_divergence(mr: &ModelRun, kernel: &Transcript) -> Option<Divergence> {
+    let last = mr.violation_at.map(|v| v.0).unwrap_or(usize::MAX);
+    first_divergence_upto(&mr.t, kernel, last)
+}
+
+/// Run the model under `policy` with the program's fault plan and compare it
+/// with the kernel's run. Where an op diverges and the kernel fell back from
+/// THP allocations by itself during it (/proc/vmstat), the model is re-run with
+/// those THP calls failed too (`fail thp at=...`), keeping what explains the
+/// kernel best. Returns the model run, the THP calls fed, and the divergence.
+pub fn fit_model(
+    prog: &Program,
+    policy: &Policy,
+    linux: (u32, u32),
+    hr: &HostRun,
+) -> (ModelRun, Vec<u32>, Option<Divergence>) {
+    let mut fails: Vec<u32> = Vec::new();
+    let mut mr = model_run_with(prog, policy, linux, &fails);
+    let mut d = model_divergence(&mr, &hr.t);
+    let mut rounds = 0;
+    while let Some(dv) = &d {
+        if rounds >= 16 || hr.fallbacks.get(dv.op).copied().unwrap_or(0) == 0 {
+            break;
+        }
+        rounds += 1;
+        let (lo, hi) = mr.thp_calls[dv.op];
+        let mut best: Option<(usize, Vec<u32>, ModelRun, Option<Divergence>)> = None;
+        for c in lo + 1..=hi {
+            if fails.contains(&c) {
+                continue;
+            }
+            let mut f = fails.clone();
+            f.push(c);
+            f.sort_unstable();
+            let r = model_run_with(prog, policy, linux, &f);
+            let nd = model_divergence(&r, &hr.t);
+            let score = nd.as_ref().map(|x| x.op).unwrap_or(usize::MAX);
+            if score > dv.op && best.as_ref().is_none_or(|b| score > b.0) {
+                best = Some((score, f, r, nd));
+            }
+        }
+        match best {
+            Some((_, f, r, nd)) => {
+                fails = f;
+                mr = r;
+                d = nd;
+            }
+            None => break,
+        }
+    }
+    (mr, fails, d)
 }
 
 /// The verdict on one program.
@@ -1416,41 +2432,22 @@ pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
     loop {
         attempts += 1;
         let hr = host_run(prog)?;
-        let mut fails: Vec<u32> = Vec::new();
-        let mut mr = model_run(prog, &fails);
-        // Feed the host's THP allocation fallbacks to the model.
-        let mut d = first_divergence(&mr.t, &hr.t);
-        let mut rounds = 0;
-        while let Some(dv) = &d {
-            if rounds >= 16 || hr.fallbacks.get(dv.op).copied().unwrap_or(0) == 0 {
-                break;
-            }
-            rounds += 1;
-            let (lo, hi) = mr.thp_calls[dv.op];
-            let mut best: Option<(usize, Vec<u32>, ModelRun, Option<Divergence>)> = None;
-            for c in lo + 1..=hi {
-                if fails.contains(&c) {
-                    continue;
-                }
-                let mut f = fails.clone();
-                f.push(c);
-                f.sort_unstable();
-                let r = model_run(prog, &f);
-                let nd = first_divergence(&r.t, &hr.t);
-                let score = nd.as_ref().map(|x| x.op).unwrap_or(usize::MAX);
-                if score > dv.op && best.as_ref().is_none_or(|b| score > b.0) {
-                    best = Some((score, f, r, nd));
-                }
-            }
-            match best {
-                Some((_, f, r, nd)) => {
-                    fails = f;
-                    mr = r;
-                    d = nd;
-                }
-                None => break,
-            }
+        if let Some((i, why)) = &hr.unsupported {
+            return Ok(Checked {
+                verdict: Verdict::Unsupported(format!("op {i}: {why}")),
+                model: None,
+                host: None,
+            });
         }
+        if let Some(i) = hr.hung {
+            bail!("op {i} `{}` did not return within 60 s", op_text(prog, i));
+        }
+        if let Some((i, e)) = &hr.broken {
+            bail!("op {i} `{}`: {e}", op_text(prog, *i));
+        }
+        let mut p = prog.clone();
+        p.faults = Default::default();
+        let (mr, fails, d) = fit_model(&p, &Policy::preset(Preset::Deposit), host.linux(), &hr);
         if let Some(v) = &mr.violation {
             if d.is_none() {
                 return Ok(Checked {
@@ -1487,6 +2484,20 @@ pub fn generate(
     seed: u64,
     skipped: &mut std::collections::BTreeMap<String, usize>,
 ) -> Vec<Program> {
+    generate_with(host, n, seed, false, "deposit", skipped)
+}
+
+/// Programs from the model's decoder over seeded random bytes, keeping their
+/// decoded fault plans when `faults` (the guest realises them), with the ops
+/// `host` cannot run removed (counted by reason), under policy `policy`.
+pub fn generate_with(
+    host: &Host,
+    n: usize,
+    seed: u64,
+    faults: bool,
+    policy: &str,
+    skipped: &mut std::collections::BTreeMap<String, usize>,
+) -> Vec<Program> {
     use rand::{Rng, RngCore, SeedableRng};
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
     (0..n)
@@ -1495,7 +2506,9 @@ pub fn generate(
             let mut bytes = vec![0u8; len];
             rng.fill_bytes(&mut bytes);
             let mut p = Program::decode(&bytes);
-            p.faults = Default::default();
+            if !faults {
+                p.faults = Default::default();
+            }
             p.ops.retain(|l| match host.unsupported(&l.op) {
                 Some(why) => {
                     let key = why.split(':').next().unwrap_or(why).to_string();
@@ -1504,7 +2517,8 @@ pub fn generate(
                 }
                 None => true,
             });
-            p.policy = Some("deposit".into());
+            p.policy = Some(policy.into());
+            p.overrides.clear();
             p
         })
         .collect()

@@ -174,8 +174,23 @@ fn emitted_c_prints_what_real_observes() {
 fn unsupported_ops_are_reported_not_faked() {
     let h = Host::read();
     let p = Program::parse("mmap 0 2M thp\npin 0 4K\n").unwrap();
-    assert!(h.program_unsupported(&p).unwrap().starts_with("pin"));
+    // Pins are io_uring fixed buffers: unsupported exactly where io_uring is.
+    assert_eq!(
+        h.program_unsupported(&p)
+            .is_some_and(|w| w.starts_with("pin")),
+        !h.io_uring
+    );
+    // drop_caches is machine-wide: never on the host.
+    let p = Program::parse("mmap 0 2M thp\ndrop-caches\n").unwrap();
+    assert!(h
+        .program_unsupported(&p)
+        .unwrap()
+        .starts_with("drop-caches"));
     let p = Program::parse("fail pte_alloc nth=1\nmmap 0 2M thp\n").unwrap();
-    assert!(h.program_unsupported(&p).unwrap().starts_with("fault plan"));
+    assert_eq!(
+        h.program_unsupported(&p)
+            .is_some_and(|w| w.starts_with("fault plan")),
+        !h.fail_plans
+    );
     assert!(splitfuzz::emit_c::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).is_err());
 }

@@ -1,0 +1,150 @@
+//! The real kernel in a VM (`splitfuzz vm ...`).
+//!
+//! * [`build`]: `vm build`, a guest kernel from the pinned Debian source or a
+//!   user's tree, with our fault-plan patch (kernel/patches/), cached.
+//! * [`initramfs`]: busybox + this splitfuzz binary (with its shared
+//!   libraries) + the batch's programs.
+//! * [`guest`]: `vm guest`, inside the guest: the shared executor
+//!   (`real::host_run_opts`) with fault plans armed.
+//! * [`run`]: `vm run`, QEMU and the comparison with the model.
+
+pub mod build;
+pub mod guest;
+pub mod initramfs;
+pub mod run;
+
+use anyhow::{anyhow, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum VmCmd {
+    /// Build (or find in the cache) a guest kernel: the pinned Debian
+    /// linux-source 7.2 (or --source DIR), tinyconfig + kernel/config.fragment,
+    /// kernel/patches/ and each --patch. Prints the bzImage path.
+    Build {
+        /// A Linux source tree to build instead of the pinned package (never modified).
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// A patch (-p1) to apply after ours; repeatable.
+        #[arg(long = "patch", value_name = "FILE")]
+        patches: Vec<PathBuf>,
+        /// Accept a newer 7.2.x when the pinned package is gone from the suite.
+        #[arg(long)]
+        allow_newer: bool,
+        /// make -j (default: the number of CPUs).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// No progress bar (a line every 200 compile units instead).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Boot the kernel under QEMU and run programs in it, comparing every op
+    /// with the model (policy P, kernel geometry). Exit 1 on a divergence.
+    Run {
+        files: Vec<PathBuf>,
+        /// Generate N programs (every op, with fault plans) instead.
+        #[arg(long)]
+        generate: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Model policy (default: each file's policy line, else deposit).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Seconds an op may take before it counts as hung.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        /// Use KVM instead of TCG (guests crash under KVM on some machines).
+        #[arg(long)]
+        kvm: bool,
+        /// Keep the initramfs and the serial logs in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print each program's kernel log lines and transcript.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// (inside the guest) run /programs.txt; started by the initramfs.
+    #[command(hide = true)]
+    Guest,
+}
+
+pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
+    match cmd {
+        VmCmd::Build {
+            source,
+            patches,
+            allow_newer,
+            jobs,
+            quiet,
+        } => {
+            let jobs = if jobs == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                jobs
+            };
+            let bz = build::build(&build::BuildOptions {
+                source,
+                patches,
+                allow_newer,
+                jobs,
+                progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            })?;
+            println!("{}", bz.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCmd::Run {
+            files,
+            generate,
+            seed,
+            kernel,
+            policy,
+            timeout,
+            smp,
+            memory,
+            kvm,
+            keep,
+            verbose,
+        } => {
+            if files.is_empty() && generate.is_none() {
+                return Err(anyhow!("vm run needs FILE... or --generate N"));
+            }
+            let kernel = match kernel {
+                Some(k) => k,
+                None => build::default_kernel().ok_or_else(|| {
+                    anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
+                })?,
+            };
+            let o = run::VmOptions {
+                kernel,
+                exe: std::env::current_exe()
+                    .map_err(|e| anyhow!("locating this executable: {e}"))?,
+                timeout: timeout.max(1),
+                smp: smp.max(1),
+                memory,
+                kvm,
+                verbose,
+                keep,
+            };
+            run::vm_run_main(
+                &o,
+                &run::RunRequest {
+                    files,
+                    generate,
+                    seed,
+                    policy,
+                },
+            )
+        }
+        VmCmd::Guest => guest::guest_main(),
+    }
+}
