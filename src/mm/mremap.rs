@@ -28,7 +28,16 @@ impl Kernel {
         if pieces.len() > 1 {
             cov!(self, "remap_move:multi_vma");
         }
-        for (a, b) in pieces {
+        for (i, (a, b)) in pieces.into_iter().enumerate() {
+            // remap_move(): vma_multi_allowed() refuses a uffd-armed VMA in a
+            // multi-VMA move: -EFAULT before anything moved when it is the
+            // first and the range goes on past it, after the earlier moves
+            // when it is not the first.
+            let vi = self.mms[mm].vma_at(a).expect("piece of a VMA");
+            if self.mms[mm].vmas[vi].uffd_wp && (i > 0 || self.mms[mm].vmas[vi].end < end) {
+                cov!(self, "remap_move:uffd_multi");
+                return Err(Errno::EFAULT.into());
+            }
             self.mremap_to(mm, a, b - a, new + (a - old))?;
         }
         Ok(())

@@ -11,6 +11,7 @@
 //! present pages and swap entries get the bit, none PTEs a uffd-wp marker.
 
 use super::huge_memory::Split;
+use super::mprotect::Change;
 use super::*;
 use crate::cov;
 use crate::policy::Strategy;
@@ -32,8 +33,16 @@ impl Kernel {
                 let mut iters = 0;
                 loop {
                     match self.mms[mm].pmds[slot] {
-                        // pagemap_scan_pte_hole(): a none PMD is not "written".
-                        Pmd::None | Pmd::Migration { .. } => break,
+                        // pagemap_scan_pte_hole(): in a uffd-wp VMA an
+                        // unpopulated range is "written", and WP_MATCHING
+                        // write-protects it: uffd_wp_range(.., true), which
+                        // (WP_UNPOPULATED) fills a PTE table with markers.
+                        Pmd::None => {
+                            cov!(self, "pagemap_scan_pte_hole:wp");
+                            self.change_pmd_range(mm, s_lo, s_hi, Change::UffdWp { on: true })?;
+                            break;
+                        }
+                        Pmd::Migration { .. } => break,
                         Pmd::Huge { .. } | Pmd::HugeZero => {
                             if self.mms[mm].uffd_wp[s_lo] {
                                 break; // not written
