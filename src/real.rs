@@ -89,6 +89,11 @@ pub const SF_DEBUGFS: &str = "/sys/kernel/debug/splitfuzz";
 
 /// pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
 const PM_PFN_MASK: u64 = (1 << 55) - 1;
+const PM_GUARD_REGION: u64 = 1 << 58;
+const PM_SWAP: u64 = 1 << 62;
+/// Swap types of non-swap entries (migration, hwpoison, PTE markers) start
+/// at MAX_SWAPFILES, at least 32 - 3 - 3 - 1 - 1 = 24 in any configuration.
+const MARKER_SWAP_TYPE_MIN: u64 = 24;
 const PM_PRESENT: u64 = 1 << 63;
 /// /proc/kpageflags bits.
 const KPF_COMPOUND_HEAD: u64 = 1 << 15;
@@ -726,11 +731,20 @@ pub fn model_run_with(
         plan: prog.faults.thp.policy(),
         extra: thp_fail.to_vec(),
     });
-    let mut k = Kernel::new(
+    let k = Kernel::new(
         Geometry::KERNEL,
         policy.clone(),
         FaultInjector::new(pte, thp),
     );
+    let mut k = {
+        // exec::build()'s kernel, with the plan plus the kernel's own failures.
+        let mut b = exec::build(
+            prog,
+            &exec::RunConfig::new(policy.clone(), Geometry::KERNEL),
+        );
+        b.alloc = k.alloc;
+        b
+    };
     k.linux = linux;
     let p = prog;
     let n = p.ops.len();
@@ -812,6 +826,8 @@ struct Proc {
     uffd_use: bool,
     uffd_async: bool,
     uffd_move: bool,
+    /// The program installs guard regions: touches skip their pages.
+    guard_use: bool,
     /// The uffd handler thread's stack (touched before the baseline).
     handler_stack: Vec<u8>,
     ring: RawFd,
@@ -905,6 +921,7 @@ impl Proc {
             uffd_use: false,
             uffd_async: false,
             uffd_move: false,
+            guard_use: false,
             handler_stack: vec![1u8; HANDLER_STACK],
             ring: -1,
             ring_err: 0,
@@ -1120,6 +1137,27 @@ impl Proc {
             }
             start = walk_end;
         }
+        // PAGEMAP_SCAN calls every non-present, non-none PTE "swapped": PTE
+        // markers too. /proc/self/pagemap tells them apart: a guard marker has
+        // PM_GUARD_REGION (`g`), a uffd-wp marker is a swap entry of the
+        // SWP_PTE_MARKER type, which no swap device has (`.`, as the model
+        // keeps it: a none PTE with its uffd-wp bit).
+        if self.states.contains(&b's') {
+            if !self.read_pagemap(0, NPAGES) {
+                return Err("pagemap read failed".into());
+            }
+            for pg in 0..NPAGES {
+                if self.states[pg] != b's' {
+                    continue;
+                }
+                let e = self.pm[pg];
+                if e & PM_GUARD_REGION != 0 {
+                    self.states[pg] = b'g';
+                } else if e & PM_SWAP != 0 && (e & PM_PFN_MASK) & 0x1f >= MARKER_SWAP_TYPE_MIN {
+                    self.states[pg] = b'.';
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1249,14 +1287,19 @@ fn host_op(p: &mut Proc, i: usize, op: &Op) -> String {
             )),
             Op::Touch { start, len, write } => {
                 // The model's access() returns EFAULT where the kernel would send
-                // SIGSEGV: skip pages outside a VMA, and writes to read-only ones.
+                // SIGSEGV: skip pages outside a VMA, writes to read-only ones,
+                // and guard regions (MADV_GUARD_INSTALL markers).
                 if let Err(e) = p.read_smaps() {
                     return e;
                 }
                 let lo = (start / PAGE_SIZE) as usize;
                 let hi = ((start + len) / PAGE_SIZE) as usize;
+                let guards = p.guard_use && p.read_pagemap(lo, hi);
                 for pg in lo..hi {
                     let Some(w) = p.vma_at(pg) else { continue };
+                    if guards && p.pm[pg - lo] & PM_GUARD_REGION != 0 {
+                        continue;
+                    }
                     let a = (ARENA_BASE + pg as u64 * PAGE_SIZE) as *mut u64;
                     if write {
                         if w {
@@ -1978,6 +2021,15 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         )
     });
     proc0.uffd_async = prog.uffd_async;
+    proc0.guard_use = prog.ops.iter().any(|l| {
+        matches!(
+            l.op,
+            Op::Madvise {
+                advice: Advice::GuardInstall,
+                ..
+            }
+        )
+    });
     let pid0 = unsafe { libc::fork() };
     if pid0 < 0 {
         close_all(&pipes);
@@ -2001,6 +2053,12 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         } else {
             Ok(())
         };
+        // A crash of this process must not spend seconds dumping core.
+        let nocore = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &nocore) };
         let r = r
             .and_then(|_| setup_arena())
             .and_then(|_| p.open_pagemap())
@@ -2565,7 +2623,16 @@ pub fn real_main(
     let t0 = Instant::now();
     let mut stats = Stats::default();
     for (name, p) in &progs {
-        let c = check_program(&host, p)?;
+        let c = match check_program(&host, p) {
+            Ok(c) => c,
+            Err(e) => {
+                say!("{name}: the host run failed: {e:#}");
+                for l in p.to_text().lines() {
+                    say!("    | {l}");
+                }
+                return Err(e);
+            }
+        };
         stats.add(&c, p);
         match &c.verdict {
             Verdict::Agree { thp_fail } => {
