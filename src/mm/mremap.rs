@@ -91,6 +91,11 @@ impl Kernel {
             self.vma_merge(mm);
             return Err(Errno::ENOMEM.into());
         }
+        // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP, so the new
+        // VMA drops its uffd registration (userfaultfd_reset_ctx()).
+        if let Some(vi) = self.mms[mm].vma_at(new) {
+            self.mms[mm].vmas[vi].uffd_wp = false;
+        }
         // unmap_source_vma(): do_vmi_munmap() of the old range.
         match self.do_munmap(mm, old, old + len) {
             Ok(()) => {}
@@ -116,6 +121,12 @@ impl Kernel {
     ) -> KResult<usize> {
         let p = self.ptrs();
         let mut done = 0;
+        // uffd_supports_page_table_move(): a VMA registered with uffd (and no
+        // UFFD_FEATURE_EVENT_REMAP) moves PTE by PTE to drop the uffd-wp bits,
+        // never a whole table (move_normal_pmd()).
+        let uffd = self.mms[mm]
+            .vma_at(old)
+            .is_some_and(|vi| self.mms[mm].vmas[vi].uffd_wp);
         'extents: while done < len {
             let o = old + done;
             let n = new + done;
@@ -132,7 +143,7 @@ impl Kernel {
                         done += p;
                         continue;
                     }
-                    Pmd::Table(t) if self.mms[mm].pmds[ns] == Pmd::None => {
+                    Pmd::Table(t) if self.mms[mm].pmds[ns] == Pmd::None && !uffd => {
                         // move_normal_pmd()
                         cov!(self, "move_normal_pmd");
                         self.mms[mm].pmds[os] = Pmd::None;
