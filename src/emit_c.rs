@@ -1,15 +1,25 @@
 //! `splitfuzz emit-c FILE`: a standalone C reproducer (libc only) of a program:
-//! the same system calls as `splitfuzz real`, one process per mm driven over
-//! pipes, and after every op the same observation lines `real -v` prints
-//! (`op I res R` and one `mm ...` line per live process; see `real.rs`).
-//! The deposit model's prediction is embedded: every line that differs from it
-//! is reported on stderr (`# model predicted: ...`), and the exit status is 1.
-//! The fault plan becomes writes to `/proc/thread-self/fail-nth` before the op
-//! that makes the failing allocation (skipped with a message where the kernel
-//! has no fault injection).
+//! the same system calls as the shared executor of `splitfuzz real` and `vm
+//! run` (`real.rs`), one process per mm driven over pipes, and after every op
+//! the same observation lines (`op I res R` and one `mm ...` line per live
+//! process).
+//!
+//! The prediction of the model under the program's policy (its `policy` line,
+//! else deposit), with its fault plan, in the kernel geometry is embedded:
+//! every line that differs is reported on stderr (`# model predicted: ...`).
+//! For a finding (the model breaks an invariant at op K) the prediction runs
+//! through op K: a livelock is an op that does not return within 10 s.
+//! Exit status: 0 the kernel did what the model predicts (a finding:
+//! reproduced), 1 it did not, 2 it cannot run here.
+//!
+//! The fault plan is written to our kernel patch's interface
+//! (/sys/kernel/debug/splitfuzz, kernel/patches/; any kernel `splitfuzz vm
+//! build` makes has it): `pte_alloc_one()` calls and THP allocations are
+//! counted across the program's processes (make-it-fail), so the planned call
+//! fails on the kernel exactly where it fails in the model, whatever the
+//! policy. After every op the counts are compared with the model's.
 
-use crate::exec::{self, RunConfig};
-use crate::mm::Geometry;
+use crate::exec;
 use crate::program::{Advice, Op, Program, ARENA_SIZE, MAX_MMS};
 use crate::real::{self, ARENA_BASE, GUARD_HI, GUARD_LO, NPAGES};
 use std::fmt::Write as _;
@@ -25,6 +35,22 @@ const RUNTIME: &str = r##"
 #define IS_SWAPPED (1ULL << 4)
 #define IS_PFNZERO (1ULL << 5)
 #define IS_HUGE (1ULL << 6)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+#define PM_GUARD_REGION (1ULL << 58)
+#define PM_SWAP (1ULL << 62)
+#define PM_PRESENT (1ULL << 63)
+#define MARKER_SWAP_TYPE_MIN 24
+#define SF "/sys/kernel/debug/splitfuzz"
+#define UFFDIO_API_ 0xC018AA3FUL
+#define UFFDIO_REGISTER_ 0xC020AA00UL
+#define UFFDIO_UNREGISTER_ 0x8010AA01UL
+#define UFFDIO_WRITEPROTECT_ 0xC018AA06UL
+#define UFFDIO_MOVE_ 0xC028AA05UL
+#define UFFD_FEATURE_WP_UNPOPULATED_ (1ULL << 13)
+#define UFFD_FEATURE_WP_ASYNC_ (1ULL << 15)
+#define UFFD_FEATURE_MOVE_ (1ULL << 16)
+#define PIN_SLOTS 16384
+#define OP_TIMEOUT_MS 10000
 
 struct vma { uint64_t s, e; int w, h; uint64_t anon_kb, thp_kb; };
 static struct vma vmas[512];
@@ -38,6 +64,12 @@ static size_t outlen;
 static unsigned char states[NPAGES];
 static uint64_t regions[NPAGES + 1][3];
 static int cmd_fd[MAX_MMS][2], resp_fd[MAX_MMS][2];
+static uint64_t pm[NPAGES];
+static int uffd = -1, ring = -1, uffd_move_ok;
+static char handler_stack[256 << 10];
+static int pin_pg[PIN_SLOTS], pin_slot[PIN_SLOTS], npins, free_slot[PIN_SLOTS], nfree;
+static uint64_t kf[1024];
+static int kpageflags_fd = -1, kpagecount_fd = -1;
 
 static int read_file(const char *path)
 {
@@ -184,6 +216,21 @@ static int scan_pages(void)
 		if (arg[4] <= start || arg[4] >= end)
 			break;
 		start = arg[4];
+	}
+	/* PTE markers are "swapped" to PAGEMAP_SCAN: pagemap tells a guard marker
+	 * (g) and a uffd-wp marker (a none PTE with its uffd-wp bit: .) apart. */
+	if (memchr(states, 's', NPAGES)) {
+		uint64_t i;
+		if (pread(pagemap_fd, pm, sizeof(pm), (ARENA_BASE / PAGE) * 8) != (ssize_t)sizeof(pm))
+			return -1;
+		for (i = 0; i < NPAGES; i++) {
+			if (states[i] != 's')
+				continue;
+			if (pm[i] & PM_GUARD_REGION)
+				states[i] = 'g';
+			else if ((pm[i] & PM_SWAP) && ((pm[i] & PM_PFN_MASK) & 0x1f) >= MARKER_SWAP_TYPE_MIN)
+				states[i] = '.';
+		}
 	}
 	return 0;
 }
@@ -377,16 +424,21 @@ static __attribute__((unused)) const char *do_mremap(uint64_t o, uint64_t l, uin
 	return mremap(A(o), l, l, MREMAP_MAYMOVE | MREMAP_FIXED, A(n)) == MAP_FAILED ? res(-1) : "ok";
 }
 
-/* Read or write every page; pages outside a VMA (and writes to read-only ones)
- * are skipped: the kernel would send SIGSEGV, the model returns EFAULT. */
+/* Read or write every page; pages outside a VMA, writes to read-only ones and
+ * guard regions are skipped: the kernel would send SIGSEGV, the model returns
+ * EFAULT. */
 static __attribute__((unused)) const char *do_touch(unsigned op, uint64_t s, uint64_t l, int write)
 {
-	uint64_t pg;
-	int w;
+	uint64_t pg, lo = s / PAGE;
+	int w, guards = 0;
 	read_smaps();
-	for (pg = s / PAGE; pg < (s + l) / PAGE; pg++) {
+	if (GUARD_USE)
+		guards = pread(pagemap_fd, pm, (l / PAGE) * 8, (ARENA_BASE / PAGE + lo) * 8) == (ssize_t)((l / PAGE) * 8);
+	for (pg = lo; pg < (s + l) / PAGE; pg++) {
 		volatile uint64_t *a = (volatile uint64_t *)(ARENA_BASE + pg * PAGE);
 		if (!vma_at(pg, &w))
+			continue;
+		if (guards && (pm[pg - lo] & PM_GUARD_REGION))
 			continue;
 		if (write && w)
 			*a = tag(op, pg);
@@ -396,21 +448,284 @@ static __attribute__((unused)) const char *do_touch(unsigned op, uint64_t s, uin
 	return "ok";
 }
 
-/* Fail the n-th fault-injectable allocation of the next call (fail-nth counts
- * every failslab/fail_page_alloc site, so n is the model's allocation index
- * within the op: a starting point, not an exact match). */
-static __attribute__((unused)) void fail_nth(int n)
+/* ---- our kernel patch's fault plans */
+
+static int sf_write(const char *f, const char *v)
 {
-	char s[16];
-	int fd = open("/proc/thread-self/fail-nth", O_WRONLY);
-	if (fd < 0) {
-		fprintf(stderr, "# fail-nth %d skipped: /proc/thread-self/fail-nth is missing (no CONFIG_FAULT_INJECTION)\n", n);
-		return;
-	}
-	snprintf(s, sizeof(s), "%d", n);
-	if (write(fd, s, strlen(s)) < 0)
-		fprintf(stderr, "# fail-nth %d: %s\n", n, strerror(errno));
+	int fd = open(f, O_WRONLY);
+	ssize_t n;
+	if (fd < 0)
+		return -1;
+	n = write(fd, v, strlen(v));
 	close(fd);
+	return n == (ssize_t)strlen(v) ? 0 : -1;
+}
+
+static long sf_read(const char *f)
+{
+	char b[32] = "";
+	int fd = open(f, O_RDONLY);
+	ssize_t n;
+	if (fd < 0)
+		return -1;
+	n = read(fd, b, sizeof(b) - 1);
+	close(fd);
+	return n > 0 ? atol(b) : -1;
+}
+
+static void arm_plans(int on)
+{
+	char w[64];
+	if (!HAS_PLAN)
+		return;
+	snprintf(w, sizeof(w), "%llx %llx", ARENA_BASE, ARENA_BASE + ARENA_SIZE);
+	if (sf_write(SF "/window", w) || sf_write(SF "/pte_alloc/plan", on ? PTE_PLAN : "never") ||
+	    sf_write(SF "/thp/plan", on ? THP_PLAN : "never")) {
+		fprintf(stderr, "# cannot write the fault plan to " SF ": %s\n", strerror(errno));
+		exit(2);
+	}
+}
+
+/* ---- pins: one io_uring fixed buffer per page (FOLL_WRITE|FOLL_LONGTERM) */
+
+static long ring_set_slot(int slot, uint64_t addr)
+{
+	struct { uint64_t base, len; } iov = { addr, addr ? PAGE : 0 };
+	struct { uint32_t offset, resv; uint64_t data, tags; uint32_t nr, resv2; } upd = { slot, 0, (uint64_t)&iov, 0, 1, 0 };
+	return syscall(SYS_io_uring_register, ring, 16 /* IORING_REGISTER_BUFFERS_UPDATE */, &upd, 32);
+}
+
+static void ring_open(void)
+{
+	char params[120] = { 0 };
+	struct { uint32_t nr, flags; uint64_t resv2, data, tags; } reg = { PIN_SLOTS, 1 /* SPARSE */, 0, 0, 0 };
+	int i;
+	ring = syscall(SYS_io_uring_setup, 1, params);
+	if (ring >= 0 && syscall(SYS_io_uring_register, ring, 15 /* IORING_REGISTER_BUFFERS2 */, &reg, 32) < 0) {
+		close(ring);
+		ring = -1;
+	}
+	npins = 0;
+	nfree = 0;
+	for (i = PIN_SLOTS - 1; i >= 0; i--)
+		free_slot[nfree++] = i;
+}
+
+static __attribute__((unused)) const char *do_pin(uint64_t s, uint64_t l)
+{
+	uint64_t pg;
+	if (ring < 0)
+		return "UNSUPPORTED pin: io_uring";
+	for (pg = s / PAGE; pg < (s + l) / PAGE; pg++) {
+		int slot = free_slot[--nfree];
+		if (ring_set_slot(slot, ARENA_BASE + pg * PAGE) != 1) {
+			free_slot[nfree++] = slot;
+			return res(-1);
+		}
+		pin_pg[npins] = pg;
+		pin_slot[npins++] = slot;
+	}
+	return "ok";
+}
+
+static __attribute__((unused)) const char *do_unpin(uint64_t s, uint64_t l)
+{
+	int i = 0;
+	if (ring < 0)
+		return "UNSUPPORTED pin: io_uring";
+	while (i < npins) {
+		if ((uint64_t)pin_pg[i] >= s / PAGE && (uint64_t)pin_pg[i] < (s + l) / PAGE) {
+			ring_set_slot(pin_slot[i], 0);
+			free_slot[nfree++] = pin_slot[i];
+			pin_pg[i] = pin_pg[--npins];
+			pin_slot[i] = pin_slot[npins];
+		} else
+			i++;
+	}
+	return "ok";
+}
+
+static void release_pins(void)
+{
+	if (ring >= 0 && npins)
+		syscall(SYS_io_uring_register, ring, 1 /* IORING_UNREGISTER_BUFFERS */, NULL, 0);
+	npins = 0;
+}
+
+/* ---- reclaim: MADV_PAGEOUT of exactly the pages that map the folio here */
+
+static int have_swap(void)
+{
+	char *p;
+	if (read_file("/proc/meminfo"))
+		return 0;
+	p = strstr(buf, "SwapTotal:");
+	return p && strtol(p + 10, NULL, 10) > 0;
+}
+
+static __attribute__((unused)) const char *do_pageout(uint64_t s, uint64_t l)
+{
+	if (!have_swap())
+		return "UNSUPPORTED madvise pageout: no swap device";
+	return res(madvise(A(s), l, MADV_PAGEOUT_));
+}
+
+static __attribute__((unused)) const char *do_reclaim(uint64_t addr)
+{
+	uint64_t pg = addr / PAGE, e, pfn, lo, f0, f1, i, n, here[512] = { 0 };
+	int at, j, head = -1;
+	if (!have_swap())
+		return "UNSUPPORTED reclaim: no swap device";
+	if (pread(pagemap_fd, &e, 8, (ARENA_BASE / PAGE + pg) * 8) != 8)
+		return "UNSUPPORTED reclaim: pagemap";
+	if (!(e & PM_PRESENT))
+		return "ok";
+	pfn = e & PM_PFN_MASK;
+	if (!pfn || kpageflags_fd < 0 || kpagecount_fd < 0)
+		return "UNSUPPORTED reclaim: needs root (pagemap PFNs, /proc/kpageflags)";
+	lo = pfn > 511 ? pfn - 511 : 0;
+	n = pfn - lo + 1 + 512;
+	if (pread(kpageflags_fd, kf, n * 8, lo * 8) != (ssize_t)(n * 8))
+		return "UNSUPPORTED reclaim: kpageflags";
+	at = pfn - lo;
+	if (kf[at] & (1ULL << 24)) /* KPF_ZERO_PAGE */
+		return "ok";
+	if (!(kf[at] & ((1ULL << 15) | (1ULL << 16)))) {
+		f0 = pfn;
+		f1 = pfn + 1;
+	} else {
+		for (j = at; j >= 0; j--)
+			if (kf[j] & (1ULL << 15)) {
+				head = j;
+				break;
+			}
+		if (head < 0)
+			return "UNSUPPORTED reclaim: no compound head";
+		for (i = head + 1; i < n && (kf[i] & (1ULL << 16)) && !(kf[i] & (1ULL << 15)); i++)
+			;
+		f0 = lo + head;
+		f1 = lo + i;
+	}
+	if (pread(pagemap_fd, pm, sizeof(pm), (ARENA_BASE / PAGE) * 8) != (ssize_t)sizeof(pm))
+		return "UNSUPPORTED reclaim: pagemap";
+	for (i = 0; i < NPAGES; i++)
+		if ((pm[i] & PM_PRESENT) && (pm[i] & PM_PFN_MASK) >= f0 && (pm[i] & PM_PFN_MASK) < f1)
+			here[(pm[i] & PM_PFN_MASK) - f0]++;
+	if (pread(kpagecount_fd, kf, (f1 - f0) * 8, f0 * 8) != (ssize_t)((f1 - f0) * 8))
+		return "UNSUPPORTED reclaim: kpagecount";
+	for (i = 0; i < f1 - f0; i++)
+		if (kf[i] > here[i])
+			return "UNSUPPORTED reclaim: the folio is mapped by another process too (MADV_PAGEOUT skips shared folios)";
+	for (i = 0; i < NPAGES;) {
+		uint64_t k = i;
+		while (k < NPAGES && (pm[k] & PM_PRESENT) && (pm[k] & PM_PFN_MASK) >= f0 && (pm[k] & PM_PFN_MASK) < f1 &&
+		       (k == i || (pm[k] & PM_PFN_MASK) == (pm[k - 1] & PM_PFN_MASK) + 1))
+			k++;
+		if (k > i) {
+			if (madvise((void *)(ARENA_BASE + i * PAGE), (k - i) * PAGE, MADV_PAGEOUT_))
+				return res(-1);
+			i = k;
+		} else
+			i++;
+	}
+	return "ok";
+}
+
+/* ---- migrate: move_pages() of the page to the other node */
+
+static __attribute__((unused)) const char *do_migrate(uint64_t addr)
+{
+	void *page = (void *)(ARENA_BASE + addr / PAGE * PAGE);
+	int status = 0, node;
+	if (syscall(SYS_move_pages, 0, 1, &page, NULL, &status, 0) < 0)
+		return "UNSUPPORTED migrate: move_pages";
+	if (status < 0)
+		return "ok";
+	node = status == 0 ? 1 : 0;
+	return syscall(SYS_move_pages, 0, 1, &page, &node, &status, 4 /* MPOL_MF_MOVE_ALL */) < 0 ? res(-1) : "ok";
+}
+
+static __attribute__((unused)) const char *do_mbind(uint64_t s, uint64_t l, int node)
+{
+	unsigned long mask = 1UL << node;
+	return res(syscall(SYS_mbind, A(s), l, 2 /* MPOL_BIND */, &mask, 65, 2 /* MPOL_MF_MOVE */));
+}
+
+/* ---- userfaultfd (write-protect), with a handler thread unless `uffd async` */
+
+static void *uffd_handler(void *arg)
+{
+	unsigned char msg[32];
+	(void)arg;
+	for (;;) {
+		uint64_t flags, addr, wp[3];
+		ssize_t n = read(uffd, msg, 32);
+		if (n != 32) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return NULL;
+		}
+		memcpy(&flags, msg + 8, 8);
+		memcpy(&addr, msg + 16, 8);
+		if (msg[0] != 0x12 || !(flags & 2))
+			continue;
+		wp[0] = addr & ~(PAGE - 1);
+		wp[1] = PAGE;
+		wp[2] = 0;
+		while (ioctl(uffd, UFFDIO_WRITEPROTECT_, wp) && (errno == ENOMEM || errno == EAGAIN || errno == EINTR))
+			sched_yield();
+	}
+}
+
+static void uffd_open(void)
+{
+	uint64_t api[3];
+	pthread_attr_t attr;
+	pthread_t t;
+	int i;
+	if (!UFFD_USE)
+		return;
+	for (i = 0; i < 2; i++) {
+		uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+		if (uffd < 0)
+			return;
+		api[0] = 0xAA;
+		api[1] = (i == 0 ? UFFD_FEATURE_MOVE_ : 0) |
+			 (UFFD_ASYNC ? UFFD_FEATURE_WP_ASYNC_ | UFFD_FEATURE_WP_UNPOPULATED_ : 0);
+		api[2] = 0;
+		if (!ioctl(uffd, UFFDIO_API_, api)) {
+			uffd_move_ok = i == 0;
+			break;
+		}
+		close(uffd);
+		uffd = -1;
+	}
+	if (uffd < 0 || UFFD_ASYNC)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, handler_stack, sizeof(handler_stack));
+	pthread_create(&t, &attr, uffd_handler, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+static __attribute__((unused)) const char *do_uffd(unsigned long req, uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t arg[5] = { a, b, c, 0, 0 };
+	if (uffd < 0)
+		return "UNSUPPORTED uffd: userfaultfd";
+	if (req == UFFDIO_MOVE_) {
+		if (!uffd_move_ok)
+			return "UNSUPPORTED uffd-move: UFFD_FEATURE_MOVE";
+		arg[3] = 0;
+	}
+	return res(ioctl(uffd, req, arg));
+}
+
+static __attribute__((unused)) const char *do_pagemap_scan(uint64_t s, uint64_t l)
+{
+	uint64_t arg[12] = { 96, 3 /* WP_MATCHING | CHECK_WPASYNC */, ARENA_BASE + s, ARENA_BASE + s + l, 0,
+			     (uint64_t)regions, NPAGES + 1, 0, 0, 2 /* PAGE_IS_WRITTEN */, 0, 2 };
+	return ioctl(pagemap_fd, PAGEMAP_SCAN_, arg) < 0 ? res(-1) : "ok";
 }
 
 static const char *do_op(unsigned i);
@@ -418,8 +733,18 @@ static const char *do_op(unsigned i);
 static void setup(void)
 {
 	uint64_t g[2] = { GUARD_LO, GUARD_HI };
-	void *p = mmap(A(0), ARENA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	unsigned long node0 = 1;
+	struct rlimit nocore = { 0, 0 };
+	void *p;
 	int i;
+	/* The program's processes are the tasks the plan counts (fork and new
+	 * threads inherit make-it-fail); the plan is armed only once all is set up. */
+	if (HAS_PLAN && sf_write("/proc/self/make-it-fail", "1")) {
+		fprintf(stderr, "# /proc/self/make-it-fail: %s\n", strerror(errno));
+		_exit(2);
+	}
+	setrlimit(RLIMIT_CORE, &nocore);
+	p = mmap(A(0), ARENA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (p != A(0)) {
 		fprintf(stderr, "arena is not free\n");
 		_exit(2);
@@ -434,6 +759,13 @@ static void setup(void)
 		*(volatile uint64_t *)p = 1;
 	}
 	pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+	/* Every process allocates on node 0 unless a VMA policy says otherwise. */
+	syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, &node0, 65);
+	kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
+	kpagecount_fd = open("/proc/kpagecount", O_RDONLY);
+	memset(handler_stack, 1, sizeof(handler_stack));
+	uffd_open();
+	ring_open();
 	populate_outside_arena();
 	base_pte_kb = vm_pte_kb();
 }
@@ -460,6 +792,15 @@ static void mm_loop(void)
 				me = c[2];
 				close(pagemap_fd);
 				pagemap_fd = open("/proc/self/pagemap", O_RDONLY);
+				/* This mm's own userfaultfd and ring: the parent's registrations
+				 * and pins belong to the parent's mm. */
+				if (uffd >= 0)
+					close(uffd);
+				if (ring >= 0)
+					close(ring);
+				uffd = ring = -1;
+				uffd_open();
+				ring_open();
 				populate_outside_arena();
 				snprintf(b, sizeof(b), "ready %d", (int)getpid());
 				send_str(resp_fd[me][1], b);
@@ -467,6 +808,7 @@ static void mm_loop(void)
 			}
 			send_str(resp_fd[me][1], "ok");
 		} else if (c[0] == 1 && op_kind[c[1]] == 'x') {
+			release_pins();
 			send_str(resp_fd[me][1], "ok");
 			_exit(0);
 		} else if (c[0] == 1) {
@@ -476,8 +818,10 @@ static void mm_loop(void)
 				send_str(resp_fd[me][1], "error PAGEMAP_SCAN");
 			else
 				send_msg(resp_fd[me][1], out, outlen);
-		} else
+		} else {
+			release_pins();
 			_exit(0);
+		}
 	}
 }
 
@@ -501,6 +845,15 @@ static void cmd(int k, uint32_t kind, uint32_t a, uint32_t b)
 	write_all(cmd_fd[k][1], c, sizeof(c));
 }
 
+/* An answer within OP_TIMEOUT_MS, or NULL (the op did not return). */
+static char *recv_timeout(int k)
+{
+	struct pollfd p = { resp_fd[k][0], POLLIN, 0 };
+	if (poll(&p, 1, OP_TIMEOUT_MS) != 1)
+		return NULL;
+	return recv_msg(resp_fd[k][0]);
+}
+
 static char *recv_or_die(int k)
 {
 	char *s = recv_msg(resp_fd[k][0]);
@@ -511,13 +864,27 @@ static char *recv_or_die(int k)
 	return s;
 }
 
+static void kill_all(pid_t *pids)
+{
+	int k;
+	for (k = 0; k < MAX_MMS; k++)
+		if (pids[k])
+			kill(pids[k], SIGKILL);
+}
+
 int main(void)
 {
 	pid_t pids[MAX_MMS] = { 0 };
-	int k, nprocs = 1, bad = 0;
+	int k, nprocs = 1, bad = 0, hung = -1;
 	unsigned i;
 	char line[64];
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (HAS_PLAN && access(SF "/pte_alloc/plan", W_OK)) {
+		fprintf(stderr, "# this kernel has no splitfuzz fault plans (" SF "): build one with `splitfuzz vm build` "
+				"(`--source DIR` applies kernel/patches/ to your tree), mount debugfs, and run as root\n");
+		return 2;
+	}
 	for (k = 0; k < MAX_MMS; k++)
 		if (pipe(cmd_fd[k]) || pipe(resp_fd[k])) {
 			perror("pipe");
@@ -545,13 +912,26 @@ int main(void)
 		close(resp_fd[k][1]);
 	}
 	free(recv_or_die(0));
+	arm_plans(1);
 	for (i = 0; i < NR_OPS; i++) {
 		char *r;
 		int m = op_mm[i], j = 0;
+		long pte, thp;
 		if (!pids[m])
 			continue;
 		cmd(m, 1, i, nprocs);
-		r = recv_or_die(m);
+		r = recv_timeout(m);
+		if (!r) {
+			printf("op %u did not return within %d s\n", i, OP_TIMEOUT_MS / 1000);
+			hung = i;
+			break;
+		}
+		if (!strncmp(r, "UNSUPPORTED ", 12)) {
+			fprintf(stderr, "# op %u `%s` cannot run here: %s\n", i, op_text[i], r + 12);
+			arm_plans(0);
+			kill_all(pids);
+			return 2;
+		}
 		if (op_kind[i] == 'f' && !strcmp(r, "ok")) {
 			char *rd = recv_or_die(nprocs);
 			pids[nprocs++] = atoi(rd + 6);
@@ -562,10 +942,20 @@ int main(void)
 		}
 		printf("op %u res %s\n", i, r);
 		if (expected[i] && (strncmp(expected[i], r, strlen(r)) || strcspn(expected[i], "\n") != strlen(r))) {
-			fprintf(stderr, "# op %u `%s`: result %s, model predicted %s\n", i, op_text[i], r, expected[i]);
+			fprintf(stderr, "# op %u `%s`: result %s, model predicted %s\n", i, op_text[i], r,
+				strndup(expected[i], strcspn(expected[i], "\n")));
 			bad = 1;
 		}
 		free(r);
+		if (HAS_PLAN) {
+			pte = sf_read(SF "/pte_alloc/calls");
+			thp = sf_read(SF "/thp/calls");
+			if (expected_alloc[i][0] >= 0 && (pte != expected_alloc[i][0] || thp != expected_alloc[i][1])) {
+				fprintf(stderr, "# op %u `%s`: pte_alloc_one() calls %ld, THP allocations %ld so far; model predicted %ld, %ld\n",
+					i, op_text[i], pte, thp, expected_alloc[i][0], expected_alloc[i][1]);
+				bad = 1;
+			}
+		}
 		for (k = 0; k < MAX_MMS; k++) {
 			char *o;
 			if (!pids[k])
@@ -582,71 +972,96 @@ int main(void)
 			free(o);
 		}
 	}
-	for (k = 0; k < MAX_MMS; k++)
-		if (pids[k]) {
-			cmd(k, 3, 0, 0);
-			wait_exit(pids[k]);
+	arm_plans(0);
+	if (hung >= 0) {
+		/* A livelock the model predicts, or an OOM loop (a fault retried forever). */
+		if (hung == VIOLATION_OP && !strcmp(VIOLATION_KIND, "no-livelock"))
+			fprintf(stderr, "# op %d `%s` did not return: the livelock the model predicts\n", hung, op_text[hung]);
+		else if (hung_ok[hung])
+			fprintf(stderr, "# op %d `%s` did not return: the model predicts an OOM loop (a fault retried forever; killable)\n",
+				hung, op_text[hung]);
+		else {
+			fprintf(stderr, "# op %d `%s` did not return within %d s; the model predicted it would\n", hung, op_text[hung],
+				OP_TIMEOUT_MS / 1000);
+			bad = 1;
 		}
-	waitpid(pids[0], NULL, 0);
+		kill_all(pids);
+	} else {
+		if (VIOLATION_OP >= 0 && !strcmp(VIOLATION_KIND, "no-livelock") && VIOLATION_OP < NR_OPS) {
+			fprintf(stderr, "# op %d `%s` returned; the model predicts a livelock\n", VIOLATION_OP, op_text[VIOLATION_OP]);
+			bad = 1;
+		}
+		for (k = 0; k < MAX_MMS; k++)
+			if (pids[k]) {
+				cmd(k, 3, 0, 0);
+				wait_exit(pids[k]);
+			}
+		waitpid(pids[0], NULL, 0);
+	}
+	if (VIOLATION_OP >= 0)
+		fprintf(stderr, "# %s: %s\n", bad ? "not reproduced" : "reproduced", VIOLATION_TEXT);
 	return bad;
 }
 "##;
+
+/// A C string literal's contents.
+fn c_str(t: &str) -> String {
+    t.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The policy a reproducer predicts: the program's `policy` line, else deposit.
+pub fn emit_policy(prog: &Program) -> Result<crate::policy::Policy, String> {
+    let name = prog.policy.as_deref().unwrap_or("deposit");
+    exec::program_policy(prog, Some(name), &[])
+}
 
 /// The C reproducer of `prog` (see the module doc).
 pub fn emit_c(prog: &Program) -> Result<String, String> {
     if prog.ops.len() > u32::MAX as usize {
         return Err("too many ops".into());
     }
-    // Where the fault plan fails an allocation: (op, index within the op).
-    let policy = exec::program_policy(prog, Some("deposit"), &[])?;
-    let cfg = RunConfig::new(policy, Geometry::KERNEL);
-    let mut k = exec::build(prog, &cfg);
-    k.alloc.record = true;
-    let mut spans = vec![(0usize, 0usize); prog.ops.len()];
-    let mut results = Vec::new();
-    exec::run_on(
-        &mut k,
-        prog,
-        &mut results,
-        &mut |k, i, phase| {
-            if phase == 0 {
-                spans[i].0 = k.alloc.log.len();
-            } else {
-                spans[i].1 = k.alloc.log.len();
+    let policy = emit_policy(prog)?;
+    let mr = real::model_run_with(prog, &policy, crate::mm::LINUX_DEFAULT, &[]);
+    let expected = &mr.t;
+    let has_plan = !prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never();
+    let uses = |f: &dyn Fn(&Op) -> bool| prog.ops.iter().any(|l| f(&l.op));
+    let uffd_use = uses(&|o| {
+        matches!(
+            o,
+            Op::UffdWp { .. }
+                | Op::UffdRegister { .. }
+                | Op::UffdUnregister { .. }
+                | Op::UffdMove { .. }
+                | Op::PagemapScan { .. }
+        )
+    });
+    let guard_use = uses(&|o| {
+        matches!(
+            o,
+            Op::Madvise {
+                advice: Advice::GuardInstall,
+                ..
             }
-        },
-        false,
-    );
-    let log = k.alloc.log.clone();
-    let fail_at = |i: usize| -> Option<(usize, String)> {
-        let (a, b) = spans[i];
-        log.get(a..b)?.iter().enumerate().find_map(|(j, r)| {
-            r.failed.then(|| {
-                (
-                    j + 1,
-                    format!("{} call #{} from {}", r.kind.name(), r.call, r.site),
-                )
-            })
-        })
-    };
-    // The deposit model's prediction (without a fault plan only: fail-nth is approximate).
-    let expected = if prog.faults.pte_alloc.is_never() && prog.faults.thp.is_never() {
-        Some(real::model_run(prog, real::Host::read().linux(), &[]).t)
-    } else {
-        None
-    };
+        )
+    });
 
     let mut c = String::new();
-    let _ = writeln!(c, "/*\n * splitfuzz reproducer (generated by `splitfuzz emit-c`). Build: cc -O2 -Wall repro.c\n *");
+    let _ = writeln!(
+        c,
+        "/*\n * splitfuzz reproducer (generated by `splitfuzz emit-c`). Build: cc -O2 -Wall repro.c\n *"
+    );
     for l in prog.to_text().lines() {
         let _ = writeln!(c, " *   {}", l.replace("*/", "* /"));
     }
     let _ = writeln!(
         c,
-        " *\n * Needs THP (madvise or always) and PAGEMAP_SCAN (Linux 6.7+). Prints after every op\n * `op I res R` and one line per live process: change of VmPTE in tables, anon pages\n * and THPs of the arena (smaps), its VMAs, per-page state (PAGEMAP_SCAN: . none,\n * p anon, z zero page, H THP PMD, Z huge zero PMD, s swap) and the tag read from each\n * present page (wOP: written by op OP). Lines that differ from the deposit model's\n * prediction are reported on stderr; exit status 1 then.\n */"
+        " *\n * Runs as root on a kernel with THP (madvise or always) and PAGEMAP_SCAN (6.7+); a fault\n * plan needs our fault-plan interface (/sys/kernel/debug/splitfuzz: any kernel `splitfuzz vm\n * build` makes, e.g. `splitfuzz vm build --source YOUR_TREE`). Prints after every op `op I res\n * R` and one line per live process: change of VmPTE in tables, anon pages and THPs of the\n * arena (smaps), its VMAs, per-page state (. none, p anon, z zero page, H THP PMD, Z huge\n * zero PMD, s swap, g guard) and the tag read from each present page (wOP: written by op\n * OP). Predicted by the {} model (kernel geometry, Linux 7.2); differences go to stderr.\n * Exit: 0 as the model predicts (a finding: reproduced), 1 not, 2 cannot run here.\n */",
+        policy
     );
     c.push_str(
-        "#define _GNU_SOURCE\n#include <ctype.h>\n#include <errno.h>\n#include <fcntl.h>\n#include <poll.h>\n#include <signal.h>\n#include <stdarg.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <sys/ioctl.h>\n#include <sys/mman.h>\n#include <sys/syscall.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\n#ifndef MAP_FIXED_NOREPLACE\n#define MAP_FIXED_NOREPLACE 0x100000\n#endif\n#ifndef SYS_pidfd_open\n#define SYS_pidfd_open 434\n#endif\n",
+        "#define _GNU_SOURCE\n#include <ctype.h>\n#include <errno.h>\n#include <fcntl.h>\n#include <poll.h>\n#include <pthread.h>\n#include <sched.h>\n#include <signal.h>\n#include <stdarg.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <sys/ioctl.h>\n#include <sys/mman.h>\n#include <sys/resource.h>\n#include <sys/syscall.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\n#ifndef MAP_FIXED_NOREPLACE\n#define MAP_FIXED_NOREPLACE 0x100000\n#endif\n#ifndef SYS_pidfd_open\n#define SYS_pidfd_open 434\n#endif\n",
     );
     let _ = writeln!(c, "#define ARENA_BASE {ARENA_BASE:#x}ULL");
     let _ = writeln!(c, "#define ARENA_SIZE {ARENA_SIZE:#x}ULL");
@@ -656,6 +1071,23 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
     let _ = writeln!(c, "#define MAX_MMS {MAX_MMS}");
     let n = prog.ops.len();
     let _ = writeln!(c, "#define NR_OPS {n}");
+    let _ = writeln!(c, "#define HAS_PLAN {}", has_plan as u8);
+    let _ = writeln!(c, "#define PTE_PLAN \"{}\"", prog.faults.pte_alloc);
+    let _ = writeln!(c, "#define THP_PLAN \"{}\"", prog.faults.thp);
+    let _ = writeln!(c, "#define UFFD_USE {}", uffd_use as u8);
+    let _ = writeln!(c, "#define UFFD_ASYNC {}", prog.uffd_async as u8);
+    let _ = writeln!(c, "#define GUARD_USE {}", guard_use as u8);
+    let (vop, vkind) = match mr.violation_at {
+        Some((k, inv)) => (k as i64, inv.name()),
+        None => (-1, ""),
+    };
+    let _ = writeln!(c, "#define VIOLATION_OP {vop}");
+    let _ = writeln!(c, "#define VIOLATION_KIND \"{vkind}\"");
+    let _ = writeln!(
+        c,
+        "#define VIOLATION_TEXT \"{}\"",
+        c_str(mr.violation.as_deref().unwrap_or(""))
+    );
     // Op tables (at least one element so empty programs compile).
     let kinds: String = prog
         .ops
@@ -687,14 +1119,11 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
     let _ = writeln!(c, "\t\"\"\n}};");
     let _ = writeln!(
         c,
-        "/* The deposit model's prediction: result, then one line per live mm. */"
+        "/* The model's prediction: result, then one line per live mm (NULL: no prediction). */"
     );
     let _ = writeln!(c, "static const char *const expected[] = {{");
     for i in 0..n {
-        match expected
-            .as_ref()
-            .and_then(|t| t.results[i].as_ref().map(|r| (r, &t.obs[i])))
-        {
+        match expected.results[i].as_ref().map(|r| (r, &expected.obs[i])) {
             Some((r, obs)) => {
                 let _ = write!(c, "\t\"{r}");
                 for o in obs {
@@ -708,6 +1137,32 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
         }
     }
     let _ = writeln!(c, "\tNULL\n}};");
+    let _ = writeln!(
+        c,
+        "/* pte_alloc_one() calls and THP allocations counted after each op (-1: none). */"
+    );
+    let _ = writeln!(c, "static const long expected_alloc[][2] = {{");
+    for i in 0..n {
+        match expected.allocs[i] {
+            Some((p, t)) if expected.results[i].is_some() => {
+                let _ = writeln!(c, "\t{{ {p}, {t} }},");
+            }
+            _ => {
+                let _ = writeln!(c, "\t{{ -1, -1 }},");
+            }
+        }
+    }
+    let _ = writeln!(c, "\t{{ -1, -1 }}\n}};");
+    let _ = writeln!(
+        c,
+        "/* Ops the model ends in an OOM loop (a fault retried forever): a hang is expected. */"
+    );
+    let _ = writeln!(c, "static const char hung_ok[] = {{");
+    for i in 0..n {
+        let oom = expected.results[i].as_deref() == Some("oom-loop");
+        let _ = writeln!(c, "\t{},", oom as u8);
+    }
+    let _ = writeln!(c, "\t0\n}};");
     c.push_str(
         "\n/* Line j (0-based) after the result line of expected[i]. */\nstatic char expected_buf[1 << 17];\nstatic const char *expected_line(unsigned i, int j)\n{\n\tconst char *p = expected[i];\n\tsize_t n;\n\tint k;\n\tfor (k = 0; k <= j && p; k++) {\n\t\tp = strchr(p, '\\n');\n\t\tp = p ? p + 1 : NULL;\n\t}\n\tif (!p)\n\t\treturn \"(no line)\";\n\tn = strcspn(p, \"\\n\");\n\tif (n >= sizeof(expected_buf))\n\t\tn = sizeof(expected_buf) - 1;\n\tmemcpy(expected_buf, p, n);\n\texpected_buf[n] = 0;\n\treturn expected_buf;\n}\n",
     );
@@ -716,9 +1171,6 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
     c.push_str("\nstatic const char *do_op(unsigned i)\n{\n\tswitch (i) {\n");
     for (i, l) in prog.ops.iter().enumerate() {
         let _ = writeln!(c, "\tcase {i}: /* {l} */");
-        if let Some((nth, what)) = fail_at(i) {
-            let _ = writeln!(c, "\t\tfail_nth({nth}); /* model: {what} fails */");
-        }
         let body = match l.op {
             Op::Mmap { start, len, thp } => {
                 format!("return do_mmap({start:#x}, {len:#x}, {});", thp as u8)
@@ -738,6 +1190,11 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
                     write as u8
                 )
             }
+            Op::Madvise {
+                start,
+                len,
+                advice: Advice::Pageout,
+            } => format!("return do_pageout({start:#x}, {len:#x});"),
             Op::Madvise { start, len, advice } => format!(
                 "return res(madvise(A({start:#x}), {len:#x}, {}));",
                 match advice {
@@ -753,13 +1210,37 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
             Op::Mremap { old, len, new } => {
                 format!("return do_mremap({old:#x}, {len:#x}, {new:#x});")
             }
-            Op::Fork | Op::Exit => "return \"ok\"; /* done by mm_loop() */".to_string(),
-            ref op => {
-                let why = real::Host::read()
-                    .unsupported(op)
-                    .unwrap_or("no user-space trigger");
-                return Err(format!("op {i} `{l}` cannot be reproduced in C: {why}"));
+            Op::Pin { start, len } => format!("return do_pin({start:#x}, {len:#x});"),
+            Op::Unpin { start, len } => format!("return do_unpin({start:#x}, {len:#x});"),
+            Op::Reclaim { addr } => format!("return do_reclaim({addr:#x});"),
+            Op::Migrate { addr } => format!("return do_migrate({addr:#x});"),
+            Op::UffdRegister { start, len } => format!(
+                "return do_uffd(UFFDIO_REGISTER_, ARENA_BASE + {start:#x}, {len:#x}, 2 /* MODE_WP */);"
+            ),
+            Op::UffdUnregister { start, len } => format!(
+                "return do_uffd(UFFDIO_UNREGISTER_, ARENA_BASE + {start:#x}, {len:#x}, 0);"
+            ),
+            Op::UffdWp { start, len, on } => format!(
+                "return do_uffd(UFFDIO_WRITEPROTECT_, ARENA_BASE + {start:#x}, {len:#x}, {});",
+                on as u8
+            ),
+            Op::UffdMove { dst, src, len } => format!(
+                "return do_uffd(UFFDIO_MOVE_, ARENA_BASE + {dst:#x}, ARENA_BASE + {src:#x}, {len:#x});"
+            ),
+            Op::PagemapScan { start, len } => {
+                format!("return do_pagemap_scan({start:#x}, {len:#x});")
             }
+            Op::Mlock { start, len } => {
+                format!("return res(syscall(SYS_mlock2, A({start:#x}), {len:#x}, 0));")
+            }
+            Op::Munlock { start, len } => format!("return res(munlock(A({start:#x}), {len:#x}));"),
+            Op::Mbind { start, len, node } => {
+                format!("return do_mbind({start:#x}, {len:#x}, {node});")
+            }
+            Op::DropCaches => {
+                "return sf_write(\"/proc/sys/vm/drop_caches\", \"3\") ? res(-1) : \"ok\";".to_string()
+            }
+            Op::Fork | Op::Exit => "return \"ok\"; /* done by mm_loop() */".to_string(),
         };
         let _ = writeln!(c, "\t\t{body}");
     }

@@ -160,12 +160,20 @@ fn emitted_c_prints_what_real_observes() {
         let c_text = String::from_utf8(run.stdout).unwrap();
         let host = real::host_run(&p).unwrap();
         assert_eq!(c_text, host.t.text(), "{name}");
-        assert_eq!(
-            run.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        // The embedded prediction is Linux 7.2's: it judges this host only
+        // where this host's version behaves the same.
+        let here = real::model_run(&p, Host::read().linux(), &[]).t.text();
+        let v72 = real::model_run(&p, (7, 2), &[]).t.text();
+        if here == v72 {
+            assert_eq!(
+                run.status.code(),
+                Some(0),
+                "{name}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        } else {
+            eprintln!("{name}: 7.2 and this host's kernel differ; exit status not checked");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -192,5 +200,8 @@ fn unsupported_ops_are_reported_not_faked() {
             .is_some_and(|w| w.starts_with("fault plan")),
         !h.fail_plans
     );
-    assert!(splitfuzz::emit_c::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).is_err());
+    // emit-c writes every op (an op the running kernel cannot do is reported
+    // by the reproducer itself, exit 2).
+    let c = splitfuzz::emit_c::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).unwrap();
+    assert!(c.contains("do_reclaim(0x0)"));
 }

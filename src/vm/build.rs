@@ -485,7 +485,7 @@ fn make_bzimage(src: &Path, obj: &Path, work: &Path, o: &BuildOptions) -> Result
     let expected: u64 = std::fs::read_to_string(&count_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1900);
+        .unwrap_or(900);
     let jobs = o.jobs.max(1).to_string();
     let mut child = Command::new("nice")
         .args(["-n", "10", "make", &objarg, "-j", &jobs, "bzImage"])

@@ -1,0 +1,255 @@
+//! The kernel in a VM (`splitfuzz vm run`): the guest's kernel against the
+//! model, op by op. These tests need the kernel `splitfuzz vm build` makes (in
+//! the cache) and QEMU; without them each test prints `SKIPPED: <why>` and
+//! returns (it asserts nothing then, and says so).
+//!
+//! The tests boot one guest each, one test at a time (a lock), so two QEMUs
+//! never share the machine's cores.
+
+use splitfuzz::policy::{Policy, Preset};
+use splitfuzz::program::Program;
+use splitfuzz::vm::run::{run_batch, Job, Judged, VmOptions, VmVerdict};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static ONE_GUEST: Mutex<()> = Mutex::new(());
+
+fn options() -> Option<VmOptions> {
+    let Some(kernel) = splitfuzz::vm::build::default_kernel() else {
+        println!("SKIPPED: no kernel in cache (run splitfuzz vm build)");
+        return None;
+    };
+    if let Err(e) = splitfuzz::vm::run::qemu_binary() {
+        println!("SKIPPED: {e}");
+        return None;
+    }
+    if let Err(e) = splitfuzz::vm::initramfs::busybox() {
+        println!("SKIPPED: {e}");
+        return None;
+    }
+    Some(VmOptions {
+        kernel,
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_splitfuzz")),
+        // A livelock is an op that never returns: 5 s tells it from any op here.
+        timeout: 5,
+        smp: 2,
+        memory: "2G".into(),
+        kvm: false,
+        verbose: false,
+        keep: None,
+    })
+}
+
+fn job(name: &str, text: &str, preset: Preset) -> Job {
+    Job {
+        name: name.into(),
+        prog: Program::parse(text).unwrap_or_else(|e| panic!("{name}: {e}")),
+        policy: Policy::preset(preset),
+    }
+}
+
+/// Run jobs in one guest; the verdicts (and runs) in job order.
+fn run(o: &VmOptions, jobs: &[Job]) -> Vec<Judged> {
+    let mut out: Vec<Option<Judged>> = (0..jobs.len()).map(|_| None).collect();
+    run_batch(o, jobs, &mut |i, j| {
+        out[i] = Some(Judged {
+            verdict: j.verdict.clone(),
+            run: j.run.clone(),
+        })
+    })
+    .expect("the guest runs the batch");
+    out.into_iter()
+        .enumerate()
+        .map(|(i, j)| j.unwrap_or_else(|| panic!("{}: no verdict", jobs[i].name)))
+        .collect()
+}
+
+fn assert_agree(jobs: &[Job], judged: &[Judged]) {
+    let bad: Vec<String> = jobs
+        .iter()
+        .zip(judged)
+        .filter(|(_, j)| !matches!(j.verdict, VmVerdict::Agree { .. }))
+        .map(|(job, j)| format!("{}: {:?}\n{}", job.name, j.verdict, job.prog.to_text()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} disagree:\n{}",
+        bad.len(),
+        jobs.len(),
+        bad.join("\n")
+    );
+}
+
+/// Programs that reach every allocation site the plans count: THP faults and
+/// their deposits, the huge zero folio and its deposit, fork's copies of huge
+/// PMDs and of PTE tables, PTE faults, mremap, pins, MADV_COLLAPSE, migration.
+const SITES: &[&str] = &[
+    "mmap 0 8M thp\ntouch 0 2M write\ntouch 2M 2M read\nfork\ntouch 4M 64K write\nmremap 4M 2M 16M\ntouch 16M 8K write mm=1\n",
+    "mmap 0 4M thp\ntouch 0 1M write\nmadvise 0 2M collapse\nmigrate 0\ntouch 2M 4K write\nfork\nmigrate 2M mm=1\n",
+    "mmap 6M 4M thp\npin 6M 8K\nfork\nunpin 6M 8K\ntouch 8M 2M write mm=1\nreclaim 8M mm=1\nmadvise 8M 2M pageout mm=1\n",
+];
+
+#[test]
+fn allocation_counts_match_the_model_op_by_op_then_every_failure_lands_on_the_same_call() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    // Without failures: the kernel counts each op's pte_alloc_one() and THP
+    // allocations exactly as the model does (the `alloc` field of the verdict).
+    let plain: Vec<Job> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| job(&format!("sites{i}"), t, Preset::Deposit))
+        .collect();
+    let judged = run(&o, &plain);
+    assert_agree(&plain, &judged);
+    let mut sweep = Vec::new();
+    for (i, j) in judged.iter().enumerate() {
+        let allocs = &j.run.hr.t.allocs;
+        let ran = j.run.hr.t.results.iter().filter(|r| r.is_some()).count();
+        assert_eq!(
+            allocs.iter().filter(|a| a.is_some()).count(),
+            ran,
+            "sites{i}: the guest counted allocations after every op"
+        );
+        let (pte, thp) = allocs.iter().flatten().last().copied().unwrap_or((0, 0));
+        assert!(
+            pte >= 3 && thp >= 1,
+            "sites{i}: too few allocations to prove anything ({pte}, {thp})"
+        );
+        // Then each call failed in turn: the same call fails on both sides (a
+        // different one would change the result or the state of some op).
+        for n in 1..=pte {
+            sweep.push(job(
+                &format!("sites{i} pte nth={n}"),
+                &format!("fail pte_alloc nth={n}\n{}", SITES[i]),
+                Preset::Deposit,
+            ));
+        }
+        for n in 1..=thp {
+            sweep.push(job(
+                &format!("sites{i} thp nth={n}"),
+                &format!("fail thp nth={n}\n{}", SITES[i]),
+                Preset::Deposit,
+            ));
+        }
+    }
+    let judged = run(&o, &sweep);
+    assert_agree(&sweep, &judged);
+    // The kernel did fail the planned call (our patch logs each failure).
+    for (job, j) in sweep.iter().zip(&judged) {
+        let (kind, n) = job.name.rsplit_once(' ').unwrap();
+        let kind = if kind.ends_with("pte") {
+            "pte_alloc"
+        } else {
+            "thp"
+        };
+        let n = n.trim_start_matches("nth=");
+        let want = format!("splitfuzz: failing {kind} call {n} ");
+        assert!(
+            j.run.log.iter().any(|(_, l)| l.contains(&want)),
+            "{}: no `{want}` in the kernel log",
+            job.name
+        );
+    }
+}
+
+fn programs(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn deposit_programs_and_generated_programs_with_plans_agree() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    let mut jobs: Vec<Job> = programs("tests/programs/deposit")
+        .iter()
+        .map(|f| {
+            job(
+                &f.display().to_string(),
+                &std::fs::read_to_string(f).unwrap(),
+                Preset::Deposit,
+            )
+        })
+        .collect();
+    let mut skipped = Default::default();
+    let host = splitfuzz::vm::run::guest_host();
+    for (i, p) in splitfuzz::real::generate_with(&host, 40, 11, true, "deposit", &mut skipped)
+        .into_iter()
+        .enumerate()
+    {
+        jobs.push(Job {
+            name: format!("gen#{i} (seed 11)"),
+            prog: p,
+            policy: Policy::preset(Preset::Deposit),
+        });
+    }
+    let judged = run(&o, &jobs);
+    // Reclaim of a folio another process maps has no user-space trigger: such
+    // a program is reported unsupported (with the reason), never faked.
+    let (unsupported, rest): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(judged)
+        .partition(|(_, j)| matches!(j.verdict, VmVerdict::Unsupported { .. }));
+    for (job, j) in &unsupported {
+        let VmVerdict::Unsupported { why, .. } = &j.verdict else {
+            unreachable!()
+        };
+        assert!(
+            why.starts_with("reclaim"),
+            "{}: unsupported: {why}",
+            job.name
+        );
+    }
+    let (jobs, judged): (Vec<Job>, Vec<Judged>) = rest.into_iter().unzip();
+    assert_agree(&jobs, &judged);
+}
+
+#[test]
+fn lazy_findings_are_not_reproduced_on_stock_7_2() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    let jobs: Vec<Job> = ["lazy-v3", "lazy-v2", "lazy-v1"]
+        .iter()
+        .flat_map(|d| programs(&format!("tests/programs/{d}")))
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let prog = Program::parse(&text).unwrap();
+            // The program's policy with its override lines.
+            let policy = splitfuzz::exec::program_policy(&prog, None, &[]).ok()?;
+            // Only the programs that are findings (a violation is expected).
+            text.contains("expect violation").then(|| Job {
+                name: f.display().to_string(),
+                prog,
+                policy,
+            })
+        })
+        .collect();
+    assert!(!jobs.is_empty());
+    let judged = run(&o, &jobs);
+    for (job, j) in jobs.iter().zip(&judged) {
+        match &j.verdict {
+            VmVerdict::Finding {
+                reproduced,
+                evidence,
+                ..
+            } => {
+                assert!(
+                    !reproduced,
+                    "{}: a lazy finding reproduced on stock 7.2: {evidence}",
+                    job.name
+                );
+                // The evidence says what the kernel did instead.
+                assert!(!evidence.is_empty(), "{}", job.name);
+            }
+            VmVerdict::Unsupported { .. } => {}
+            v => panic!("{}: expected a finding verdict, got {v:?}", job.name),
+        }
+    }
+}
