@@ -48,7 +48,14 @@ impl Kernel {
         self.vma_modify(mm, lo, hi, &|v| v.node = Some(node))?;
         for f in queue {
             if !self.folios[f as usize].freed {
-                self.migrate_folio(f, node)?;
+                match self.migrate_folio(f, node) {
+                    Ok(_) => {}
+                    // migrate_pages() -ENOMEM: the rest of the queue is put
+                    // back; do_mbind() ORs it into nr_failed, which only
+                    // MPOL_MF_STRICT turns into an error.
+                    Err(KErr::Errno(Errno::ENOMEM)) => break,
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(())

@@ -34,19 +34,28 @@ impl Kernel {
 
     /// `do_mlock()`: lock the VMAs, then `__mm_populate(start, len, 0)`: GUP
     /// over each VMA of the range (holes passed over), with FOLL_WRITE on a
-    /// private writable VMA (breaking CoW, and faulting THPs in). A GUP error
-    /// ends it: -EFAULT becomes -ENOMEM and -ENOMEM -EAGAIN
-    /// (`__mlock_posix_error_return()`).
+    /// private writable VMA (breaking CoW, and faulting THPs in). GUP returns
+    /// the pages it did before a failure, and `__mm_populate()` (mm/gup.c)
+    /// resumes at the failed page, so a failure is retried once; a GUP call
+    /// that fails on its first page ends it: -EFAULT becomes -ENOMEM and
+    /// -ENOMEM -EAGAIN (`__mlock_posix_error_return()`).
     pub fn do_mlock(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
         cov!(self, "do_mlock");
         self.apply_vma_lock_flags(mm, lo, hi, true)?;
         for (a, b) in self.mms[mm].vma_pieces(lo, hi) {
             let vi = self.mms[mm].vma_at(a).expect("piece of a VMA");
             let write = self.mms[mm].vmas[vi].write;
-            for page in a..b {
+            // The first page of the current GUP call (populate_vma_page_range()).
+            let mut call_start = a;
+            let mut page = a;
+            while page < b {
                 let v = self.page_value(mm, page);
                 match self.access(mm, page, write, v, false) {
-                    Ok(_) => {}
+                    Ok(_) => page += 1,
+                    Err(KErr::Errno(Errno::EFAULT | Errno::ENOMEM)) if page > call_start => {
+                        cov!(self, "__mm_populate:resume");
+                        call_start = page;
+                    }
                     Err(KErr::Errno(Errno::EFAULT)) => return Err(Errno::ENOMEM.into()),
                     Err(KErr::Errno(Errno::ENOMEM)) => return Err(Errno::EAGAIN.into()),
                     Err(e) => return Err(e),

@@ -617,15 +617,35 @@ impl Kernel {
 
     /// `migrate_pages()` for one folio: move it whole (PMD migration entries), or
     /// split it when no THP target can be allocated and move the pieces.
+    /// mm/migrate.c: `migrate_folio_unmap()` allocates the target
+    /// (`get_new_folio()`) before it unmaps the source, so a pinned folio, whose
+    /// unmap fails (-EAGAIN), costs a target allocation on each of the
+    /// NR_MAX_MIGRATE_PAGES_RETRY (3 async + 7 sync) passes. When the THP
+    /// target cannot be allocated and `try_split_folio()` fails too,
+    /// `migrate_pages_batch()` returns -ENOMEM (`rc_saved`).
     pub fn migrate_folio(&mut self, f: FolioId, node: u8) -> KResult<bool> {
         let fo = &self.folios[f as usize];
-        if fo.freed || fo.pincount > 0 {
+        if fo.freed {
             return Ok(false);
         }
-        if fo.nr > 1 && !self.alloc.alloc(AllocKind::Thp, "alloc_migration_target") {
+        let large = fo.nr > 1;
+        if fo.pincount > 0 {
+            cov!(self, "migrate:pinned");
+            if large {
+                for _ in 0..10 {
+                    if !self.alloc.alloc(AllocKind::Thp, "alloc_migration_target") {
+                        // -ENOMEM: try_split_folio() of a pinned folio fails.
+                        return Err(Errno::ENOMEM.into());
+                    }
+                }
+            }
+            return Ok(false);
+        }
+        if large && !self.alloc.alloc(AllocKind::Thp, "alloc_migration_target") {
             cov!(self, "migrate:split");
             let Some(small) = self.split_folio(f)? else {
-                return Ok(false);
+                cov!(self, "migrate:split_failed_enomem");
+                return Err(Errno::ENOMEM.into());
             };
             for n in small {
                 if !self.folios[n as usize].freed {
