@@ -17,7 +17,10 @@
 //! build` makes has it): `pte_alloc_one()` calls and THP allocations are
 //! counted across the program's processes (make-it-fail), so the planned call
 //! fails on the kernel exactly where it fails in the model, whatever the
-//! policy. After every op the counts are compared with the model's.
+//! policy. After every op the counts are compared with the model's. With a
+//! plan it first writes 2 to /proc/sys/vm/drop_caches, so that the huge zero
+//! folio's first use allocates, as in the model's fresh kernel. `splitfuzz vm
+//! exec BINARY...` runs reproducers in the guest.
 
 use crate::exec;
 use crate::program::{Advice, Op, Program, ARENA_SIZE, MAX_MMS};
@@ -912,6 +915,10 @@ int main(void)
 		close(resp_fd[k][1]);
 	}
 	free(recv_or_die(0));
+	/* Free the huge zero folio if nothing maps it (its shrinker), so that its
+	 * first use here allocates, as in the model's fresh kernel. */
+	if (HAS_PLAN)
+		sf_write("/proc/sys/vm/drop_caches", "2");
 	arm_plans(1);
 	for (i = 0; i < NR_OPS; i++) {
 		char *r;

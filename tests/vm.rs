@@ -253,3 +253,67 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
         }
     }
 }
+
+#[test]
+fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    if std::process::Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: no C compiler");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("splitfuzz-vm-emit-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Deposit programs with plans: on stock 7.2 each reproducer sees what the
+    // model predicts, allocation counts included (exit 0). Lazy findings: the
+    // stock kernel does not show them (exit 1, "not reproduced").
+    let mut cases: Vec<(String, String, i32)> = Vec::new();
+    for (i, t) in SITES.iter().enumerate() {
+        cases.push((
+            format!("sites{i}-pte2"),
+            format!("policy deposit\nfail pte_alloc nth=2\n{t}"),
+            0,
+        ));
+        cases.push((
+            format!("sites{i}-thp1"),
+            format!("policy deposit\nfail thp nth=1\n{t}"),
+            0,
+        ));
+    }
+    for f in programs("crashes/lazy-v3") {
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        cases.push((name, std::fs::read_to_string(&f).unwrap(), 1));
+    }
+    let mut bins = Vec::new();
+    for (name, text, _) in &cases {
+        let c = splitfuzz::emit_c::emit_c(&Program::parse(text).unwrap()).unwrap();
+        let src = dir.join(format!("{name}.c"));
+        let bin = dir.join(name);
+        std::fs::write(&src, c).unwrap();
+        let out = std::process::Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bins.push(bin);
+    }
+    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    assert_eq!(res.len(), cases.len());
+    for ((name, _, want), (_, code, text)) in cases.iter().zip(&res) {
+        assert_eq!(code, &Some(*want), "{name}:\n{text}");
+        if *want == 1 {
+            assert!(text.contains("# not reproduced"), "{name}:\n{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,8 @@ use std::io::Write;
 use std::time::Duration;
 
 pub const PROGRAMS: &str = "/programs.txt";
+/// Executables to run instead of programs (`vm exec`), one path a line.
+pub const EXEC_LIST: &str = "/exec.list";
 
 /// The data channel: the second serial port, raw (no `\n` → `\r\n`).
 struct Channel {
@@ -190,6 +192,9 @@ fn run(ch: &mut Channel) -> Result<()> {
             "this kernel has no /sys/kernel/debug/splitfuzz (not built by `splitfuzz vm build`?)"
         );
     }
+    if let Ok(list) = std::fs::read_to_string(EXEC_LIST) {
+        return run_execs(ch, &list, timeout.max(60));
+    }
     let text = std::fs::read_to_string(PROGRAMS).context("reading /programs.txt")?;
     let progs = parse_programs(&text)?;
     let opts = ExecOpts {
@@ -255,6 +260,68 @@ fn run(ch: &mut Channel) -> Result<()> {
             Some((i, why)) => ch.line(&format!("end {k} unsupported {i} {why}")),
             None => ch.line(&format!("end {k} ok")),
         }
+    }
+    ch.line("done");
+    Ok(())
+}
+
+/// `vm exec`: run each executable (stdout and stderr to the data channel as
+/// `out ...` / `err ...` lines), killing it after `timeout` seconds.
+fn run_execs(ch: &mut Channel, list: &str, timeout: u64) -> Result<()> {
+    use std::io::BufRead;
+    for path in list.lines().filter(|l| !l.is_empty()) {
+        ch.line(&format!("exec {path}"));
+        real::kmsg(&format!("splitfuzz: exec {path}"));
+        let mut child = match std::process::Command::new(path)
+            .current_dir("/tmp")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                ch.line(&format!("exit {path} spawn-error {e}"));
+                continue;
+            }
+        };
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let tx2 = tx.clone();
+        let a = std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(format!("out {l}"));
+            }
+        });
+        let b = std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(format!("err {l}"));
+            }
+        });
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            while let Ok(l) = rx.try_recv() {
+                ch.line(&l);
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                break Some(st);
+            }
+            if t0.elapsed() > Duration::from_secs(timeout) {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = a.join();
+        let _ = b.join();
+        while let Ok(l) = rx.try_recv() {
+            ch.line(&l);
+        }
+        match status.and_then(|s| s.code()) {
+            Some(c) => ch.line(&format!("exit {path} {c}")),
+            None => ch.line(&format!("exit {path} killed")),
+        }
+        real::kmsg(&format!("splitfuzz: exec end {path}"));
     }
     ch.line("done");
     Ok(())

@@ -156,6 +156,12 @@ pub fn busybox() -> Result<PathBuf> {
 
 /// The whole initramfs: base system + executor + `programs` as /programs.txt.
 pub fn build(exe: &Path, programs: &str) -> Result<Vec<u8>> {
+    build_with(exe, programs, &[])
+}
+
+/// The initramfs with extra executables under /exec/ (their libraries too),
+/// listed in /exec.list: the guest runs those instead of programs.
+pub fn build_with(exe: &Path, programs: &str, extra: &[PathBuf]) -> Result<Vec<u8>> {
     let mut c = Cpio::new();
     let mut made = std::collections::BTreeSet::new();
     for d in [
@@ -172,7 +178,34 @@ pub fn build(exe: &Path, programs: &str) -> Result<Vec<u8>> {
         0o755,
         &std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?,
     );
-    for lib in shared_libs(exe)? {
+    let mut libs: Vec<PathBuf> = shared_libs(exe)?;
+    let mut list = String::new();
+    if !extra.is_empty() {
+        c.dirs("/exec", &mut made);
+    }
+    for (i, x) in extra.iter().enumerate() {
+        let name = format!(
+            "{i}-{}",
+            x.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        );
+        c.file(
+            &format!("/exec/{name}"),
+            0o755,
+            &std::fs::read(x).with_context(|| format!("reading {}", x.display()))?,
+        );
+        list.push_str(&format!("/exec/{name}\n"));
+        for l in shared_libs(x)? {
+            if !libs.contains(&l) {
+                libs.push(l);
+            }
+        }
+    }
+    if !extra.is_empty() {
+        c.file(super::guest::EXEC_LIST, 0o644, list.as_bytes());
+    }
+    for lib in libs {
         let real = std::fs::canonicalize(&lib).unwrap_or(lib.clone());
         let data = std::fs::read(&real).with_context(|| format!("reading {}", real.display()))?;
         let s = lib.to_string_lossy().to_string();

@@ -71,6 +71,24 @@ pub enum VmCmd {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Run executables in the guest (e.g. `emit-c` reproducers built here,
+    /// with their shared libraries) and print their output; exit 1 unless
+    /// every one exits 0.
+    Exec {
+        binaries: Vec<PathBuf>,
+        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Seconds each executable may run.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        #[arg(long)]
+        kvm: bool,
+    },
     /// (inside the guest) run /programs.txt; started by the initramfs.
     #[command(hide = true)]
     Guest,
@@ -144,6 +162,36 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
                     policy,
                 },
             )
+        }
+        VmCmd::Exec {
+            binaries,
+            kernel,
+            timeout,
+            smp,
+            memory,
+            kvm,
+        } => {
+            if binaries.is_empty() {
+                return Err(anyhow!("vm exec needs BINARY..."));
+            }
+            let kernel = match kernel {
+                Some(k) => k,
+                None => build::default_kernel().ok_or_else(|| {
+                    anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
+                })?,
+            };
+            let o = run::VmOptions {
+                kernel,
+                exe: std::env::current_exe()
+                    .map_err(|e| anyhow!("locating this executable: {e}"))?,
+                timeout: timeout.max(1),
+                smp: smp.max(1),
+                memory,
+                kvm,
+                verbose: false,
+                keep: None,
+            };
+            run::vm_exec_main(&o, &binaries)
         }
         VmCmd::Guest => guest::guest_main(),
     }

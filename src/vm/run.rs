@@ -963,6 +963,99 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
     )
 }
 
+// ------------------------------------------------------------------ vm exec
+
+/// `splitfuzz vm exec BINARY...`: run executables (e.g. `emit-c` reproducers,
+/// built on this machine) in the guest and print their output. Returns the
+/// exit codes in order (None: killed after `timeout` or no answer).
+pub fn exec_binaries(
+    o: &VmOptions,
+    bins: &[PathBuf],
+) -> Result<Vec<(String, Option<i32>, String)>> {
+    let dir = match &o.keep {
+        Some(d) => d.clone(),
+        None => super::build::cache_dir()
+            .join("run")
+            .join(format!("exec-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let initrd = dir.join("initramfs.cpio");
+    std::fs::write(&initrd, super::initramfs::build_with(&o.exe, "", bins)?)?;
+    let mut s = boot(o, &dir, &initrd, 0, 1)?;
+    let mut out: Vec<(String, Option<i32>, String)> = Vec::new();
+    let t0 = Instant::now();
+    let stall = Duration::from_secs(o.timeout.max(60) * 2 + 120);
+    let mut done = false;
+    while !done {
+        for l in s.lines() {
+            if let Some(p) = l.strip_prefix("exec ") {
+                out.push((p.to_string(), None, String::new()));
+            } else if let Some(rest) = l.strip_prefix("exit ") {
+                let code = rest.rsplit(' ').next().and_then(|c| c.parse().ok());
+                if let Some(last) = out.last_mut() {
+                    last.1 = code;
+                }
+            } else if let Some(t) = l.strip_prefix("out ").or(l.strip_prefix("err ")) {
+                if let Some(last) = out.last_mut() {
+                    last.2.push_str(t);
+                    last.2.push('\n');
+                }
+            } else if l == "done" {
+                done = true;
+            } else if let Some(e) = l.strip_prefix("fatal ") {
+                s.kill();
+                bail!("the guest failed: {e}");
+            }
+        }
+        if done {
+            break;
+        }
+        if s.exited() || s.last_data.elapsed() > stall || t0.elapsed() > Duration::from_secs(3600) {
+            let con = s.console();
+            let tail: Vec<&str> = con.lines().collect();
+            s.kill();
+            if let Some(last) = out.last_mut() {
+                last.2.push_str(&format!(
+                    "(the guest stopped; console tail:)\n{}\n",
+                    tail[tail.len().saturating_sub(30)..].join("\n")
+                ));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    s.kill();
+    if o.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(out)
+}
+
+pub fn vm_exec_main(o: &VmOptions, bins: &[PathBuf]) -> Result<ExitCode> {
+    for b in bins {
+        if !b.is_file() {
+            bail!("no executable at {}", b.display());
+        }
+    }
+    say!("kernel: {}", o.kernel.display());
+    let res = exec_binaries(o, bins)?;
+    let mut ok = res.len() == bins.len();
+    for (name, code, text) in &res {
+        say!("== {name}");
+        print!("{text}");
+        match code {
+            Some(c) => say!("== exit {c}"),
+            None => say!("== killed (no exit within the bound)"),
+        }
+        ok &= *code == Some(0);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
