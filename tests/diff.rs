@@ -6,7 +6,7 @@
 
 use splitfuzz::diff::{
     diff_program, generate, maximize, program_report, reclaim_demand, Class, DiffConfig,
-    ProgramDiff, DEMAND_BOUND,
+    ProgramDiff,
 };
 use splitfuzz::exec::RunConfig;
 use splitfuzz::{Geometry, Policy, Preset, Program};
@@ -242,7 +242,11 @@ fn maximize_is_deterministic_within_the_bound_and_its_program_reproduces() {
         (a.best, a.found_at, a.program.to_text()),
         (b.best, b.found_at, b.program.to_text())
     );
-    assert!(a.best >= 2 && a.best <= DEMAND_BOUND, "{}", a.best);
+    assert!(
+        a.best >= 2 && a.best <= splitfuzz::diff::demand_bound(Geometry::SMALL),
+        "{}",
+        a.best
+    );
     let rc = RunConfig::new(pol, Geometry::SMALL);
     assert_eq!(reclaim_demand(&a.program, &rc).value(), a.best);
     // Deposit never allocates in reclaim.

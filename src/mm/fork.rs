@@ -16,8 +16,11 @@ impl Kernel {
         cm.vmas = self.mms[parent].vmas.clone();
         for v in cm.vmas.iter_mut() {
             if v.anon_vma != 0 {
+                // anon_vma_fork(): the child links to the parent's anon_vmas
+                // and gets one of its own.
                 v.anon_vma = self.next_anon_vma;
                 self.next_anon_vma += 1;
+                v.chain.push(v.anon_vma);
             }
             // dup_mmap(): VM_LOCKED is not inherited; dup_userfaultfd() without
             // UFFD_FEATURE_EVENT_FORK resets the uffd registration.

@@ -304,6 +304,7 @@ impl Kernel {
 
     /// `map_anon_folio_pmd()`: new exclusive anon THP mapped by one PMD.
     pub fn map_anon_folio_pmd(&mut self, mm: usize, slot: usize, f: FolioId, write: bool) {
+        self.folio_set_anon(f, mm, self.geom.slot_start(slot));
         let p = self.ptrs() as i64;
         let fo = &mut self.folios[f as usize];
         fo.refcount += 1;
@@ -348,6 +349,7 @@ impl Kernel {
                 if fo.refcount == 1 && fo.pincount == 0 {
                     // folio_move_anon_rmap() + SetPageAnonExclusive: sole owner.
                     cov!(self, "wp:reuse_sole");
+                    self.folio_move_anon_rmap(folio, mm, self.geom.slot_start(slot));
                     self.folios[folio as usize]
                         .anon_exclusive
                         .iter_mut()

@@ -326,6 +326,9 @@ impl Kernel {
 
     /// Map a new exclusive order-0 folio at PTE `i` of table `t`.
     fn map_new_page(&mut self, mm: usize, t: TableId, i: usize, f: FolioId, write: bool) {
+        if let Some(slot) = self.mms[mm].pmds.iter().position(|p| *p == Pmd::Table(t)) {
+            self.folio_set_anon(f, mm, self.geom.slot_start(slot) + i);
+        }
         let fo = &mut self.folios[f as usize];
         fo.refcount = 1;
         fo.large_mapcount = 1;
@@ -377,6 +380,9 @@ impl Kernel {
             // mapped by this mm only, no other reference.
             cov!(self, "do_wp_page:reuse_large");
             self.folios[folio as usize].anon_exclusive[idx] = true;
+            if let Some(slot) = self.mms[mm].pmds.iter().position(|p| *p == Pmd::Table(t)) {
+                self.folio_move_anon_rmap(folio, mm, self.geom.slot_start(slot) + i);
+            }
             self.set_pte(
                 t,
                 i,
@@ -392,6 +398,9 @@ impl Kernel {
         if fo.nr == 1 && fo.refcount == 1 && fo.pincount == 0 {
             cov!(self, "do_wp_page:reuse_sole");
             self.folios[folio as usize].anon_exclusive[0] = true;
+            if let Some(slot) = self.mms[mm].pmds.iter().position(|p| *p == Pmd::Table(t)) {
+                self.folio_move_anon_rmap(folio, mm, self.geom.slot_start(slot) + i);
+            }
             self.set_pte(
                 t,
                 i,
@@ -555,6 +564,7 @@ impl Kernel {
                         let data = fo.data[idx as usize];
                         cov!(self, "copy_present_page");
                         let nf = self.folio_alloc(1, vec![data]);
+                        self.folio_set_anon(nf, dst, page);
                         let f = &mut self.folios[nf as usize];
                         f.refcount = 1;
                         f.large_mapcount = 1;

@@ -170,6 +170,13 @@ pub struct Vma {
     /// VMA_MAYBE_GUARD_BIT: guard markers may be installed (sticky: it does not
     /// stop a merge and survives one).
     pub maybe_guard: bool,
+    /// `vm_pgoff` in model pages: the start page at mmap; kept by splits (the
+    /// right part's grows) and by mremap (the moved VMA keeps the source's).
+    pub pgoff: usize,
+    /// The anon_vmas this VMA is linked to (its `anon_vma_chain`): its own,
+    /// plus, after fork, every ancestor's. The rmap walk of a folio visits the
+    /// VMAs linked to the folio's anon_vma whose pgoff range covers it.
+    pub chain: Vec<u32>,
 }
 
 impl Vma {
@@ -185,7 +192,13 @@ impl Vma {
             uffd_wp: false,
             node: None,
             maybe_guard: false,
+            pgoff: start,
+            chain: Vec::new(),
         }
+    }
+    /// `linear_page_index()`: the pgoff of `page` in this VMA.
+    pub fn linear_page_index(&self, page: usize) -> usize {
+        self.pgoff + (page - self.start)
     }
     /// Flags that must be equal for two VMAs to merge (`is_mergeable_vma()`).
     pub fn same_flags(&self, o: &Vma) -> bool {
@@ -298,6 +311,11 @@ pub struct Folio {
     /// On the deferred split queue as partially mapped
     /// (`folio_test_partially_mapped()`).
     pub partially_mapped: bool,
+    /// `folio_anon_vma()` (0: none yet) and `folio->index` (pgoff of its first
+    /// page), set when it is mapped new (`__folio_set_anon()`) and by
+    /// `folio_move_anon_rmap()`.
+    pub anon_vma: u32,
+    pub index: usize,
     pub dirty: bool,
     pub freed: bool,
 }
@@ -718,6 +736,8 @@ impl Kernel {
             lazyfree: false,
             node: 0,
             partially_mapped: false,
+            anon_vma: 0,
+            index: 0,
             dirty: false,
             freed: false,
         });
@@ -854,6 +874,28 @@ impl Kernel {
         if self.mms[mm].vmas[vi].anon_vma == 0 {
             let a = self.new_anon_vma();
             self.mms[mm].vmas[vi].anon_vma = a;
+            self.mms[mm].vmas[vi].chain.push(a);
+        }
+    }
+
+    /// `__folio_set_anon()` (exclusive: the VMA's own anon_vma) or
+    /// `folio_move_anon_rmap()`: `f` now belongs to the VMA at `page` of `mm`,
+    /// its first page at `page`.
+    pub fn folio_set_anon(&mut self, f: FolioId, mm: usize, page: usize) {
+        if let Some(vi) = self.mms[mm].vma_at(page) {
+            let v = &self.mms[mm].vmas[vi];
+            let (a, idx) = (v.anon_vma, v.linear_page_index(page));
+            let fo = &mut self.folios[f as usize];
+            fo.anon_vma = a;
+            fo.index = idx;
+        }
+    }
+
+    /// `folio_move_anon_rmap()`: `f` now belongs to the anon_vma of the VMA at
+    /// `page` (its index is unchanged).
+    pub fn folio_move_anon_rmap(&mut self, f: FolioId, mm: usize, page: usize) {
+        if let Some(vi) = self.mms[mm].vma_at(page) {
+            self.folios[f as usize].anon_vma = self.mms[mm].vmas[vi].anon_vma;
         }
     }
 

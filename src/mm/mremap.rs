@@ -64,6 +64,13 @@ impl Kernel {
         self.do_munmap(mm, new, new + len)?;
         let vi = self.mms[mm].vma_at(old).expect("checked above");
         let mut vma = self.mms[mm].vmas[vi].clone();
+        // copy_vma(): new_pgoff = vm_pgoff + the offset of `old` in the VMA;
+        // a VMA never faulted (no anon_vma) takes the new address's instead.
+        if vma.anon_vma == 0 {
+            vma.pgoff = new;
+        } else {
+            vma.pgoff += old - vma.start;
+        }
         vma.start = new;
         vma.end = new + len;
         let pos = self.mms[mm]

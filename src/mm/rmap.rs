@@ -70,11 +70,50 @@ impl Kernel {
         })
     }
 
-    fn huge_slot_of(&self, mm: usize, f: FolioId) -> Option<usize> {
-        self.mms[mm]
-            .pmds
-            .iter()
-            .position(|p| matches!(*p, Pmd::Huge { folio, .. } if folio == f))
+    /// The huge PMD of `mm` mapping `f` inside pages `[lo, hi)`.
+    fn huge_slot_in(&self, mm: usize, f: FolioId, lo: usize, hi: usize) -> Option<usize> {
+        let p = self.ptrs();
+        (lo / p..hi.div_ceil(p))
+            .find(|&slot| matches!(self.mms[mm].pmds[slot], Pmd::Huge { folio, .. } if folio == f))
+    }
+
+    /// The VMAs `rmap_walk_anon()` visits for `f`, in order: every VMA linked
+    /// to the folio's anon_vma (its `anon_vma_chain`) whose pgoff range covers
+    /// part of the folio (`anon_vma_interval_tree_foreach()`: by start pgoff,
+    /// then in the order the links were made, parent before child), as
+    /// (mm, start, end) page ranges. A folio with no anon_vma (never mapped
+    /// through a VMA the model tracked) falls back to the VMAs mapping it.
+    pub fn rmap_walk_vmas(&self, f: FolioId) -> Vec<(usize, usize, usize)> {
+        let fo = &self.folios[f as usize];
+        let (av, first, last) = (fo.anon_vma, fo.index, fo.index + fo.nr);
+        let mut v: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for (mi, mm) in self.mms.iter().enumerate().filter(|(_, m)| m.alive) {
+            for vma in &mm.vmas {
+                let linked = if av != 0 {
+                    vma.chain.contains(&av)
+                        && vma.pgoff < last
+                        && first < vma.pgoff + (vma.end - vma.start)
+                } else {
+                    self.maps_folio_in(mi, f, vma.start, vma.end)
+                };
+                if linked {
+                    v.push((vma.pgoff, mi, vma.start, vma.end));
+                }
+            }
+        }
+        v.sort_by_key(|&(pgoff, mi, start, _)| (pgoff, mi, start));
+        v.into_iter().map(|(_, mi, a, b)| (mi, a, b)).collect()
+    }
+
+    /// Does `mm` map `f` at a page in `[lo, hi)`?
+    fn maps_folio_in(&self, mm: usize, f: FolioId, lo: usize, hi: usize) -> bool {
+        let p = self.ptrs();
+        (lo..hi).any(|page| match self.mms[mm].pmds[page / p] {
+            Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => folio == f,
+            Pmd::Table(t) => matches!(self.tables[t as usize].ptes[page % p],
+                Pte::Present { folio, .. } | Pte::Migration { folio, .. } if folio == f),
+            _ => false,
+        })
     }
 
     /// The lazy policies' split inside an rmap walker: the table was preallocated
@@ -138,9 +177,16 @@ impl Kernel {
         }
     }
 
-    /// `try_to_unmap_one()` (reclaim): unmap `f` from `mm` into swap entries (or
-    /// discard it when lazyfree and clean). Returns the rmap walk's `ret`.
-    pub fn try_to_unmap_one(&mut self, mm: usize, f: FolioId, split: bool) -> KResult<bool> {
+    /// `try_to_unmap_one()` (reclaim) for the VMA `[lo, hi)` of `mm`: unmap
+    /// `f` there into swap entries (or discard it when lazyfree and clean).
+    /// Returns the rmap walk's `ret`.
+    pub fn try_to_unmap_one(
+        &mut self,
+        mm: usize,
+        f: FolioId,
+        split: bool,
+        (lo, hi): (usize, usize),
+    ) -> KResult<bool> {
         let p = self.ptrs();
         let lazy = !self.policy.deposit;
         let mut prealloc = None;
@@ -148,7 +194,7 @@ impl Kernel {
             prealloc = self.pte_alloc_one(mm, "try_to_unmap_one");
         }
         let mut ret = true;
-        if let Some(slot) = self.huge_slot_of(mm, f) {
+        if let Some(slot) = self.huge_slot_in(mm, f, lo, hi) {
             let Pmd::Huge { dirty, .. } = self.mms[mm].pmds[slot] else {
                 unreachable!()
             };
@@ -199,7 +245,7 @@ impl Kernel {
             }
         }
         if ret {
-            ret = self.unmap_ptes_to_swap(mm, f)?;
+            ret = self.unmap_ptes_to_swap(mm, f, lo, hi)?;
         }
         if let Some(t) = prealloc {
             self.pte_free(t, "try_to_unmap_one")?;
@@ -207,7 +253,7 @@ impl Kernel {
         Ok(ret)
     }
 
-    fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId) -> KResult<bool> {
+    fn unmap_ptes_to_swap(&mut self, mm: usize, f: FolioId, lo: usize, hi: usize) -> KResult<bool> {
         let p = self.ptrs();
         if self.folios[f as usize].lazyfree {
             // The lazyfree PTE path: the same rule over all the folio's PTEs.
@@ -230,11 +276,14 @@ impl Kernel {
                 }
             }
         }
-        for slot in 0..self.slots() {
+        for slot in lo / p..hi.div_ceil(p) {
             let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
                 continue;
             };
             for i in 0..p {
+                if slot * p + i < lo || slot * p + i >= hi {
+                    continue;
+                }
                 let Pte::Present {
                     folio, idx, dirty, ..
                 } = self.pte(t, i)
@@ -276,13 +325,19 @@ impl Kernel {
 
     /// `try_to_migrate_one()`: replace every mapping of `f` in `mm` by migration
     /// entries; with `split` (TTU_SPLIT_HUGE_PMD) a PMD mapping is split frozen.
-    pub fn try_to_migrate_one(&mut self, mm: usize, f: FolioId, split: bool) -> KResult<bool> {
+    pub fn try_to_migrate_one(
+        &mut self,
+        mm: usize,
+        f: FolioId,
+        split: bool,
+        range: (usize, usize),
+    ) -> KResult<bool> {
         let lazy = !self.policy.deposit;
         let mut prealloc = None;
         if lazy && split {
             prealloc = self.pte_alloc_one(mm, "try_to_migrate_one");
         }
-        let ret = self.try_to_migrate_one_inner(mm, f, split, &mut prealloc, lazy);
+        let ret = self.try_to_migrate_one_inner(mm, f, split, &mut prealloc, lazy, range);
         if let Some(t) = prealloc {
             self.pte_free(t, "try_to_migrate_one")?;
         }
@@ -296,9 +351,10 @@ impl Kernel {
         split: bool,
         prealloc: &mut Option<TableId>,
         lazy: bool,
+        (lo, hi): (usize, usize),
     ) -> KResult<bool> {
         let p = self.ptrs();
-        if let Some(slot) = self.huge_slot_of(mm, f) {
+        if let Some(slot) = self.huge_slot_in(mm, f, lo, hi) {
             if split {
                 cov!(self, "try_to_migrate_one:split_freeze");
                 if self
@@ -333,11 +389,14 @@ impl Kernel {
                 self.folio_put(f, 1, "set_pmd_migration_entry", mm)?;
             }
         }
-        for slot in 0..self.slots() {
+        for slot in lo / p..hi.div_ceil(p) {
             let Pmd::Table(t) = self.mms[mm].pmds[slot] else {
                 continue;
             };
             for i in 0..p {
+                if slot * p + i < lo || slot * p + i >= hi {
+                    continue;
+                }
                 let Pte::Present {
                     folio,
                     idx,
@@ -472,12 +531,14 @@ impl Kernel {
 
     /// `unmap_folio()`: try_to_migrate over every mm (rmap walk stops at ret=false).
     fn unmap_folio(&mut self, f: FolioId, split: bool) -> KResult<bool> {
-        for mm in 0..self.mms.len() {
-            if self.mms[mm].alive
-                && self.maps_folio(mm, f)
-                && !self.try_to_migrate_one(mm, f, split)?
-            {
+        // rmap_walk_anon(): one try_to_migrate_one() per VMA visited; ret =
+        // false stops the walk, and so does the folio being unmapped (done).
+        for (mm, lo, hi) in self.rmap_walk_vmas(f) {
+            if !self.try_to_migrate_one(mm, f, split, (lo, hi))? {
                 return Ok(false);
+            }
+            if !self.folio_mapped(f) {
+                break;
             }
         }
         Ok(!self.folio_mapped(f))
@@ -520,9 +581,12 @@ impl Kernel {
         let small: Vec<FolioId> = (0..fo.nr)
             .map(|i| {
                 let n = self.folio_alloc(1, vec![fo.data[i]]);
-                self.folios[n as usize].lazyfree = fo.lazyfree;
-                self.folios[n as usize].dirty = fo.dirty;
-                self.folios[n as usize].node = fo.node;
+                let nf = &mut self.folios[n as usize];
+                nf.lazyfree = fo.lazyfree;
+                nf.dirty = fo.dirty;
+                nf.node = fo.node;
+                nf.anon_vma = fo.anon_vma;
+                nf.index = fo.index + i;
                 n
             })
             .collect();
@@ -603,16 +667,18 @@ impl Kernel {
             return Ok(false);
         }
         let large = self.folios[f as usize].nr > 1;
-        for mm in 0..self.mms.len() {
-            if self.mms[mm].alive
-                && self.maps_folio(mm, f)
-                && !self.try_to_unmap_one(mm, f, large)?
-            {
+        // try_to_unmap(): one try_to_unmap_one() per VMA the rmap walk visits,
+        // until ret = false or the folio is unmapped.
+        for (mm, lo, hi) in self.rmap_walk_vmas(f) {
+            if !self.try_to_unmap_one(mm, f, large, (lo, hi))? {
                 cov!(self, "shrink_folio:keep");
                 return Ok(false);
             }
+            if !self.folio_mapped(f) {
+                break;
+            }
         }
-        Ok(true)
+        Ok(!self.folio_mapped(f))
     }
 
     /// `migrate_pages()` for one folio: move it whole (PMD migration entries), or
@@ -668,6 +734,8 @@ impl Kernel {
         self.folios[nf as usize].dirty = fo.dirty;
         self.folios[nf as usize].lazyfree = fo.lazyfree;
         self.folios[nf as usize].node = node;
+        self.folios[nf as usize].anon_vma = fo.anon_vma;
+        self.folios[nf as usize].index = fo.index;
         self.free_folio(f);
         if fo.refcount != 0 {
             return Err(self.bug(

@@ -252,6 +252,7 @@ impl Kernel {
                     write: true,
                     dirty,
                 };
+                self.folio_set_anon(folio, mm, self.geom.slot_start(dslot));
             }
             Pmd::HugeZero => self.mms[mm].pmds[dslot] = Pmd::HugeZero,
             _ => return Err(Errno::EAGAIN.into()),
@@ -318,6 +319,9 @@ impl Kernel {
                     return Ok(Err(Errno::EBUSY));
                 }
                 cov!(self, "move_present_ptes");
+                // folio_move_anon_rmap(src_folio, dst_vma); index = the linear
+                // page index at the destination.
+                self.folio_set_anon(folio, mm, d);
                 let w = self.mms[mm]
                     .vma_at(d)
                     .is_some_and(|vi| self.mms[mm].vmas[vi].write);

@@ -16,6 +16,7 @@ impl Kernel {
         }
         self.vma_adjust_trans_huge(mm, at)?;
         let mut right = self.mms[mm].vmas[vi].clone();
+        right.pgoff += at - right.start;
         right.start = at;
         self.mms[mm].vmas[vi].end = at;
         self.mms[mm].vmas.insert(vi + 1, right);
@@ -38,13 +39,21 @@ impl Kernel {
         let mut i = 0;
         while i + 1 < v.len() {
             let (a, b) = (&v[i], &v[i + 1]);
+            // is_mergeable_vma() + is_mergeable_anon_vma(): equal flags, the
+            // pgoffs continue, compatible anon_vmas.
             if a.end == b.start
                 && a.same_flags(b)
+                && a.pgoff + (a.end - a.start) == b.pgoff
                 && (a.anon_vma == b.anon_vma || a.anon_vma == 0 || b.anon_vma == 0)
             {
                 let b = v.remove(i + 1);
                 v[i].end = b.end;
                 v[i].anon_vma = v[i].anon_vma.max(b.anon_vma);
+                for a in b.chain {
+                    if !v[i].chain.contains(&a) {
+                        v[i].chain.push(a);
+                    }
+                }
                 v[i].maybe_guard |= b.maybe_guard;
             } else {
                 i += 1;
