@@ -311,7 +311,33 @@ pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> VmVerdict {
             .filter(|(o, _)| *o == Some(k))
             .map(|(_, l)| *l)
             .collect();
-        let (reproduced, evidence) = if let Some(dv) = &pre {
+        let stopped_early = match &g.end {
+            End::Hung(i) | End::Unsupported(i, _) | End::Broken(i, _) if *i < k => Some(*i),
+            End::Crashed | End::Stalled => g.last_op.filter(|&i| i < k),
+            _ => None,
+        };
+        // A difference before the stop explains more than the stop.
+        let stop_first = stopped_early.filter(|&i| pre.as_ref().is_none_or(|d| d.op >= i));
+        let (reproduced, evidence) = if let Some(i) = stop_first {
+            (
+                false,
+                format!(
+                    "the kernel stopped before the violating op {k}: op {i} `{}` {}{}",
+                    op_text(p, i),
+                    match &g.end {
+                        End::Hung(_) => format!(
+                            "did not return within the bound (the model: {})",
+                            mr.t.results.get(i).cloned().flatten().unwrap_or_default()
+                        ),
+                        End::Unsupported(_, why) => format!("cannot run here: {why}"),
+                        End::Broken(_, why) => format!("broke: {why}"),
+                        End::Crashed => "took the kernel down".into(),
+                        _ => "and the guest stopped answering".into(),
+                    },
+                    evidence_lines(g, Some(i), 12)
+                ),
+            )
+        } else if let Some(dv) = &pre {
             (
                 false,
                 format!(
