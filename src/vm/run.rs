@@ -534,6 +534,23 @@ impl Session {
     }
 }
 
+/// Run folders (`cache/run/<pid>`, `exec-<pid>`) of `vm run`s that are gone.
+fn remove_stale_run_dirs() {
+    let Ok(rd) = std::fs::read_dir(super::build::cache_dir().join("run")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(pid) = name.trim_start_matches("exec-").parse::<i32>() else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 pub fn qemu_binary() -> Result<PathBuf> {
     for p in [
         "/usr/bin/qemu-system-x86_64",
@@ -613,6 +630,7 @@ pub fn run_batch(
     on_done: &mut dyn FnMut(usize, &Judged),
 ) -> Result<usize> {
     let exe = &o.exe;
+    remove_stale_run_dirs();
     let dir = match &o.keep {
         Some(d) => d.clone(),
         None => super::build::cache_dir()
