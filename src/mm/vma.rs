@@ -125,7 +125,12 @@ impl Kernel {
             // merged with a neighbour above, so this splits it off again
             // (__split_vma() → vma_adjust_trans_huge()) before the merge.
             cov!(self, "do_mmap:madv_hugepage");
-            self.vma_modify(mm, lo, hi, &|v| v.thp = true)?;
+            match self.vma_modify(mm, lo, hi, &|v| v.thp = true) {
+                // madvise_vma_behavior(): "madvise() returns EAGAIN if kernel
+                // resources ... are temporarily unavailable".
+                Err(KErr::Errno(Errno::ENOMEM)) => return Err(Errno::EAGAIN.into()),
+                r => r?,
+            }
         }
         Ok(())
     }
