@@ -746,6 +746,8 @@ pub fn model_run_with(
         b
     };
     k.linux = linux;
+    // The executor's guard pages keep the arena's PMD tables (and PUDs).
+    k.arena_neighbours = true;
     let p = prog;
     let n = p.ops.len();
     let mut obs: Vec<Vec<String>> = vec![Vec::new(); n];

@@ -248,8 +248,10 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
                 // The evidence says what the kernel did instead.
                 assert!(!evidence.is_empty(), "{}", job.name);
             }
-            VmVerdict::Unsupported { .. } => {}
-            v => panic!("{}: expected a finding verdict, got {v:?}", job.name),
+            // The model shows no violation in the guest's setting: nothing
+            // to reproduce (vm run says "not reproduced" with the reason).
+            VmVerdict::Unsupported { .. } | VmVerdict::Diverge { .. } | VmVerdict::Agree { .. } => {
+            }
         }
     }
 }

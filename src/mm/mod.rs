@@ -441,6 +441,11 @@ pub struct Kernel {
     /// versions differ (the oracles set their kernel's; default 7.2, the base
     /// of the posted series).
     pub linux: (u32, u32),
+    /// Other mappings share the arena's two 1 GiB ranges, so their PMD tables
+    /// (and PUD entries) are always present: the oracles' executor keeps a
+    /// guard page in each (`real::GUARD_LO`/`GUARD_HI`). Without it the PUD
+    /// comes and goes with the arena's own VMAs (`Mm::pud`).
+    pub arena_neighbours: bool,
 }
 
 /// The default `Kernel::linux`.
@@ -471,6 +476,7 @@ impl Kernel {
             op_index: 0,
             uffd_async: false,
             linux: LINUX_DEFAULT,
+            arena_neighbours: false,
         }
     }
 
@@ -641,7 +647,7 @@ impl Kernel {
 
     /// `mm_find_pmd()` finds a PMD for `slot` (its PUD is present).
     pub fn pud_present(&self, mm: usize, slot: usize) -> bool {
-        self.mms[mm].pud[self.geom.pmd_table_of(slot)]
+        self.arena_neighbours || self.mms[mm].pud[self.geom.pmd_table_of(slot)]
     }
 
     /// `__pte_alloc()` = `pte_alloc_one()` + `pmd_install()`.

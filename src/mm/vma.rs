@@ -126,8 +126,21 @@ impl Kernel {
             .iter()
             .position(|v| v.start >= hi)
             .unwrap_or(self.mms[mm].vmas.len());
-        self.mms[mm].vmas.insert(pos, Vma::anon(lo, hi, thp));
+        self.mms[mm].vmas.insert(pos, Vma::anon(lo, hi, false));
         self.vma_merge(mm);
+        if thp {
+            // The second system call, madvise(MADV_HUGEPAGE): hugepage_madvise()
+            // → madvise_update_vma() → vma_modify_flags(). The new VMA may have
+            // merged with a neighbour above, so this splits it off again
+            // (__split_vma() → vma_adjust_trans_huge()) before the merge.
+            cov!(self, "do_mmap:madv_hugepage");
+            match self.vma_modify(mm, lo, hi, &|v| v.thp = true) {
+                // madvise_vma_behavior(): "madvise() returns EAGAIN if kernel
+                // resources ... are temporarily unavailable".
+                Err(KErr::Errno(Errno::ENOMEM)) => return Err(Errno::EAGAIN.into()),
+                r => r?,
+            }
+        }
         Ok(())
     }
 }
