@@ -571,3 +571,61 @@ fn user_fault_retries_vm_fault_oom() {
     );
     assert!(out.violation.is_none(), "{:?}", out.violation);
 }
+
+/// Kernel geometry with the oracles' arena neighbours (PUDs always present),
+/// as `vm run` and `real` model a program.
+fn run_arena(text: &str, preset: Preset) -> (Kernel, Vec<exec::OpResult>) {
+    let prog = Program::parse(text).unwrap();
+    let mut k = exec::build(
+        &prog,
+        &RunConfig::new(Policy::preset(preset), Geometry::KERNEL),
+    );
+    k.arena_neighbours = true;
+    let mut res = Vec::new();
+    let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
+    assert!(v.is_none(), "{v:?}");
+    check_state(&k, "test").unwrap();
+    (k, res)
+}
+
+fn vma_bounds(k: &Kernel, mm: usize) -> Vec<(usize, usize)> {
+    k.mms[mm]
+        .vmas
+        .iter()
+        .map(|v| (v.start * 4, v.end * 4))
+        .collect()
+}
+
+/// mm/vma.c vma_modify(): when the second split_vma() fails the first split
+/// stays, and nothing merges the two equal halves again; a later split inside
+/// the left half then finds no whole PMD range there (split_huge_pmd_if_needed()
+/// range_in_vma()), so it allocates nothing (found by `vm run` on the v3 kernel).
+#[test]
+fn vma_modify_keeps_the_first_split_when_the_second_fails() {
+    let (k, res) = run_arena(
+        "fail pte_alloc at=2\nmmap 16896K 8M thp\nmlock 22272K 2M\nuffd-register 16128K 5632K\n",
+        Preset::LazyV3,
+    );
+    assert_eq!(
+        res[1],
+        exec::OpResult::Err(splitfuzz::mm::Errno::ENOMEM),
+        "the split at 24320K fails"
+    );
+    let b = vma_bounds(&k, 0);
+    assert!(b.contains(&(21760, 22272)), "{b:?}");
+    assert!(b.contains(&(22272, 25088)), "{b:?}");
+    assert!(k.mms[0].vmas.iter().all(|v| !v.locked));
+    // mlock: two calls (the second fails); uffd-register: none.
+    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+}
+
+/// mm/vma.c is_mergeable_anon_vma() / vma_is_fork_child(): a new VMA does not
+/// merge with a neighbour whose anon_vma was cloned at fork; in the parent it
+/// does (found by `vm run` on the v3 kernel).
+#[test]
+fn a_fork_childs_anon_vma_does_not_merge_with_a_new_vma() {
+    let text = "mmap 10752K 7680K\ntouch 10752K 4K write\nfork\nmmap 18432K 4096K mm=1\nmmap 18432K 4096K\n";
+    let (k, _) = run_arena(text, Preset::Deposit);
+    assert_eq!(vma_bounds(&k, 0), vec![(10752, 22528)]);
+    assert_eq!(vma_bounds(&k, 1), vec![(10752, 18432), (18432, 22528)]);
+}

@@ -21,7 +21,6 @@ impl Kernel {
         while at < hi {
             let Some(vi) = self.mms[mm].vma_at(at) else {
                 cov!(self, "apply_vma_lock_flags:hole");
-                self.vma_merge(mm);
                 return Err(Errno::ENOMEM.into());
             };
             let end = self.mms[mm].vmas[vi].end.min(hi);

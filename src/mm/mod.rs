@@ -200,6 +200,14 @@ impl Vma {
     pub fn linear_page_index(&self, page: usize) -> usize {
         self.pgoff + (page - self.start)
     }
+    /// `vma_is_fork_child()` (mm/vma.c): an anon_vma whose chain links more
+    /// than its own, so cloned from a parent at fork; the kernel does not
+    /// merge such a VMA with one that has no anon_vma (anon_vma root lock
+    /// scalability).
+    pub fn is_fork_child(&self) -> bool {
+        self.anon_vma != 0 && self.chain.len() > 1
+    }
+
     /// Flags that must be equal for two VMAs to merge (`is_mergeable_vma()`).
     pub fn same_flags(&self, o: &Vma) -> bool {
         self.write == o.write

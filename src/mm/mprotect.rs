@@ -30,6 +30,7 @@ impl Kernel {
     pub fn mprotect(&mut self, mm: usize, lo: usize, hi: usize, write: bool) -> KResult<()> {
         let mut at = lo;
         let mut r = Ok(());
+        let mut changed = Vec::new();
         while at < hi {
             let Some(vi) = self.mms[mm].vma_at(at) else {
                 cov!(self, "do_mprotect_pkey:hole");
@@ -37,13 +38,13 @@ impl Kernel {
                 break;
             };
             let end = self.mms[mm].vmas[vi].end.min(hi);
-            if let Err(e) = self.mprotect_fixup(mm, vi, at, end, write) {
+            if let Err(e) = self.mprotect_fixup(mm, vi, at, end, write, &mut changed) {
                 r = Err(e);
                 break;
             }
             at = end;
         }
-        self.vma_merge(mm);
+        self.vma_merge_at(mm, &changed);
         r
     }
 
@@ -57,6 +58,7 @@ impl Kernel {
         lo: usize,
         hi: usize,
         write: bool,
+        changed: &mut Vec<usize>,
     ) -> KResult<()> {
         if self.mms[mm].vmas[vi].write == write {
             cov!(self, "mprotect_fixup:unchanged");
@@ -66,6 +68,7 @@ impl Kernel {
         self.split_vma(mm, hi)?;
         let vi = self.mms[mm].vma_at(lo).expect("split above");
         self.mms[mm].vmas[vi].write = write;
+        changed.extend([lo, hi]);
         self.change_pmd_range(mm, lo, hi, Change::Prot { write })
     }
 

@@ -95,7 +95,6 @@ impl Kernel {
                 ));
             }
             self.do_munmap(mm, new, new + len)?;
-            self.vma_merge(mm);
             return Err(Errno::ENOMEM.into());
         }
         // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP, so the new
@@ -113,7 +112,8 @@ impl Kernel {
             }
             Err(b) => return Err(b),
         }
-        self.vma_merge(mm);
+        // copy_vma(): vma_merge_new_range() with the destination's neighbours.
+        self.vma_merge_at(mm, &[new, new + len]);
         Ok(())
     }
 

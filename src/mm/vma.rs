@@ -33,18 +33,34 @@ impl Kernel {
         Ok(())
     }
 
-    /// `vma_merge()`: merge neighbours with equal flags and compatible anon_vma.
-    pub fn vma_merge(&mut self, mm: usize) {
+    /// `vma_merge_existing_range()` / `vma_merge_new_range()`: the kernel merges
+    /// only where an operation changed or created a VMA, at the range's ends
+    /// (with `prev`/`next`), never two untouched neighbours. So the model
+    /// merges only at the addresses in `at` (the ends of the ranges an op
+    /// changed); two equal VMAs that an op split and then failed on stay
+    /// apart, as in the kernel (mm/vma.c vma_modify(): a failed second
+    /// split_vma() returns with the first split kept).
+    pub fn vma_merge_at(&mut self, mm: usize, at: &[usize]) {
         let v = &mut self.mms[mm].vmas;
         let mut i = 0;
         while i + 1 < v.len() {
             let (a, b) = (&v[i], &v[i + 1]);
+            if !at.contains(&a.end) {
+                i += 1;
+                continue;
+            }
             // is_mergeable_vma() + is_mergeable_anon_vma(): equal flags, the
-            // pgoffs continue, compatible anon_vmas.
+            // pgoffs continue, compatible anon_vmas: the same one, or one
+            // side without, and then the other must not be a fork child
+            // (mm/vma.c vma_is_fork_child(): an anon_vma_chain that is not
+            // singular, i.e. linked to a parent's anon_vma).
+            let anon_ok = a.anon_vma == b.anon_vma
+                || (a.anon_vma == 0 && !b.is_fork_child())
+                || (b.anon_vma == 0 && !a.is_fork_child());
             if a.end == b.start
                 && a.same_flags(b)
                 && a.pgoff + (a.end - a.start) == b.pgoff
-                && (a.anon_vma == b.anon_vma || a.anon_vma == 0 || b.anon_vma == 0)
+                && anon_ok
             {
                 let b = v.remove(i + 1);
                 v[i].end = b.end;
@@ -74,6 +90,7 @@ impl Kernel {
         change: &dyn Fn(&mut Vma),
     ) -> KResult<()> {
         let mut r = Ok(());
+        let mut changed = Vec::new();
         for (s, e) in self.mms[mm].vma_pieces(lo, hi) {
             let vi = self.mms[mm].vma_at(s).expect("piece of a VMA");
             let mut nv = self.mms[mm].vmas[vi].clone();
@@ -89,8 +106,9 @@ impl Kernel {
             }
             let vi = self.mms[mm].vma_at(s).expect("split above");
             change(&mut self.mms[mm].vmas[vi]);
+            changed.extend([s, e]);
         }
-        self.vma_merge(mm);
+        self.vma_merge_at(mm, &changed);
         r
     }
 
@@ -127,7 +145,7 @@ impl Kernel {
             .position(|v| v.start >= hi)
             .unwrap_or(self.mms[mm].vmas.len());
         self.mms[mm].vmas.insert(pos, Vma::anon(lo, hi, false));
-        self.vma_merge(mm);
+        self.vma_merge_at(mm, &[lo, hi]);
         if thp {
             // The second system call, madvise(MADV_HUGEPAGE): hugepage_madvise()
             // → madvise_update_vma() → vma_modify_flags(). The new VMA may have
