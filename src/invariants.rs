@@ -72,7 +72,8 @@ pub enum Severity {
     /// A loop through user mode (a fault that returns and refaults, or
     /// `restart_syscall()`): SIGKILL ends it.
     KillableLoop,
-    /// Page tables, folios or counters leak or drift ("Bad rss-counter").
+    /// Page tables, folios or counters leak or drift ("Bad rss-counter"), or
+    /// a mapping the call reported removed stays (empty).
     Leak,
     /// The syscall fails, but with an error code its contract does not allow.
     WrongErrno,
@@ -818,7 +819,18 @@ pub fn check_reference(
                         describe(ap)
                     )
                 };
-                return Err(v(k, Invariant::NoSilentSkip, blame, mi, page, msg));
+                let mut viol = v(k, Invariant::NoSilentSkip, blame, mi, page, msg);
+                if ok && !want.mapped && ap.mapped && ap.val == 0 && !ap.any_val {
+                    // The call reported the range unmapped and it stays mapped,
+                    // empty: no data is lost or kept (it moved or was zapped),
+                    // the VMA and its address range leak, and an access that
+                    // must fault reads zero (mremap's unmap_source_vma()).
+                    viol.severity = Severity::Leak;
+                    viol.message.push_str(
+                        ": the range stays mapped and empty (a leaked VMA, no data lost)",
+                    );
+                }
+                return Err(viol);
             };
             if let Some(n) = next.mms[mi].as_mut() {
                 // Every acceptable state that allowed zero keeps allowing it.
