@@ -8,6 +8,11 @@ pub trait FailPolicy {
     fn should_fail(&self, call: u32) -> bool;
     /// True when every call from `call` on fails: a retry loop can never progress.
     fn fails_forever_from(&self, call: u32) -> bool;
+    /// `should_fail` for a call made by `site` (a memory-cgroup limit fails
+    /// only charged allocations: see `memcg.rs`).
+    fn should_fail_at(&self, call: u32, _site: &'static str) -> bool {
+        self.should_fail(call)
+    }
 }
 
 /// Never fail.
@@ -124,6 +129,36 @@ pub struct AllocRecord {
     pub failed: bool,
 }
 
+/// A charged allocation the fault plan neither counts nor fails: what a
+/// memory-cgroup limit fails besides `pte_alloc_one()` and THP folios (see
+/// `memcg.rs`). Logged only when recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// An order-0 anon folio (`mem_cgroup_charge()`): a fault, a CoW copy, a
+    /// swap-in, a pinned page copied at fork.
+    Page,
+    /// Slab objects of accounted caches (`SLAB_ACCOUNT`: vm_area_struct,
+    /// anon_vma, anon_vma_chain).
+    Slab,
+}
+
+impl Charge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Charge::Page => "an order-0 page",
+            Charge::Slab => "accounted slab",
+        }
+    }
+}
+
+/// One uncounted charge: `at` counted calls were logged before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChargeRecord {
+    pub at: usize,
+    pub what: Charge,
+    pub site: &'static str,
+}
+
 /// The page allocator as the model sees it: page tables and THP folios, with
 /// injected failures and a log of every call.
 pub struct FaultInjector {
@@ -132,6 +167,8 @@ pub struct FaultInjector {
     pte_calls: u32,
     thp_calls: u32,
     pub log: Vec<AllocRecord>,
+    /// Uncounted charged allocations, in order with `log` (when recording).
+    pub charges: Vec<ChargeRecord>,
     pub record: bool,
 }
 
@@ -143,6 +180,7 @@ impl FaultInjector {
             pte_calls: 0,
             thp_calls: 0,
             log: Vec::new(),
+            charges: Vec::new(),
             record: false,
         }
     }
@@ -159,7 +197,7 @@ impl FaultInjector {
         };
         *calls += 1;
         let call = *calls;
-        let failed = pol.should_fail(call);
+        let failed = pol.should_fail_at(call, site);
         if failed {
             tracing::debug!(target: "splitfuzz::alloc", "{} call #{} from {}: INJECTED FAILURE", kind.name(), call, site);
         } else {
@@ -174,6 +212,17 @@ impl FaultInjector {
             });
         }
         !failed
+    }
+
+    /// Note a charged allocation the plan does not count (never fails).
+    pub fn charge(&mut self, what: Charge, site: &'static str) {
+        if self.record {
+            self.charges.push(ChargeRecord {
+                at: self.log.len(),
+                what,
+                site,
+            });
+        }
     }
 
     /// Will every future `pte_alloc_one()` fail? (A split retry loop can never finish.)

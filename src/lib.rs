@@ -22,6 +22,7 @@ pub mod engine;
 pub mod exec;
 pub mod fixes;
 pub mod invariants;
+pub mod memcg;
 pub mod minimize;
 pub mod mm;
 pub mod oracle;

@@ -707,6 +707,9 @@ impl crate::alloc::FailPolicy for PlanPlus {
     fn fails_forever_from(&self, call: u32) -> bool {
         self.plan.fails_forever_from(call)
     }
+    fn should_fail_at(&self, call: u32, site: &'static str) -> bool {
+        self.plan.should_fail_at(call, site) || self.extra.contains(&call)
+    }
 }
 
 /// Run the model (deposit, kernel geometry, no fault plan) with the given THP
@@ -725,12 +728,26 @@ pub fn model_run_with(
     linux: (u32, u32),
     thp_fail: &[u32],
 ) -> ModelRun {
-    use crate::alloc::FaultInjector;
     let pte = prog.faults.pte_alloc.policy();
     let thp = Box::new(PlanPlus {
         plan: prog.faults.thp.policy(),
         extra: thp_fail.to_vec(),
     });
+    model_run_policies(prog, policy, linux, pte, thp, &mut |_, _, _| {})
+}
+
+/// Run the model under `policy` in the kernel geometry with these fail
+/// policies (the program's plan is ignored); `on_op` sees the kernel before
+/// (phase 0) and after (phase 1) each op, as `exec::run_on`'s hook.
+pub fn model_run_policies(
+    prog: &Program,
+    policy: &Policy,
+    linux: (u32, u32),
+    pte: Box<dyn crate::alloc::FailPolicy>,
+    thp: Box<dyn crate::alloc::FailPolicy>,
+    on_op: &mut dyn FnMut(&Kernel, usize, u8),
+) -> ModelRun {
+    use crate::alloc::FaultInjector;
     let k = Kernel::new(
         Geometry::KERNEL,
         policy.clone(),
@@ -745,6 +762,8 @@ pub fn model_run_with(
         b.alloc = k.alloc;
         b
     };
+    // Per-op allocation and charge logs (memcg.rs reads them in `on_op`).
+    k.alloc.record = true;
     k.linux = linux;
     // The executor's guard pages keep the arena's PMD tables (and PUDs).
     k.arena_neighbours = true;
@@ -759,6 +778,7 @@ pub fn model_run_with(
         p,
         &mut results,
         &mut |k, i, phase| {
+            on_op(k, i, phase);
             let c = k.alloc.calls(AllocKind::Thp);
             if phase == 0 {
                 calls[i].0 = c;
@@ -838,6 +858,8 @@ struct Proc {
     pins: Vec<(usize, u32)>,
     free_slots: Vec<u32>,
     kpageflags: RawFd,
+    /// The memcg trigger's control files (opened before the first op).
+    limit: Option<Limit>,
     kpagecount: RawFd,
     pm: Vec<u64>,
     kf: Vec<u64>,
@@ -930,6 +952,7 @@ impl Proc {
             pins: Vec::with_capacity(PIN_SLOTS as usize),
             free_slots: (0..PIN_SLOTS).rev().collect(),
             kpageflags: -1,
+            limit: None,
             kpagecount: -1,
             pm: vec![0; NPAGES],
             kf: vec![0; 1024],
@@ -1797,6 +1820,108 @@ fn recv_msg(fd: RawFd, t: Duration) -> Result<String, String> {
 const CMD_OP: u32 = 1;
 const CMD_OBSERVE: u32 = 2;
 const CMD_QUIT: u32 = 3;
+/// CMD_OP with the memory cgroup at its limit for the op (the memcg trigger).
+const CMD_OP_LIMITED: u32 = 4;
+
+/// The memcg trigger: the program's cgroup's control files, opened by mm 0
+/// after it joined the cgroup (so later forks inherit them) and before any op,
+/// so setting and lifting the limit allocates nothing (no open(), no new
+/// seq_file buffer: memory.current is read once beforehand).
+#[derive(Clone, Copy, Debug)]
+struct Limit {
+    max: RawFd,
+    current: RawFd,
+    swap_max: RawFd,
+}
+
+/// How many times the limit is written: each memory.max write drains the
+/// per-cpu charge stocks (mm/memcontrol.c:memory_max_write() →
+/// drain_all_stock(), which drains other CPUs' stocks asynchronously), so the
+/// usage drops and the limit is set again below the new usage.
+const LIMIT_WRITES: usize = 4;
+
+fn fd_write(fd: RawFd, b: &[u8]) -> bool {
+    unsafe { libc::pwrite(fd, b.as_ptr() as *const libc::c_void, b.len(), 0) == b.len() as isize }
+}
+
+/// Parse a decimal u64 from a cgroup file read through `fd` (no allocation).
+fn fd_read_u64(fd: RawFd) -> Option<u64> {
+    let mut b = [0u8; 32];
+    let n = unsafe { libc::pread(fd, b.as_mut_ptr() as *mut libc::c_void, b.len(), 0) };
+    if n <= 0 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    let mut any = false;
+    for &c in &b[..n as usize] {
+        if c.is_ascii_digit() {
+            v = v.checked_mul(10)?.checked_add((c - b'0') as u64)?;
+            any = true;
+        } else {
+            break;
+        }
+    }
+    any.then_some(v)
+}
+
+/// Format `v` into `buf` (no allocation); returns the digits.
+fn fmt_u64(mut v: u64, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+impl Limit {
+    /// Open the control files of the cgroup this process is in, at `dir`.
+    fn open(dir: &str) -> Result<Limit, String> {
+        let open = |f: &str, flags: i32| -> Result<RawFd, String> {
+            let c = std::ffi::CString::new(format!("{dir}/{f}")).map_err(|e| e.to_string())?;
+            let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+            if fd < 0 {
+                Err(format!("open {dir}/{f}: {}", errno_name(errno())))
+            } else {
+                Ok(fd)
+            }
+        };
+        let l = Limit {
+            max: open("memory.max", libc::O_WRONLY)?,
+            current: open("memory.current", libc::O_RDONLY)?,
+            swap_max: open("memory.swap.max", libc::O_WRONLY)?,
+        };
+        // The first read allocates the seq_file buffer; later ones reuse it.
+        fd_read_u64(l.current).ok_or("cannot read memory.current")?;
+        Ok(l)
+    }
+
+    /// Put the cgroup at its limit: no swap (reclaim must not make room by
+    /// swapping the program out), then memory.max one page below the usage,
+    /// LIMIT_WRITES times. No allocation of ours from here until `lift`.
+    fn set(&self) {
+        fd_write(self.swap_max, b"0");
+        let mut buf = [0u8; 24];
+        for _ in 0..LIMIT_WRITES {
+            let Some(cur) = fd_read_u64(self.current) else {
+                continue;
+            };
+            let v = fmt_u64(cur.saturating_sub(PAGE_SIZE).max(PAGE_SIZE), &mut buf);
+            fd_write(self.max, v);
+            unsafe { libc::sched_yield() };
+        }
+    }
+
+    /// Lift the limit (memory.max and memory.swap.max back to max).
+    fn lift(&self) {
+        fd_write(self.max, b"max");
+        fd_write(self.swap_max, b"max");
+    }
+}
 
 /// The command loop of the process that is mm `idx`. Never returns.
 fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
@@ -1810,20 +1935,33 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
         let a = u32::from_le_bytes(cmd[4..8].try_into().unwrap()) as usize;
         let b = u32::from_le_bytes(cmd[8..12].try_into().unwrap()) as usize;
         let resp = pipes.resp[idx].1;
+        let limited = kind == CMD_OP_LIMITED;
+        let kind = if limited { CMD_OP } else { kind };
+        let limit = if limited { p.limit } else { None };
         match kind {
             CMD_OP => {
                 let op = &prog.ops[a].op;
+                if let Some(l) = &limit {
+                    l.set();
+                }
                 match op {
                     Op::Fork => {
                         if b >= MAX_MMS {
                             // The program language has at most MAX_MMS mms (dup_mmap: EAGAIN).
+                            if let Some(l) = &limit {
+                                l.lift();
+                            }
                             send_msg(resp, "EAGAIN");
                             continue;
                         }
                         let child = b;
                         let pid = unsafe { libc::fork() };
+                        let e = errno();
+                        if let Some(l) = &limit {
+                            l.lift();
+                        }
                         if pid < 0 {
-                            send_msg(resp, &ret(-1));
+                            send_msg(resp, &errno_name(e));
                             continue;
                         }
                         if pid == 0 {
@@ -1842,12 +1980,18 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                         send_msg(resp, "ok");
                     }
                     Op::Exit => {
+                        if let Some(l) = &limit {
+                            l.lift();
+                        }
                         p.release_pins();
                         send_msg(resp, "ok");
                         unsafe { libc::_exit(0) };
                     }
                     op => {
                         let r = host_op(&mut p, a, op);
+                        if let Some(l) = &limit {
+                            l.lift();
+                        }
                         send_msg(resp, &r);
                     }
                 }
@@ -1881,6 +2025,59 @@ pub struct ExecOpts {
     pub markers: bool,
     /// An op (or observation) that does not answer within this is reported hung.
     pub op_timeout: Duration,
+    /// The memcg trigger (`memcg.rs`): run the program's processes in this
+    /// memory cgroup with oom_score_adj -1000, at its limit during these ops.
+    pub memcg: Option<MemcgOpts>,
+}
+
+/// Where and when the memcg trigger puts the program at its memory limit.
+#[derive(Clone, Debug, Default)]
+pub struct MemcgOpts {
+    /// The cgroup-v2 directory to create (its parent must be able to enable
+    /// the memory controller), e.g. /sys/fs/cgroup/splitfuzz-3.
+    pub dir: String,
+    /// The ops run at the limit.
+    pub limited: Vec<usize>,
+}
+
+/// Create the program's memory cgroup (enabling the memory controller in its
+/// parent) and return its directory.
+fn memcg_create(dir: &str) -> Result<()> {
+    let parent = std::path::Path::new(dir)
+        .parent()
+        .ok_or_else(|| anyhow!("bad cgroup path {dir}"))?;
+    let ctl = parent.join("cgroup.subtree_control");
+    let on = std::fs::read_to_string(&ctl).unwrap_or_default();
+    if !on.split_whitespace().any(|w| w == "memory") {
+        std::fs::write(&ctl, "+memory")
+            .with_context(|| format!("enabling the memory controller in {}", ctl.display()))?;
+    }
+    let _ = std::fs::remove_dir(dir);
+    std::fs::create_dir(dir).with_context(|| format!("creating the cgroup {dir}"))?;
+    if !std::path::Path::new(&format!("{dir}/memory.max")).exists() {
+        bail!("{dir} has no memory.max (kernel without CONFIG_MEMCG?)");
+    }
+    Ok(())
+}
+
+/// memory.events of the cgroup as `max N oom N oom_kill N` (the counters the
+/// limit moves: mm/memcontrol.c memcg_memory_event()).
+pub fn memcg_events(dir: &str) -> String {
+    let s = std::fs::read_to_string(format!("{dir}/memory.events")).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    format!("max {} oom {} oom_kill {}", get("max"), get("oom"), get("oom_kill"))
+}
+
+/// Lift the limit from outside (the controller, after a hung op).
+fn memcg_lift(dir: &str) {
+    let _ = std::fs::write(format!("{dir}/memory.max"), "max");
+    let _ = std::fs::write(format!("{dir}/memory.swap.max"), "max");
 }
 
 impl Default for ExecOpts {
@@ -1889,6 +2086,7 @@ impl Default for ExecOpts {
             inject: false,
             markers: false,
             op_timeout: Duration::from_secs(60),
+            memcg: None,
         }
     }
 }
@@ -1911,6 +2109,8 @@ pub struct HostRun {
     pub broken: Option<(usize, String)>,
     /// The program's processes still alive when the run stopped early.
     pub pids: Vec<i32>,
+    /// The memcg trigger: memory.events after each limited op.
+    pub memcg_events: Vec<Option<String>>,
 }
 
 fn sf_file(rel: &str) -> String {
@@ -2010,6 +2210,12 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
             }
         }
     };
+    if let Some(mc) = &opts.memcg {
+        if let Err(e) = memcg_create(&mc.dir) {
+            close_all(&pipes);
+            return Err(e);
+        }
+    }
     // Allocate everything the child needs before fork.
     let mut proc0 = Proc::new(0);
     proc0.uffd_use = prog.ops.iter().any(|l| {
@@ -2055,6 +2261,16 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         } else {
             Ok(())
         };
+        // The memcg trigger: this process (and every process and thread it
+        // forks) joins the cgroup, and the memcg OOM killer may not pick it
+        // (mm/oom_kill.c oom_badness(): OOM_SCORE_ADJ_MIN is never chosen).
+        let r = r.and_then(|_| match &opts.memcg {
+            Some(mc) => write_file(&format!("{}/cgroup.procs", mc.dir), "0")
+                .and_then(|_| write_file("/proc/self/oom_score_adj", "-1000"))
+                .and_then(|_| Limit::open(&mc.dir))
+                .map(|l| p.limit = Some(l)),
+            None => Ok(()),
+        });
         // A crash of this process must not spend seconds dumping core.
         let nocore = libc::rlimit {
             rlim_cur: 0,
@@ -2098,6 +2314,17 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         let mut st = 0;
         libc::waitpid(pid0, &mut st, if stuck { libc::WNOHANG } else { 0 });
     }
+    if let Some(mc) = &opts.memcg {
+        if !stuck {
+            // Empty once its processes are gone (the forked ones may take a moment).
+            for _ in 0..100 {
+                if std::fs::remove_dir(&mc.dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
     result
 }
 
@@ -2129,7 +2356,13 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
             allocs: vec![None; n],
         },
         fallbacks: vec![0; n],
+        memcg_events: vec![None; n],
         ..Default::default()
+    };
+    let limited = |i: usize| {
+        opts.memcg
+            .as_ref()
+            .is_some_and(|mc| mc.limited.contains(&i))
     };
     if opts.inject {
         sf_set_plans(Some(prog))?;
@@ -2144,7 +2377,8 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
             kmsg(&format!("splitfuzz: op {i}"));
         }
         let fb0 = vmstat_fallbacks();
-        if !cmd(m, CMD_OP, i as u32, nprocs as u32) {
+        let kind = if limited(i) { CMD_OP_LIMITED } else { CMD_OP };
+        if !cmd(m, kind, i as u32, nprocs as u32) {
             run.broken = Some((i, format!("mm {m} is gone")));
             break;
         }
@@ -2193,6 +2427,9 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
             thp_failed = failed;
         }
         run.fallbacks[i] = fb;
+        if let (true, Some(mc)) = (limited(i), &opts.memcg) {
+            run.memcg_events[i] = Some(memcg_events(&mc.dir));
+        }
         run.t.results[i] = Some(r);
         for (k, pid) in pids.iter().enumerate() {
             if pid.is_some() {
@@ -2216,6 +2453,13 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
     }
     if opts.inject {
         sf_set_plans(None)?;
+    }
+    if let Some(mc) = &opts.memcg {
+        // A hung op's process never got to lift its limit.
+        memcg_lift(&mc.dir);
+        if let Some(i) = run.hung.filter(|&i| limited(i)) {
+            run.memcg_events[i] = Some(memcg_events(&mc.dir));
+        }
     }
     if run.hung.is_none() && run.broken.is_none() {
         if opts.markers {
@@ -2421,8 +2665,17 @@ pub fn fit_model(
     linux: (u32, u32),
     hr: &HostRun,
 ) -> (ModelRun, Vec<u32>, Option<Divergence>) {
+    fit_model_by(hr, &|f| model_run_with(prog, policy, linux, f))
+}
+
+/// `fit_model` with any model: `run(thp_fail)` runs it with those THP calls
+/// failed besides its own plan.
+pub fn fit_model_by(
+    hr: &HostRun,
+    run: &dyn Fn(&[u32]) -> ModelRun,
+) -> (ModelRun, Vec<u32>, Option<Divergence>) {
     let mut fails: Vec<u32> = Vec::new();
-    let mut mr = model_run_with(prog, policy, linux, &fails);
+    let mut mr = run(&fails);
     let mut d = model_divergence(&mr, &hr.t);
     let mut rounds = 0;
     while let Some(dv) = &d {
@@ -2439,7 +2692,7 @@ pub fn fit_model(
             let mut f = fails.clone();
             f.push(c);
             f.sort_unstable();
-            let r = model_run_with(prog, policy, linux, &f);
+            let r = run(&f);
             let nd = model_divergence(&r, &hr.t);
             let score = nd.as_ref().map(|x| x.op).unwrap_or(usize::MAX);
             if score > dv.op && best.as_ref().is_none_or(|b| score > b.0) {

@@ -11,6 +11,8 @@ impl Kernel {
             return Err(Errno::EAGAIN.into());
         }
         let child = self.mms.len();
+        // copy_process(): task_struct, kernel stack, mm_struct, VMAs.
+        self.alloc.charge(Charge::Slab, "copy_process");
         // No UFFD_FEATURE_EVENT_FORK: the child's entries lose their uffd-wp bits.
         let mut cm = Mm::new(self.slots(), self.ptrs());
         cm.vmas = self.mms[parent].vmas.clone();

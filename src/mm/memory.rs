@@ -279,6 +279,7 @@ impl Kernel {
                 } else {
                     cov!(self, "do_anonymous_page:alloc");
                     self.anon_vma_prepare(mm, vi);
+                    self.alloc.charge(Charge::Page, "do_anonymous_page");
                     let f = self.folio_alloc(1, vec![0]);
                     self.map_new_page(mm, t, i, f, true);
                 }
@@ -288,6 +289,7 @@ impl Kernel {
                 if write {
                     cov!(self, "do_wp_page:zero");
                     self.anon_vma_prepare(mm, vi);
+                    self.alloc.charge(Charge::Page, "wp_page_copy");
                     let f = self.folio_alloc(1, vec![0]);
                     self.map_new_page(mm, t, i, f, true);
                 }
@@ -315,6 +317,7 @@ impl Kernel {
                 let data = self.swap[s as usize].data;
                 self.swap_put(s);
                 self.mms[mm].rss_swap -= 1;
+                self.alloc.charge(Charge::Page, "do_swap_page");
                 let f = self.folio_alloc(1, vec![data]);
                 let w = write && self.mms[mm].vmas[vi].write;
                 self.map_new_page(mm, t, i, f, w);
@@ -416,6 +419,7 @@ impl Kernel {
         // wp_page_copy()
         let data = fo.data[idx];
         cov!(self, "wp_page_copy");
+        self.alloc.charge(Charge::Page, "wp_page_copy");
         let nf = self.folio_alloc(1, vec![data]);
         self.unmap_pte_page(mm, folio, "wp_page_copy")?;
         self.mms[mm].rss_anon -= 1;
@@ -563,6 +567,7 @@ impl Kernel {
                         // copy_present_page(): the child gets its own copy of a pinned page.
                         let data = fo.data[idx as usize];
                         cov!(self, "copy_present_page");
+                        self.alloc.charge(Charge::Page, "copy_present_page");
                         let nf = self.folio_alloc(1, vec![data]);
                         self.folio_set_anon(nf, dst, page);
                         let f = &mut self.folios[nf as usize];

@@ -18,7 +18,7 @@ pub mod task_mmu;
 pub mod userfaultfd;
 pub mod vma;
 
-use crate::alloc::{AllocKind, FaultInjector};
+use crate::alloc::{AllocKind, Charge, FaultInjector};
 use crate::invariants::{Invariant, Violation};
 use crate::policy::{Policy, SplitCaller};
 use crate::program::{PAGE_SIZE, PMD_SIZE};
@@ -886,6 +886,8 @@ impl Kernel {
     /// `vmf_anon_prepare()` / `anon_vma_prepare()`
     pub fn anon_vma_prepare(&mut self, mm: usize, vi: usize) {
         if self.mms[mm].vmas[vi].anon_vma == 0 {
+            // anon_vma and anon_vma_chain: accounted slab (mm/rmap.c SLAB_ACCOUNT).
+            self.alloc.charge(Charge::Slab, "anon_vma_prepare");
             let a = self.new_anon_vma();
             self.mms[mm].vmas[vi].anon_vma = a;
             self.mms[mm].vmas[vi].chain.push(a);

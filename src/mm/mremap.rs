@@ -78,6 +78,10 @@ impl Kernel {
             .iter()
             .position(|v| v.start >= new)
             .unwrap_or(self.mms[mm].vmas.len());
+        if !self.merges_with_neighbour(mm, &vma) {
+            // copy_vma(): vm_area_dup() + anon_vma_clone() unless it merges.
+            self.alloc.charge(Charge::Slab, "copy_vma");
+        }
         self.mms[mm].vmas.insert(pos, vma);
         let moved = self.move_page_tables(mm, old, new, len, false)?;
         if moved < len {

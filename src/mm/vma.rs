@@ -14,7 +14,20 @@ impl Kernel {
         if self.mms[mm].vmas[vi].start == at {
             return Ok(());
         }
+        // vm_area_dup() + anon_vma_clone() (accounted slab, SLAB_ACCOUNT in
+        // mm/vma_init.c and mm/rmap.c): before vma_adjust_trans_huge() in 7.2
+        // (a void split), after it where the split comes first and may fail
+        // (v2/v3 02: before vma_prepare(), mm/vma.c:__split_vma).
+        let split_first = !self.policy.deposit
+            && self.strategy(crate::policy::SplitCaller::VmaAdjustTransHuge)
+                == crate::policy::Strategy::Error;
+        if !split_first {
+            self.alloc.charge(Charge::Slab, "__split_vma");
+        }
         self.vma_adjust_trans_huge(mm, at)?;
+        if split_first {
+            self.alloc.charge(Charge::Slab, "__split_vma");
+        }
         let mut right = self.mms[mm].vmas[vi].clone();
         right.pgoff += at - right.start;
         right.start = at;
@@ -144,7 +157,13 @@ impl Kernel {
             .iter()
             .position(|v| v.start >= hi)
             .unwrap_or(self.mms[mm].vmas.len());
-        self.mms[mm].vmas.insert(pos, Vma::anon(lo, hi, false));
+        let v = Vma::anon(lo, hi, false);
+        if !self.merges_with_neighbour(mm, &v) {
+            // mmap_region(): vm_area_alloc() unless vma_merge_new_range()
+            // expands a neighbour.
+            self.alloc.charge(Charge::Slab, "mmap_region");
+        }
+        self.mms[mm].vmas.insert(pos, v);
         self.vma_merge_at(mm, &[lo, hi]);
         if thp {
             // The second system call, madvise(MADV_HUGEPAGE): hugepage_madvise()
@@ -160,5 +179,24 @@ impl Kernel {
             }
         }
         Ok(())
+    }
+
+    /// Would a new VMA `v` merge with the VMA ending at its start or starting
+    /// at its end (`vma_merge_at()`'s test)? Then no vm_area_struct is allocated.
+    pub fn merges_with_neighbour(&self, mm: usize, v: &Vma) -> bool {
+        self.mms[mm].vmas.iter().any(|a| {
+            let (l, r) = if a.end == v.start {
+                (a, v)
+            } else if a.start == v.end {
+                (v, a)
+            } else {
+                return false;
+            };
+            l.same_flags(r)
+                && l.pgoff + (l.end - l.start) == r.pgoff
+                && (l.anon_vma == r.anon_vma
+                    || (l.anon_vma == 0 && !r.is_fork_child())
+                    || (r.anon_vma == 0 && !l.is_fork_child()))
+        })
     }
 }

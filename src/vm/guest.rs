@@ -13,6 +13,7 @@
 //! op I res R            (an op that ran)
 //! alloc I P T           (pte_alloc_one() and THP calls counted after op I)
 //! fb I N                (THP fallbacks the kernel made by itself during op I)
+//! memcg I EVENTS        (memcg trigger: memory.events after limited op I)
 //! mm ...                (observation lines after op I, one per live mm)
 //! kh 0|1                (khugepaged collapsed something during the program)
 //! stuck 0|1            (after a hang: 1 if a task survived SIGKILL; then reboot)
@@ -67,32 +68,73 @@ impl Channel {
 
 /// Split the programs file: `=== K` headers, each followed by a program's text.
 pub fn parse_programs(text: &str) -> Result<Vec<Program>> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
+    Ok(parse_programs_with(text)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The memcg trigger's limited ops of a program (`=== K limit=I,J`, the
+/// header of a program run in a memory cgroup; `limit=` alone: no op limited).
+pub type Limits = Option<Vec<usize>>;
+
+/// `parse_programs` with each program's memcg limits.
+pub fn parse_programs_with(text: &str) -> Result<Vec<(Program, Limits)>> {
+    let mut out: Vec<(Program, Limits)> = Vec::new();
+    let mut cur: Option<(String, Limits)> = None;
+    let finish = |out: &mut Vec<(Program, Limits)>, t: String, l: Limits| -> Result<()> {
+        let p = Program::parse(&t).map_err(|e| anyhow!("program {}: {e}", out.len()))?;
+        out.push((p, l));
+        Ok(())
+    };
     for l in text.lines() {
-        if let Some(k) = l.strip_prefix("=== ") {
-            if let Some(t) = cur.take() {
-                out.push(Program::parse(&t).map_err(|e| anyhow!("program {}: {e}", out.len()))?);
+        if let Some(h) = l.strip_prefix("=== ") {
+            if let Some((t, lim)) = cur.take() {
+                finish(&mut out, t, lim)?;
             }
-            if k.trim().parse::<usize>().ok() != Some(out.len()) {
+            let mut w = h.split_whitespace();
+            if w.next().and_then(|k| k.parse::<usize>().ok()) != Some(out.len()) {
                 bail!("programs file: header `{l}` out of order");
             }
-            cur = Some(String::new());
-        } else if let Some(t) = cur.as_mut() {
+            let lim = match w.next() {
+                None => None,
+                Some(x) => {
+                    let v = x
+                        .strip_prefix("limit=")
+                        .ok_or_else(|| anyhow!("programs file: bad header `{l}`"))?;
+                    Some(
+                        v.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.parse::<usize>())
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|_| anyhow!("programs file: bad header `{l}`"))?,
+                    )
+                }
+            };
+            cur = Some((String::new(), lim));
+        } else if let Some((t, _)) = cur.as_mut() {
             t.push_str(l);
             t.push('\n');
         }
     }
-    if let Some(t) = cur.take() {
-        out.push(Program::parse(&t).map_err(|e| anyhow!("program {}: {e}", out.len()))?);
+    if let Some((t, lim)) = cur.take() {
+        finish(&mut out, t, lim)?;
     }
     Ok(out)
 }
 
 pub fn format_programs(progs: &[&Program]) -> String {
+    format_programs_with(progs, &[])
+}
+
+/// `format_programs` with memcg limits (`limits[k]`; missing: none).
+pub fn format_programs_with(progs: &[&Program], limits: &[Limits]) -> String {
     let mut s = String::new();
     for (i, p) in progs.iter().enumerate() {
-        s.push_str(&format!("=== {i}\n"));
+        match limits.get(i).cloned().flatten() {
+            Some(l) => s.push_str(&format!(
+                "=== {i} limit={}\n",
+                l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+            )),
+            None => s.push_str(&format!("=== {i}\n")),
+        }
         // The guest needs the ops and the fault plan; the policy is the kernel's.
         let mut q = (*p).clone();
         q.expect = None;
@@ -196,13 +238,28 @@ fn run(ch: &mut Channel) -> Result<()> {
         return run_execs(ch, &list, timeout.max(60));
     }
     let text = std::fs::read_to_string(PROGRAMS).context("reading /programs.txt")?;
-    let progs = parse_programs(&text)?;
-    let opts = ExecOpts {
-        inject: true,
-        markers: true,
-        op_timeout: Duration::from_secs(timeout),
-    };
-    for (k, prog) in progs.iter().enumerate().skip(start) {
+    let progs = parse_programs_with(&text)?;
+    for (k, (prog, limits)) in progs.iter().enumerate().skip(start) {
+        // Fault plans through our kernel patch; or, with the memcg trigger,
+        // the plans disarmed (the patch only counts) and the program in a
+        // memory cgroup at its limit during the limited ops.
+        let opts = ExecOpts {
+            inject: true,
+            markers: true,
+            op_timeout: Duration::from_secs(timeout),
+            memcg: limits.as_ref().map(|l| real::MemcgOpts {
+                dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
+                limited: l.clone(),
+            }),
+        };
+        let mut plain;
+        let prog = if limits.is_some() {
+            plain = prog.clone();
+            plain.faults = Default::default();
+            &plain
+        } else {
+            prog
+        };
         ch.line(&format!("begin {k}"));
         real::kmsg(&format!("splitfuzz: begin {k}"));
         // Free the huge zero folio (its shrinker) so its first use in this
@@ -227,6 +284,9 @@ fn run(ch: &mut Channel) -> Result<()> {
             }
             if r.fallbacks[i] > 0 {
                 ch.line(&format!("fb {i} {}", r.fallbacks[i]));
+            }
+            if let Some(ev) = &r.memcg_events[i] {
+                ch.line(&format!("memcg {i} {ev}"));
             }
             for o in &r.t.obs[i] {
                 ch.line(o);
@@ -338,6 +398,12 @@ mod tests {
         let text = format_programs(&[&a, &b]);
         let back = parse_programs(&text).unwrap();
         assert_eq!(back.len(), 2);
+        let with = format_programs_with(&[&a, &b], &[Some(vec![1, 3]), Some(vec![])]);
+        let back2 = parse_programs_with(&with).unwrap();
+        assert_eq!(back2[0].1, Some(vec![1, 3]));
+        assert_eq!(back2[1].1, Some(vec![]));
+        assert_eq!(parse_programs_with(&text).unwrap()[0].1, None);
+        assert!(parse_programs_with("=== 0 limit=x\nmmap 0 2M\n").is_err());
         assert_eq!(back[0].to_text(), a.to_text());
         assert_eq!(back[1].to_text(), b.to_text());
         assert!(parse_programs("=== 1\nmmap 0 2M\n").is_err());

@@ -294,7 +294,20 @@ fn model_oom_loop(mr: &real::ModelRun, i: usize) -> bool {
 
 /// Judge one program's guest run against the model under `policy`.
 pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> VmVerdict {
-    let (mr, thp_fail, d) = real::fit_model(p, policy, g.linux, &g.hr);
+    judge_with(p, policy, g, &|f| {
+        real::model_run_with(p, policy, g.linux, f)
+    })
+}
+
+/// `judge` against any model run: `model(thp_fail)` (the memcg trigger's
+/// realised plan: `memcg.rs`).
+pub fn judge_with(
+    p: &Program,
+    policy: &Policy,
+    g: &GuestRun,
+    model: &dyn Fn(&[u32]) -> real::ModelRun,
+) -> VmVerdict {
+    let (mr, thp_fail, d) = real::fit_model_by(&g.hr, model);
     let n = p.ops.len();
     let complaints = g.complaints();
     let before = |k: usize| {
