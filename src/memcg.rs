@@ -186,6 +186,19 @@ impl Realisation {
     }
 }
 
+/// The model at the limits (`limited` ops run at the cgroup's limit), with
+/// `thp_fail` (THP calls the kernel failed by itself) failed besides: what a
+/// `--trigger memcg` guest run is judged against.
+pub fn model_at_limits(
+    prog: &Program,
+    policy: &Policy,
+    linux: (u32, u32),
+    limited: &[usize],
+    thp_fail: &[u32],
+) -> ModelRun {
+    limited_run(prog, policy, linux, limited, thp_fail).run
+}
+
 fn limited_run(
     prog: &Program,
     policy: &Policy,

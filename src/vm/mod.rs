@@ -17,6 +17,15 @@ use anyhow::{anyhow, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// How `vm run` (and `emit-c`) realise a program's fault plan.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Fault injection through our kernel patch (/sys/kernel/debug/splitfuzz).
+    Inject,
+    /// A memory-cgroup limit during the ops that hold the planned failures.
+    Memcg,
+}
+
 #[derive(clap::Subcommand, Clone, Debug)]
 pub enum VmCmd {
     /// Build (or find in the cache) a guest kernel: the pinned Debian
@@ -70,6 +79,12 @@ pub enum VmCmd {
         /// Print each program's kernel log lines and transcript.
         #[arg(short, long)]
         verbose: bool,
+        /// How a fault plan is realised: `inject` (our kernel patch fails the
+        /// planned allocation) or `memcg` (no injection: the program runs in a
+        /// memory cgroup, at its limit during the ops holding the planned
+        /// failures; programs the model cannot predict so are reported).
+        #[arg(long, value_enum, default_value_t = Trigger::Inject)]
+        trigger: Trigger,
     },
     /// Run executables in the guest (e.g. `emit-c` reproducers built here,
     /// with their shared libraries) and print their output; exit 1 unless
@@ -132,6 +147,7 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
             kvm,
             keep,
             verbose,
+            trigger,
         } => {
             if files.is_empty() && generate.is_none() {
                 return Err(anyhow!("vm run needs FILE... or --generate N"));
@@ -160,6 +176,7 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
                     generate,
                     seed,
                     policy,
+                    memcg: trigger == Trigger::Memcg,
                 },
             )
         }

@@ -106,6 +106,7 @@ impl GuestRun {
                     allocs: vec![None; n],
                 },
                 fallbacks: vec![0; n],
+                memcg_events: vec![None; n],
                 ..Default::default()
             },
             end: End::Crashed,
@@ -136,6 +137,12 @@ impl GuestRun {
             ["fb", i, v] => {
                 if let (Some(i), Ok(v)) = (idx(i), v.parse()) {
                     self.hr.fallbacks[i] = v;
+                }
+            }
+            ["memcg", i, ..] => {
+                if let Some(i) = idx(i) {
+                    let ev = line.splitn(3, ' ').nth(2).unwrap_or("").to_string();
+                    self.hr.memcg_events[i] = Some(ev);
                 }
             }
             ["kh", v] => self.hr.khugepaged = *v == "1",
@@ -268,6 +275,9 @@ fn op_text(p: &Program, i: usize) -> String {
 
 fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
     let mut s = String::new();
+    if let Some(ev) = op.and_then(|i| g.hr.memcg_events.get(i).cloned().flatten()) {
+        let _ = write!(s, "\n      memory.events after the op: {ev}");
+    }
     let mut n = 0;
     for (o, l) in &g.log {
         if op.is_some() && *o != op {
@@ -627,6 +637,9 @@ pub struct Job {
     pub name: String,
     pub prog: Program,
     pub policy: Policy,
+    /// The memcg trigger: the ops run with the program's memory cgroup at its
+    /// limit (memcg.rs); the fault plan is not injected. None: inject the plan.
+    pub memcg: Option<Vec<usize>>,
 }
 
 /// The result of one job.
@@ -652,10 +665,11 @@ pub fn run_batch(
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let progs: Vec<&Program> = jobs.iter().map(|j| &j.prog).collect();
+    let limits: Vec<guest::Limits> = jobs.iter().map(|j| j.memcg.clone()).collect();
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(
         &initrd,
-        super::initramfs::build(exe, &guest::format_programs(&progs))?,
+        super::initramfs::build(exe, &guest::format_programs_with(&progs, &limits))?,
     )?;
     let stall = Duration::from_secs(o.timeout * 4 + 120);
     let mut next = 0usize;
@@ -787,7 +801,12 @@ fn finish(
     if let End::Hung(i) = g.end {
         g.last_op = Some(i);
     }
-    let verdict = judge(&job.prog, &job.policy, g);
+    let verdict = match &job.memcg {
+        None => judge(&job.prog, &job.policy, g),
+        Some(limited) => judge_with(&job.prog, &job.policy, g, &|f| {
+            crate::memcg::model_at_limits(&job.prog, &job.policy, g.linux, limited, f)
+        }),
+    };
     on_done(&Judged {
         verdict,
         run: g.clone(),
@@ -903,6 +922,8 @@ pub struct RunRequest {
     pub generate: Option<usize>,
     pub seed: u64,
     pub policy: Option<String>,
+    /// Realise fault plans with memory-cgroup limits instead of injection.
+    pub memcg: bool,
 }
 
 fn policy_named(name: &str) -> Result<Policy> {
@@ -953,6 +974,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
             name: f.display().to_string(),
             prog: p,
             policy,
+            memcg: None,
         });
     }
     let mut skipped = BTreeMap::new();
@@ -967,6 +989,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
                 name: format!("gen#{i} (seed {})", r.seed),
                 prog: p,
                 policy: policy.clone(),
+                memcg: None,
             });
         }
     }
@@ -977,6 +1000,42 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         bail!("no kernel at {}", o.kernel.display());
     }
     say!("kernel: {}", o.kernel.display());
+    // The memcg trigger: each plan becomes limits on the ops that hold its
+    // failures; a program the model cannot predict at those limits is
+    // reported and not run.
+    let mut notes: Vec<Option<String>> = vec![None; jobs.len()];
+    let mut inexpressible = 0usize;
+    if r.memcg {
+        let mut keep = Vec::new();
+        let mut keep_notes = Vec::new();
+        for j in jobs {
+            let re = crate::memcg::realise(&j.prog, &j.policy, crate::mm::LINUX_DEFAULT);
+            let finding = re.planned.run.violation_at.is_some();
+            if !re.inexpressible.is_empty() {
+                inexpressible += 1;
+                say!(
+                    "{}: not expressible without injection{}: {}{}",
+                    j.name,
+                    if finding { " (finding: reproduced without injection: not expressible)" } else { "" },
+                    re.inexpressible.join("; "),
+                    if re.summary().is_empty() { String::new() } else { format!(" [{}]", re.summary()) }
+                );
+                continue;
+            }
+            let note = re.summary();
+            keep_notes.push((!note.is_empty()).then_some(note));
+            keep.push(Job {
+                memcg: Some(re.limited.clone()),
+                ..j
+            });
+        }
+        jobs = keep;
+        notes = keep_notes;
+        if jobs.is_empty() {
+            say!("vm run: {inexpressible} programs, none expressible without injection");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let t0 = Instant::now();
     let mut stats = Stats::default();
     let boots = run_batch(o, &jobs, &mut |i, j| {
@@ -1004,13 +1063,30 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
             _ => {
                 stats.add(p, &j.verdict);
                 print_verdict(&jobs[i].name, p, j, o.verbose);
+                if let (Some(_), VmVerdict::Finding { reproduced, deposit: false, .. }) =
+                    (&jobs[i].memcg, &j.verdict)
+                {
+                    say!(
+                        "{}: reproduced without injection: {}",
+                        jobs[i].name,
+                        if *reproduced { "yes" } else { "no" }
+                    );
+                }
             }
+        }
+        if let Some(n) = &notes[i] {
+            say!("{}: {n}", jobs[i].name);
         }
     })?;
     let t = t0.elapsed().as_secs_f64();
     let run = stats.programs - stats.unsupported.values().sum::<usize>();
     say!(
-        "vm run: {} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}% of run), diverged {}, model violations {}; findings reproduced {}, not reproduced {}; {} agreed after feeding kernel THP fallbacks; {} boots; {:.1}s ({:.1} programs/minute)",
+        "vm run: {}{} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}% of run), diverged {}, model violations {}; findings reproduced {}, not reproduced {}; {} agreed after feeding kernel THP fallbacks; {} boots; {:.1}s ({:.1} programs/minute)",
+        if r.memcg {
+            format!("memcg trigger: {inexpressible} not expressible, ")
+        } else {
+            String::new()
+        },
         stats.programs,
         run,
         stats.programs - run,
