@@ -89,6 +89,19 @@ pub struct OpAllocs {
     pub calls: usize,
     /// Charged allocations the plan does not count, (what, site).
     pub charges: Vec<(&'static str, &'static str)>,
+    /// Pages (anon, swap entries, page tables over the live mms) the op
+    /// released: what it may uncharge while it runs.
+    pub freed: u64,
+}
+
+/// Anon pages, swap entries and page tables over the live mms (a folio
+/// mapped by two mms counts twice: an upper bound of what unmapping frees).
+fn footprint(k: &Kernel) -> i64 {
+    k.mms
+        .iter()
+        .filter(|m| m.alive)
+        .map(|m| m.rss_anon + m.rss_swap + m.nr_ptes)
+        .sum()
 }
 
 /// A model run with per-op allocation summaries.
@@ -108,14 +121,17 @@ fn traced(
     let n = prog.ops.len();
     let mut ops = vec![OpAllocs::default(); n];
     let mut at = (0usize, 0usize);
+    let mut fp = 0i64;
     let run = real::model_run_policies(prog, policy, linux, pte, thp, &mut |k: &Kernel, i, ph| {
         if ph == 0 {
             if let Some(c) = &cur {
                 c.store(i, Ordering::Relaxed);
             }
             at = (k.alloc.log.len(), k.alloc.charges.len());
+            fp = footprint(k);
         } else if i < n {
             let o = &mut ops[i];
+            o.freed = (fp - footprint(k)).max(0) as u64;
             for r in &k.alloc.log[at.0.min(k.alloc.log.len())..] {
                 o.calls += 1;
                 if r.failed {
@@ -148,6 +164,16 @@ pub struct Realisation {
 }
 
 impl Realisation {
+    /// The limited ops with the pages each may free while it runs (plus a
+    /// margin of 16 for slab and per-cpu stock pages the model does not see):
+    /// the guest sets memory.max that much lower (`real::Limit::set`).
+    pub fn limits(&self) -> Vec<(usize, u64)> {
+        self.limited
+            .iter()
+            .map(|&i| (i, self.realised.ops[i].freed + 16))
+            .collect()
+    }
+
     /// The model the guest run is judged against, with `thp_fail` (THP calls
     /// the kernel failed by itself) failed besides the limits.
     pub fn model(&self, prog: &Program, policy: &Policy, linux: (u32, u32), thp_fail: &[u32]) -> ModelRun {

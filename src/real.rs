@@ -1902,17 +1902,33 @@ impl Limit {
 
     /// Put the cgroup at its limit: no swap (reclaim must not make room by
     /// swapping the program out), then memory.max one page below the usage,
-    /// LIMIT_WRITES times. No allocation of ours from here until `lift`.
-    fn set(&self) {
+    /// less `slack` pages (what the op itself frees before its last charge,
+    /// e.g. a MADV_GUARD_INSTALL zapping small pages before the THP whose
+    /// split fails: without it the freed pages would make room), written
+    /// until the usage stops dropping (each write drains the per-cpu stocks,
+    /// other CPUs' asynchronously), at least LIMIT_WRITES times. No allocation
+    /// of ours from here until `lift`.
+    fn set(&self, slack: u64) {
         fd_write(self.swap_max, b"0");
         let mut buf = [0u8; 24];
-        for _ in 0..LIMIT_WRITES {
+        let below = (1 + slack) * PAGE_SIZE;
+        let mut last = u64::MAX;
+        for n in 0..4 * LIMIT_WRITES {
             let Some(cur) = fd_read_u64(self.current) else {
                 continue;
             };
-            let v = fmt_u64(cur.saturating_sub(PAGE_SIZE).max(PAGE_SIZE), &mut buf);
+            if n >= LIMIT_WRITES && cur == last {
+                break;
+            }
+            let v = fmt_u64(cur.saturating_sub(below).max(PAGE_SIZE), &mut buf);
             fd_write(self.max, v);
-            unsafe { libc::sched_yield() };
+            // Let other CPUs' drain work run.
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 2_000_000,
+            };
+            unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            last = fd_read_u64(self.current).unwrap_or(cur);
         }
     }
 
@@ -1927,13 +1943,15 @@ impl Limit {
 fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
     loop {
         let idx = p.idx;
-        let mut cmd = [0u8; 12];
+        let mut cmd = [0u8; 16];
         if read_exact(pipes.cmd[idx].0, &mut cmd, None).is_err() {
             unsafe { libc::_exit(3) };
         }
         let kind = u32::from_le_bytes(cmd[0..4].try_into().unwrap());
         let a = u32::from_le_bytes(cmd[4..8].try_into().unwrap()) as usize;
         let b = u32::from_le_bytes(cmd[8..12].try_into().unwrap()) as usize;
+        // CMD_OP_LIMITED: the pages the op may uncharge (see `Limit::set`).
+        let slack = u32::from_le_bytes(cmd[12..16].try_into().unwrap()) as u64;
         let resp = pipes.resp[idx].1;
         let limited = kind == CMD_OP_LIMITED;
         let kind = if limited { CMD_OP } else { kind };
@@ -1942,7 +1960,7 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
             CMD_OP => {
                 let op = &prog.ops[a].op;
                 if let Some(l) = &limit {
-                    l.set();
+                    l.set(slack);
                 }
                 match op {
                     Op::Fork => {
@@ -2036,8 +2054,9 @@ pub struct MemcgOpts {
     /// The cgroup-v2 directory to create (its parent must be able to enable
     /// the memory controller), e.g. /sys/fs/cgroup/splitfuzz-3.
     pub dir: String,
-    /// The ops run at the limit.
-    pub limited: Vec<usize>,
+    /// The ops run at the limit, each with the pages it may uncharge before
+    /// its last charge (the limit is set that much lower: `Limit::set`).
+    pub limited: Vec<(usize, u64)>,
 }
 
 /// Create the program's memory cgroup (enabling the memory controller in its
@@ -2329,13 +2348,15 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
 }
 
 fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<HostRun> {
-    let cmd = |k: usize, kind: u32, a: u32, c: u32| -> bool {
-        let mut b = [0u8; 12];
+    let cmd4 = |k: usize, kind: u32, a: u32, c: u32, d: u32| -> bool {
+        let mut b = [0u8; 16];
         b[0..4].copy_from_slice(&kind.to_le_bytes());
         b[4..8].copy_from_slice(&a.to_le_bytes());
         b[8..12].copy_from_slice(&c.to_le_bytes());
+        b[12..16].copy_from_slice(&d.to_le_bytes());
         write_all(pipes.cmd[k].1, &b)
     };
+    let cmd = |k: usize, kind: u32, a: u32, c: u32| cmd4(k, kind, a, c, 0);
     let recv = |k: usize| recv_msg(pipes.resp[k].0, opts.op_timeout);
     let ready = |k: usize| -> Result<i32, String> {
         let m = recv(k)?;
@@ -2359,11 +2380,12 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
         memcg_events: vec![None; n],
         ..Default::default()
     };
-    let limited = |i: usize| {
+    let limit_of = |i: usize| {
         opts.memcg
             .as_ref()
-            .is_some_and(|mc| mc.limited.contains(&i))
+            .and_then(|mc| mc.limited.iter().find(|l| l.0 == i).map(|l| l.1))
     };
+    let limited = |i: usize| limit_of(i).is_some();
     if opts.inject {
         sf_set_plans(Some(prog))?;
     }
@@ -2377,8 +2399,11 @@ fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -> Result<Ho
             kmsg(&format!("splitfuzz: op {i}"));
         }
         let fb0 = vmstat_fallbacks();
-        let kind = if limited(i) { CMD_OP_LIMITED } else { CMD_OP };
-        if !cmd(m, kind, i as u32, nprocs as u32) {
+        let (kind, slack) = match limit_of(i) {
+            Some(s) => (CMD_OP_LIMITED, s.min(u32::MAX as u64) as u32),
+            None => (CMD_OP, 0),
+        };
+        if !cmd4(m, kind, i as u32, nprocs as u32, slack) {
             run.broken = Some((i, format!("mm {m} is gone")));
             break;
         }

@@ -71,9 +71,10 @@ pub fn parse_programs(text: &str) -> Result<Vec<Program>> {
     Ok(parse_programs_with(text)?.into_iter().map(|(p, _)| p).collect())
 }
 
-/// The memcg trigger's limited ops of a program (`=== K limit=I,J`, the
-/// header of a program run in a memory cgroup; `limit=` alone: no op limited).
-pub type Limits = Option<Vec<usize>>;
+/// The memcg trigger's limited ops of a program, each with the pages it may
+/// free (`=== K limit=I:S,J:T`, the header of a program run in a memory
+/// cgroup; `limit=` alone: no op limited).
+pub type Limits = Option<Vec<(usize, u64)>>;
 
 /// `parse_programs` with each program's memcg limits.
 pub fn parse_programs_with(text: &str) -> Result<Vec<(Program, Limits)>> {
@@ -102,9 +103,12 @@ pub fn parse_programs_with(text: &str) -> Result<Vec<(Program, Limits)>> {
                     Some(
                         v.split(',')
                             .filter(|s| !s.is_empty())
-                            .map(|s| s.parse::<usize>())
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|_| anyhow!("programs file: bad header `{l}`"))?,
+                            .map(|s| {
+                                let (i, sl) = s.split_once(':')?;
+                                Some((i.parse::<usize>().ok()?, sl.parse::<u64>().ok()?))
+                            })
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| anyhow!("programs file: bad header `{l}`"))?,
                     )
                 }
             };
@@ -131,7 +135,10 @@ pub fn format_programs_with(progs: &[&Program], limits: &[Limits]) -> String {
         match limits.get(i).cloned().flatten() {
             Some(l) => s.push_str(&format!(
                 "=== {i} limit={}\n",
-                l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+                l.iter()
+                    .map(|(i, sl)| format!("{i}:{sl}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             )),
             None => s.push_str(&format!("=== {i}\n")),
         }
@@ -398,12 +405,13 @@ mod tests {
         let text = format_programs(&[&a, &b]);
         let back = parse_programs(&text).unwrap();
         assert_eq!(back.len(), 2);
-        let with = format_programs_with(&[&a, &b], &[Some(vec![1, 3]), Some(vec![])]);
+        let with = format_programs_with(&[&a, &b], &[Some(vec![(1, 0), (3, 448)]), Some(vec![])]);
         let back2 = parse_programs_with(&with).unwrap();
-        assert_eq!(back2[0].1, Some(vec![1, 3]));
+        assert_eq!(back2[0].1, Some(vec![(1, 0), (3, 448)]));
         assert_eq!(back2[1].1, Some(vec![]));
         assert_eq!(parse_programs_with(&text).unwrap()[0].1, None);
         assert!(parse_programs_with("=== 0 limit=x\nmmap 0 2M\n").is_err());
+        assert!(parse_programs_with("=== 0 limit=1\nmmap 0 2M\n").is_err());
         assert_eq!(back[0].to_text(), a.to_text());
         assert_eq!(back[1].to_text(), b.to_text());
         assert!(parse_programs("=== 1\nmmap 0 2M\n").is_err());

@@ -639,7 +639,7 @@ pub struct Job {
     pub policy: Policy,
     /// The memcg trigger: the ops run with the program's memory cgroup at its
     /// limit (memcg.rs); the fault plan is not injected. None: inject the plan.
-    pub memcg: Option<Vec<usize>>,
+    pub memcg: Option<Vec<(usize, u64)>>,
 }
 
 /// The result of one job.
@@ -803,9 +803,12 @@ fn finish(
     }
     let verdict = match &job.memcg {
         None => judge(&job.prog, &job.policy, g),
-        Some(limited) => judge_with(&job.prog, &job.policy, g, &|f| {
-            crate::memcg::model_at_limits(&job.prog, &job.policy, g.linux, limited, f)
-        }),
+        Some(limited) => {
+            let ops: Vec<usize> = limited.iter().map(|l| l.0).collect();
+            judge_with(&job.prog, &job.policy, g, &|f| {
+                crate::memcg::model_at_limits(&job.prog, &job.policy, g.linux, &ops, f)
+            })
+        }
     };
     on_done(&Judged {
         verdict,
@@ -1025,7 +1028,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
             let note = re.summary();
             keep_notes.push((!note.is_empty()).then_some(note));
             keep.push(Job {
-                memcg: Some(re.limited.clone()),
+                memcg: Some(re.limits()),
                 ..j
             });
         }
