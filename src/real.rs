@@ -860,6 +860,9 @@ struct Proc {
     kpageflags: RawFd,
     /// The memcg trigger's control files (opened before the first op).
     limit: Option<Limit>,
+    /// A limit to set once the op has read what it needs (`touch` reads
+    /// smaps, whose seq_file buffer is a charged allocation): the slack.
+    limit_pending: Option<u64>,
     kpagecount: RawFd,
     pm: Vec<u64>,
     kf: Vec<u64>,
@@ -953,6 +956,7 @@ impl Proc {
             free_slots: (0..PIN_SLOTS).rev().collect(),
             kpageflags: -1,
             limit: None,
+            limit_pending: None,
             kpagecount: -1,
             pm: vec![0; NPAGES],
             kf: vec![0; 1024],
@@ -1320,6 +1324,10 @@ fn host_op(p: &mut Proc, i: usize, op: &Op) -> String {
                 let lo = (start / PAGE_SIZE) as usize;
                 let hi = ((start + len) / PAGE_SIZE) as usize;
                 let guards = p.guard_use && p.read_pagemap(lo, hi);
+                // The memcg trigger: the limit starts here, after the reads.
+                if let (Some(l), Some(slack)) = (p.limit, p.limit_pending.take()) {
+                    l.set(slack);
+                }
                 for pg in lo..hi {
                     let Some(w) = p.vma_at(pg) else { continue };
                     if guards && p.pm[pg - lo] & PM_GUARD_REGION != 0 {
@@ -1960,7 +1968,11 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
             CMD_OP => {
                 let op = &prog.ops[a].op;
                 if let Some(l) = &limit {
-                    l.set(slack);
+                    if matches!(op, Op::Touch { .. }) {
+                        p.limit_pending = Some(slack);
+                    } else {
+                        l.set(slack);
+                    }
                 }
                 match op {
                     Op::Fork => {
