@@ -45,6 +45,7 @@ fn job(name: &str, text: &str, preset: Preset) -> Job {
         name: name.into(),
         prog: Program::parse(text).unwrap_or_else(|e| panic!("{name}: {e}")),
         policy: Policy::preset(preset),
+        memcg: None,
     }
 }
 
@@ -188,6 +189,7 @@ fn deposit_programs_and_generated_programs_with_plans_agree() {
             name: format!("gen#{i} (seed 11)"),
             prog: p,
             policy: Policy::preset(Preset::Deposit),
+            memcg: None,
         });
     }
     let judged = run(&o, &jobs);
@@ -211,6 +213,55 @@ fn deposit_programs_and_generated_programs_with_plans_agree() {
     assert_agree(&jobs, &judged);
 }
 
+/// `vm run --trigger memcg` over the deposit programs: each plan the model can
+/// predict at a memory-cgroup limit runs with no injection, the program in a
+/// cgroup at its limit during the ops holding the planned failures, and must
+/// agree with the model at those limits (memcg-thp-charge.txt, whose limit
+/// also fails the fallback's page table, hangs in the fault as predicted; if
+/// the limit did not hold, its fault would return and it would diverge).
+#[test]
+fn deposit_programs_agree_at_a_memcg_limit() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    let mut jobs = Vec::new();
+    let mut inexpressible = Vec::new();
+    for f in programs("tests/programs/deposit") {
+        let mut j = job(
+            &f.display().to_string(),
+            &std::fs::read_to_string(&f).unwrap(),
+            Preset::Deposit,
+        );
+        let r = splitfuzz::memcg::realise(&j.prog, &j.policy, (7, 2));
+        if !r.inexpressible.is_empty() {
+            inexpressible.push(j.name.clone());
+            continue;
+        }
+        j.memcg = Some(r.limits());
+        jobs.push(j);
+    }
+    let limited: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j.memcg.as_ref().is_some_and(|l| !l.is_empty()))
+        .map(|j| j.name.as_str())
+        .collect();
+    assert!(
+        limited.iter().any(|n| n.ends_with("memcg-thp-charge.txt"))
+            && limited.iter().any(|n| n.ends_with("memcg-huge-zero-table.txt")),
+        "limited: {limited:?}"
+    );
+    assert!(inexpressible.len() < jobs.len(), "{inexpressible:?}");
+    let judged = run(&o, &jobs);
+    for (job, j) in jobs.iter().zip(&judged) {
+        if job.memcg.as_ref().is_some_and(|l| !l.is_empty()) {
+            // The limited op's memory.events were read: the limit was hit.
+            let (op, _) = job.memcg.as_ref().unwrap()[0];
+            let ev = j.run.hr.memcg_events[op].clone().unwrap_or_default();
+            assert!(ev.starts_with("max ") && !ev.starts_with("max 0 "), "{}: {ev}", job.name);
+        }
+    }
+    assert_agree(&jobs, &judged);
+}
+
 #[test]
 fn lazy_findings_are_not_reproduced_on_stock_7_2() {
     let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,6 +279,7 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
                 name: f.display().to_string(),
                 prog,
                 policy,
+                memcg: None,
             })
         })
         .collect();

@@ -284,6 +284,12 @@ fn run(ch: &mut Channel) -> Result<()> {
             }
         };
         for i in 0..prog.ops.len() {
+            if r.t.results[i].is_none() {
+                // A hung limited op still has its memory.events.
+                if let Some(ev) = &r.memcg_events[i] {
+                    ch.line(&format!("memcg {i} {ev}"));
+                }
+            }
             let Some(res) = &r.t.results[i] else { continue };
             ch.line(&format!("op {i} res {res}"));
             if let Some((p, t)) = r.t.allocs[i] {
