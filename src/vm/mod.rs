@@ -85,6 +85,11 @@ pub enum VmCmd {
         /// failures; programs the model cannot predict so are reported).
         #[arg(long, value_enum, default_value_t = Trigger::Inject)]
         trigger: Trigger,
+        /// With --trigger memcg: run the programs the model cannot predict at
+        /// the limits too (judged against the model at the limits, which
+        /// does not fail their other charges: expect differences).
+        #[arg(long)]
+        run_inexpressible: bool,
     },
     /// Run executables in the guest (e.g. `emit-c` reproducers built here,
     /// with their shared libraries) and print their output; exit 1 unless
@@ -148,7 +153,11 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
             keep,
             verbose,
             trigger,
+            run_inexpressible,
         } => {
+            if run_inexpressible && trigger != Trigger::Memcg {
+                return Err(anyhow!("--run-inexpressible needs --trigger memcg"));
+            }
             if files.is_empty() && generate.is_none() {
                 return Err(anyhow!("vm run needs FILE... or --generate N"));
             }
@@ -177,6 +186,7 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
                     seed,
                     policy,
                     memcg: trigger == Trigger::Memcg,
+                    run_inexpressible,
                 },
             )
         }

@@ -927,6 +927,8 @@ pub struct RunRequest {
     pub policy: Option<String>,
     /// Realise fault plans with memory-cgroup limits instead of injection.
     pub memcg: bool,
+    /// Also run the programs the model cannot predict at the limits.
+    pub run_inexpressible: bool,
 }
 
 fn policy_named(name: &str) -> Result<Policy> {
@@ -1023,7 +1025,9 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
                     re.inexpressible.join("; "),
                     if re.summary().is_empty() { String::new() } else { format!(" [{}]", re.summary()) }
                 );
-                continue;
+                if !r.run_inexpressible {
+                    continue;
+                }
             }
             let note = re.summary();
             keep_notes.push((!note.is_empty()).then_some(note));
