@@ -430,6 +430,9 @@ static __attribute__((unused)) const char *do_mremap(uint64_t o, uint64_t l, uin
 /* Read or write every page; pages outside a VMA, writes to read-only ones and
  * guard regions are skipped: the kernel would send SIGSEGV, the model returns
  * EFAULT. */
+static long touch_limit = -1;
+static void cg_limit(long slack);
+
 static __attribute__((unused)) const char *do_touch(unsigned op, uint64_t s, uint64_t l, int write)
 {
 	uint64_t pg, lo = s / PAGE;
@@ -437,6 +440,11 @@ static __attribute__((unused)) const char *do_touch(unsigned op, uint64_t s, uin
 	read_smaps();
 	if (GUARD_USE)
 		guards = pread(pagemap_fd, pm, (l / PAGE) * 8, (ARENA_BASE / PAGE + lo) * 8) == (ssize_t)((l / PAGE) * 8);
+	/* The memcg trigger: the limit starts after the reads (smaps' buffer is charged). */
+	if (touch_limit >= 0) {
+		cg_limit(touch_limit);
+		touch_limit = -1;
+	}
 	for (pg = lo; pg < (s + l) / PAGE; pg++) {
 		volatile uint64_t *a = (volatile uint64_t *)(ARENA_BASE + pg * PAGE);
 		if (!vma_at(pg, &w))
@@ -487,6 +495,140 @@ static void arm_plans(int on)
 		fprintf(stderr, "# cannot write the fault plan to " SF ": %s\n", strerror(errno));
 		exit(2);
 	}
+}
+
+/* ---- the memcg trigger: no fault injection; the program's processes run in
+ * one cgroup-v2 memory cgroup with oom_score_adj -1000, and each op that holds
+ * a planned failure runs with memory.max below the cgroup's usage, so every
+ * charged allocation of that op fails (page tables are charged:
+ * GFP_PGTABLE_USER has __GFP_ACCOUNT; THP folios: mem_cgroup_charge() in
+ * vma_alloc_anon_folio_pmd()). The memcg OOM killer finds no victim
+ * (mm/oom_kill.c: oom_score_adj -1000 is never chosen) and the charge fails
+ * (mm/memcontrol.c try_charge_memcg()). */
+
+static char cg_dir[128];
+static int cg_max = -1, cg_cur = -1, cg_swap = -1;
+
+static uint64_t cg_read_u64(int fd)
+{
+	char b[32];
+	ssize_t n = pread(fd, b, sizeof(b) - 1, 0);
+	if (n <= 0)
+		return 0;
+	b[n] = 0;
+	return strtoull(b, NULL, 10);
+}
+
+static void cg_put(int fd, uint64_t v)
+{
+	char b[32];
+	int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+	if (pwrite(fd, b, n, 0) < 0) {
+		/* The write still drained the stocks and reclaimed; the limit holds. */
+	}
+}
+
+/* In mm 0, before any op: join the cgroup, become unkillable by the OOM killer,
+ * open the control files (their fds are inherited by forked processes, so
+ * setting and lifting the limit later needs no open() and no allocation). */
+static void cg_join(void)
+{
+	char f[192];
+	if (!MEMCG)
+		return;
+	snprintf(f, sizeof(f), "%s/cgroup.procs", cg_dir);
+	if (sf_write(f, "0") || sf_write("/proc/self/oom_score_adj", "-1000")) {
+		fprintf(stderr, "# joining %s: %s\n", cg_dir, strerror(errno));
+		_exit(2);
+	}
+	snprintf(f, sizeof(f), "%s/memory.max", cg_dir);
+	cg_max = open(f, O_WRONLY);
+	snprintf(f, sizeof(f), "%s/memory.current", cg_dir);
+	cg_cur = open(f, O_RDONLY);
+	snprintf(f, sizeof(f), "%s/memory.swap.max", cg_dir);
+	cg_swap = open(f, O_WRONLY);
+	if (cg_max < 0 || cg_cur < 0 || cg_swap < 0) {
+		fprintf(stderr, "# %s: no memory.max/current/swap.max (a kernel without CONFIG_MEMCG or CONFIG_SWAP?)\n", cg_dir);
+		_exit(2);
+	}
+	/* The first read allocates the seq_file buffer; later reads reuse it. */
+	cg_read_u64(cg_cur);
+}
+
+/* Put the cgroup at its limit: no swap (reclaim must not make room by swapping
+ * the program out), then memory.max one page below the usage, less `slack`
+ * pages (what the op itself frees before its last charge), rewritten until the
+ * usage stops dropping: each write drains the per-cpu charge stocks
+ * (memory_max_write() -> drain_all_stock(); other CPUs' asynchronously). */
+static void cg_limit(long slack)
+{
+	uint64_t cur, last = ~0ULL;
+	struct timespec ts = { 0, 2000000 };
+	int n;
+	if (pwrite(cg_swap, "0", 1, 0) < 0)
+		return;
+	for (n = 0; n < 16; n++) {
+		cur = cg_read_u64(cg_cur);
+		if (n >= 4 && cur == last)
+			break;
+		cg_put(cg_max, cur > (uint64_t)(1 + slack) * PAGE + PAGE ? cur - (uint64_t)(1 + slack) * PAGE : PAGE);
+		nanosleep(&ts, NULL);
+		last = cg_read_u64(cg_cur);
+	}
+}
+
+static void cg_lift(void)
+{
+	if (pwrite(cg_max, "max", 3, 0) < 0 || pwrite(cg_swap, "max", 3, 0) < 0) {
+		/* Lifted from the parent after the op, see main(). */
+	}
+}
+
+/* The parent (not in the cgroup): create it, enabling the memory controller. */
+static int cg_create(void)
+{
+	char f[192];
+	if (!MEMCG)
+		return 0;
+	if (read_file("/sys/fs/cgroup/cgroup.subtree_control") || !strstr(buf, "memory"))
+		if (sf_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory")) {
+			fprintf(stderr, "# enabling the memory controller in /sys/fs/cgroup (cgroup v2, root): %s\n", strerror(errno));
+			return -1;
+		}
+	snprintf(cg_dir, sizeof(cg_dir), "/sys/fs/cgroup/splitfuzz-repro-%d", (int)getpid());
+	if (mkdir(cg_dir, 0755)) {
+		fprintf(stderr, "# mkdir %s: %s\n", cg_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(f, sizeof(f), "%s/memory.max", cg_dir);
+	if (access(f, W_OK)) {
+		fprintf(stderr, "# %s has no memory.max (a kernel without CONFIG_MEMCG?)\n", cg_dir);
+		rmdir(cg_dir);
+		return -1;
+	}
+	return 0;
+}
+
+static void cg_lift_outside(void)
+{
+	char f[192];
+	if (!MEMCG)
+		return;
+	snprintf(f, sizeof(f), "%s/memory.max", cg_dir);
+	sf_write(f, "max");
+	snprintf(f, sizeof(f), "%s/memory.swap.max", cg_dir);
+	sf_write(f, "max");
+}
+
+static void cg_events(unsigned i)
+{
+	char f[192], *p, *q;
+	snprintf(f, sizeof(f), "%s/memory.events", cg_dir);
+	if (read_file(f))
+		return;
+	for (p = buf; (q = strchr(p, '\n')); p = q + 1)
+		*q = ' ';
+	printf("# memory.events after op %u: %s\n", i, buf);
 }
 
 /* ---- pins: one io_uring fixed buffer per page (FOLL_WRITE|FOLL_LONGTERM) */
@@ -747,6 +889,7 @@ static void setup(void)
 		_exit(2);
 	}
 	setrlimit(RLIMIT_CORE, &nocore);
+	cg_join();
 	p = mmap(A(0), ARENA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (p != A(0)) {
 		fprintf(stderr, "arena is not free\n");
@@ -777,17 +920,34 @@ static void mm_loop(void)
 {
 	char b[32];
 	for (;;) {
-		uint32_t c[3];
+		uint32_t c[4];
+		int limited;
 		if (read_all(cmd_fd[me][0], c, sizeof(c)))
 			_exit(3);
+		/* 4: an op at the cgroup's limit (c[3]: the pages it may free). */
+		limited = c[0] == 4;
+		if (limited) {
+			c[0] = 1;
+			if (op_kind[c[1]] == 't')
+				touch_limit = c[3];
+			else
+				cg_limit(c[3]);
+		}
 		if (c[0] == 1 && op_kind[c[1]] == 'f') {
 			pid_t pid;
+			int e;
 			if (c[2] >= MAX_MMS) {
+				if (limited)
+					cg_lift();
 				send_str(resp_fd[me][1], "EAGAIN");
 				continue;
 			}
 			pid = fork();
+			e = errno;
+			if (limited)
+				cg_lift();
 			if (pid < 0) {
+				errno = e;
 				send_str(resp_fd[me][1], res(-1));
 				continue;
 			}
@@ -811,11 +971,16 @@ static void mm_loop(void)
 			}
 			send_str(resp_fd[me][1], "ok");
 		} else if (c[0] == 1 && op_kind[c[1]] == 'x') {
+			if (limited)
+				cg_lift();
 			release_pins();
 			send_str(resp_fd[me][1], "ok");
 			_exit(0);
 		} else if (c[0] == 1) {
-			send_str(resp_fd[me][1], do_op(c[1]));
+			const char *r = do_op(c[1]);
+			if (limited)
+				cg_lift();
+			send_str(resp_fd[me][1], r);
 		} else if (c[0] == 2) {
 			if (observe())
 				send_str(resp_fd[me][1], "error PAGEMAP_SCAN");
@@ -844,7 +1009,11 @@ static void wait_exit(pid_t pid)
 
 static void cmd(int k, uint32_t kind, uint32_t a, uint32_t b)
 {
-	uint32_t c[3] = { kind, a, b };
+	uint32_t c[4] = { kind, a, b, 0 };
+	if (kind == 1 && MEMCG && limit_slack[a] >= 0) {
+		c[0] = 4;
+		c[3] = limit_slack[a];
+	}
 	write_all(cmd_fd[k][1], c, sizeof(c));
 }
 
@@ -888,6 +1057,8 @@ int main(void)
 				"(`--source DIR` applies kernel/patches/ to your tree), mount debugfs, and run as root\n");
 		return 2;
 	}
+	if (MEMCG && cg_create())
+		return 2;
 	for (k = 0; k < MAX_MMS; k++)
 		if (pipe(cmd_fd[k]) || pipe(resp_fd[k])) {
 			perror("pipe");
@@ -948,6 +1119,8 @@ int main(void)
 			pids[m] = 0;
 		}
 		printf("op %u res %s\n", i, r);
+		if (MEMCG && limit_slack[i] >= 0)
+			cg_events(i);
 		if (expected[i] && (strncmp(expected[i], r, strlen(r)) || strcspn(expected[i], "\n") != strlen(r))) {
 			fprintf(stderr, "# op %u `%s`: result %s, model predicted %s\n", i, op_text[i], r,
 				strndup(expected[i], strcspn(expected[i], "\n")));
@@ -980,6 +1153,10 @@ int main(void)
 		}
 	}
 	arm_plans(0);
+	/* A hung op's process never lifted its limit. */
+	cg_lift_outside();
+	if (MEMCG && hung >= 0 && limit_slack[hung] >= 0)
+		cg_events(hung);
 	if (hung >= 0) {
 		/* A livelock the model predicts, or an OOM loop (a fault retried forever). */
 		if (hung == VIOLATION_OP && !strcmp(VIOLATION_KIND, "no-livelock"))
@@ -1005,8 +1182,14 @@ int main(void)
 			}
 		waitpid(pids[0], NULL, 0);
 	}
+	if (MEMCG && hung < 0) {
+		/* Empty once its processes are gone. */
+		for (k = 0; k < 100 && rmdir(cg_dir); k++)
+			usleep(10000);
+	}
 	if (VIOLATION_OP >= 0)
-		fprintf(stderr, "# %s: %s\n", bad ? "not reproduced" : "reproduced", VIOLATION_TEXT);
+		fprintf(stderr, "# %s%s: %s\n", bad ? "not reproduced" : "reproduced",
+			MEMCG ? " without fault injection (memory cgroup limit)" : "", VIOLATION_TEXT);
 	return bad;
 }
 "##;
@@ -1026,13 +1209,47 @@ pub fn emit_policy(prog: &Program) -> Result<crate::policy::Policy, String> {
 
 /// The C reproducer of `prog` (see the module doc).
 pub fn emit_c(prog: &Program) -> Result<String, String> {
+    emit_c_with(prog, false)
+}
+
+/// `emit_c`, or with `memcg` the reproducer that realises the plan without
+/// fault injection: it creates a cgroup-v2 memory cgroup, runs the program's
+/// processes in it with oom_score_adj -1000, and puts it at its limit during
+/// the ops that hold the planned failures (memcg.rs). It predicts what the
+/// model predicts at those limits; a plan the model cannot predict there is
+/// an error (with the reasons).
+pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
     if prog.ops.len() > u32::MAX as usize {
         return Err("too many ops".into());
     }
     let policy = emit_policy(prog)?;
-    let mr = real::model_run_with(prog, &policy, crate::mm::LINUX_DEFAULT, &[]);
+    let mut limits: Vec<i64> = vec![-1; prog.ops.len()];
+    let mut memcg_note = String::new();
+    let mr = if memcg {
+        let re = crate::memcg::realise(prog, &policy, crate::mm::LINUX_DEFAULT);
+        if !re.inexpressible.is_empty() {
+            return Err(format!(
+                "not expressible without injection: {}",
+                re.inexpressible.join("; ")
+            ));
+        }
+        for (i, slack) in re.limits() {
+            limits[i] = slack as i64;
+        }
+        memcg_note = re.summary();
+        crate::memcg::model_at_limits(
+            prog,
+            &policy,
+            crate::mm::LINUX_DEFAULT,
+            &re.limited,
+            &[],
+        )
+    } else {
+        real::model_run_with(prog, &policy, crate::mm::LINUX_DEFAULT, &[])
+    };
     let expected = &mr.t;
-    let has_plan = !prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never();
+    let has_plan =
+        !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());
     let uses = |f: &dyn Fn(&Op) -> bool| prog.ops.iter().any(|l| f(&l.op));
     let uffd_use = uses(&|o| {
         matches!(
@@ -1067,8 +1284,19 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
         " *\n * Runs as root on a kernel with THP (madvise or always) and PAGEMAP_SCAN (6.7+); a fault\n * plan needs our fault-plan interface (/sys/kernel/debug/splitfuzz: any kernel `splitfuzz vm\n * build` makes, e.g. `splitfuzz vm build --source YOUR_TREE`). Prints after every op `op I res\n * R` and one line per live process: change of VmPTE in tables, anon pages and THPs of the\n * arena (smaps), its VMAs, per-page state (. none, p anon, z zero page, H THP PMD, Z huge\n * zero PMD, s swap, g guard) and the tag read from each present page (wOP: written by op\n * OP). Predicted by the {} model (kernel geometry, Linux 7.2); differences go to stderr.\n * Exit: 0 as the model predicts (a finding: reproduced), 1 not, 2 cannot run here.\n */",
         policy
     );
+    if memcg {
+        let _ = writeln!(
+            c,
+            "/*\n * Without fault injection (`emit-c --trigger memcg`): needs root, cgroup v2 at\n * /sys/fs/cgroup and a kernel with CONFIG_MEMCG and CONFIG_SWAP; no debugfs. The\n * plan is realised by memory-cgroup limits ({}); the prediction is the\n * model's at those limits. Allocation counts are not checked (no counting interface).\n */",
+            if memcg_note.is_empty() {
+                "no op holds a planned failure: no limit".to_string()
+            } else {
+                memcg_note.replace("*/", "* /")
+            }
+        );
+    }
     c.push_str(
-        "#define _GNU_SOURCE\n#include <ctype.h>\n#include <errno.h>\n#include <fcntl.h>\n#include <poll.h>\n#include <pthread.h>\n#include <sched.h>\n#include <signal.h>\n#include <stdarg.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <sys/ioctl.h>\n#include <sys/mman.h>\n#include <sys/resource.h>\n#include <sys/syscall.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\n#ifndef MAP_FIXED_NOREPLACE\n#define MAP_FIXED_NOREPLACE 0x100000\n#endif\n#ifndef SYS_pidfd_open\n#define SYS_pidfd_open 434\n#endif\n",
+        "#define _GNU_SOURCE\n#include <ctype.h>\n#include <errno.h>\n#include <fcntl.h>\n#include <poll.h>\n#include <pthread.h>\n#include <sched.h>\n#include <signal.h>\n#include <stdarg.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n#include <sys/ioctl.h>\n#include <sys/mman.h>\n#include <sys/resource.h>\n#include <sys/stat.h>\n#include <sys/syscall.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\n#ifndef MAP_FIXED_NOREPLACE\n#define MAP_FIXED_NOREPLACE 0x100000\n#endif\n#ifndef SYS_pidfd_open\n#define SYS_pidfd_open 434\n#endif\n",
     );
     let _ = writeln!(c, "#define ARENA_BASE {ARENA_BASE:#x}ULL");
     let _ = writeln!(c, "#define ARENA_SIZE {ARENA_SIZE:#x}ULL");
@@ -1079,6 +1307,7 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
     let n = prog.ops.len();
     let _ = writeln!(c, "#define NR_OPS {n}");
     let _ = writeln!(c, "#define HAS_PLAN {}", has_plan as u8);
+    let _ = writeln!(c, "#define MEMCG {}", memcg as u8);
     let _ = writeln!(c, "#define PTE_PLAN \"{}\"", prog.faults.pte_alloc);
     let _ = writeln!(c, "#define THP_PLAN \"{}\"", prog.faults.thp);
     let _ = writeln!(c, "#define UFFD_USE {}", uffd_use as u8);
@@ -1102,6 +1331,7 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
         .map(|l| match l.op {
             Op::Fork => 'f',
             Op::Exit => 'x',
+            Op::Touch { .. } => 't',
             _ => 'o',
         })
         .collect();
@@ -1118,6 +1348,15 @@ pub fn emit_c(prog: &Program) -> Result<String, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
+    );
+    let _ = writeln!(
+        c,
+        "/* The memcg trigger: per op, -1 or the pages it may free (its limit is set that much lower). */"
+    );
+    let _ = writeln!(
+        c,
+        "static const long limit_slack[] = {{ {}-1 }};",
+        limits.iter().map(|x| format!("{x}, ")).collect::<String>()
     );
     let _ = writeln!(c, "static const char *const op_text[] = {{");
     for l in &prog.ops {

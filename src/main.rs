@@ -169,6 +169,12 @@ enum Cmd {
         file: PathBuf,
         #[command(flatten)]
         f: FormatArg,
+        /// How the reproducer realises the fault plan: `inject` (our kernel
+        /// patch's debugfs interface) or `memcg` (no injection: it creates a
+        /// memory cgroup and puts it at its limit during the ops that hold the
+        /// planned failures).
+        #[arg(long, value_enum, default_value_t = splitfuzz::vm::Trigger::Inject)]
+        trigger: splitfuzz::vm::Trigger,
     },
     /// Minimize a corpus folder with the model's own coverage (-o OUT or --in-place).
     ///
@@ -877,11 +883,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             splitfuzz::diff::main(&a, files)
         }
         Cmd::Vm { cmd } => splitfuzz::vm::vm_main(cmd),
-        Cmd::EmitC { file, f } => {
+        Cmd::EmitC { file, f, trigger } => {
             let prog = load(&file, f.format)?;
             print!(
                 "{}",
-                splitfuzz::emit_c::emit_c(&prog).map_err(|e| anyhow!("{}: {e}", file.display()))?
+                splitfuzz::emit_c::emit_c_with(&prog, trigger == splitfuzz::vm::Trigger::Memcg)
+                    .map_err(|e| anyhow!("{}: {e}", file.display()))?
             );
             Ok(ExitCode::SUCCESS)
         }
