@@ -1237,19 +1237,12 @@ pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
             limits[i] = slack as i64;
         }
         memcg_note = re.summary();
-        crate::memcg::model_at_limits(
-            prog,
-            &policy,
-            crate::mm::LINUX_DEFAULT,
-            &re.limited,
-            &[],
-        )
+        crate::memcg::model_at_limits(prog, &policy, crate::mm::LINUX_DEFAULT, &re.limited, &[])
     } else {
         real::model_run_with(prog, &policy, crate::mm::LINUX_DEFAULT, &[])
     };
     let expected = &mr.t;
-    let has_plan =
-        !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());
+    let has_plan = !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());
     let uses = |f: &dyn Fn(&Op) -> bool| prog.ops.iter().any(|l| f(&l.op));
     let uffd_use = uses(&|o| {
         matches!(

@@ -176,7 +176,13 @@ impl Realisation {
 
     /// The model the guest run is judged against, with `thp_fail` (THP calls
     /// the kernel failed by itself) failed besides the limits.
-    pub fn model(&self, prog: &Program, policy: &Policy, linux: (u32, u32), thp_fail: &[u32]) -> ModelRun {
+    pub fn model(
+        &self,
+        prog: &Program,
+        policy: &Policy,
+        linux: (u32, u32),
+        thp_fail: &[u32],
+    ) -> ModelRun {
         limited_run(prog, policy, linux, &self.limited, thp_fail).run
     }
 

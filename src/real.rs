@@ -2102,7 +2102,12 @@ pub fn memcg_events(dir: &str) -> String {
             .trim()
             .to_string()
     };
-    format!("max {} oom {} oom_kill {}", get("max"), get("oom"), get("oom_kill"))
+    format!(
+        "max {} oom {} oom_kill {}",
+        get("max"),
+        get("oom"),
+        get("oom_kill")
+    )
 }
 
 /// Lift the limit from outside (the controller, after a hung op).

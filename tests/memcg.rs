@@ -36,7 +36,9 @@ fn madv_dontneed_retention_is_one_limited_op_that_fails_exactly_the_plan() {
     assert!(r.differs.is_empty(), "{:?}", r.differs);
     assert!(r.inexpressible.is_empty(), "{:?}", r.inexpressible);
     assert_eq!(r.keeps_finding(), Some(true));
-    assert!(r.summary().contains("fails exactly the planned allocations"));
+    assert!(r
+        .summary()
+        .contains("fails exactly the planned allocations"));
     // Nothing to free in that op beyond the margin.
     assert_eq!(r.limits(), vec![(2, 16)]);
 }
@@ -105,7 +107,9 @@ fn uncounted_charges_in_a_limited_op_make_it_inexpressible() {
     let (p, pol) = load("tests/programs/deposit/every-op.txt");
     let r = memcg::realise(&p, &pol, LINUX);
     assert!(
-        r.inexpressible.iter().any(|w| w.contains("anon_vma_prepare")),
+        r.inexpressible
+            .iter()
+            .any(|w| w.contains("anon_vma_prepare")),
         "{:?}",
         r.inexpressible
     );

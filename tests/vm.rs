@@ -246,7 +246,9 @@ fn deposit_programs_agree_at_a_memcg_limit() {
         .collect();
     assert!(
         limited.iter().any(|n| n.ends_with("memcg-thp-charge.txt"))
-            && limited.iter().any(|n| n.ends_with("memcg-huge-zero-table.txt")),
+            && limited
+                .iter()
+                .any(|n| n.ends_with("memcg-huge-zero-table.txt")),
         "limited: {limited:?}"
     );
     assert!(inexpressible.len() < jobs.len(), "{inexpressible:?}");
@@ -256,7 +258,11 @@ fn deposit_programs_agree_at_a_memcg_limit() {
             // The limited op's memory.events were read: the limit was hit.
             let (op, _) = job.memcg.as_ref().unwrap()[0];
             let ev = j.run.hr.memcg_events[op].clone().unwrap_or_default();
-            assert!(ev.starts_with("max ") && !ev.starts_with("max 0 "), "{}: {ev}", job.name);
+            assert!(
+                ev.starts_with("max ") && !ev.starts_with("max 0 "),
+                "{}: {ev}",
+                job.name
+            );
         }
     }
     assert_agree(&jobs, &judged);

@@ -68,7 +68,10 @@ impl Channel {
 
 /// Split the programs file: `=== K` headers, each followed by a program's text.
 pub fn parse_programs(text: &str) -> Result<Vec<Program>> {
-    Ok(parse_programs_with(text)?.into_iter().map(|(p, _)| p).collect())
+    Ok(parse_programs_with(text)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
 }
 
 /// The memcg trigger's limited ops of a program, each with the pages it may

@@ -1021,9 +1021,17 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
                 say!(
                     "{}: not expressible without injection{}: {}{}",
                     j.name,
-                    if finding { " (finding: reproduced without injection: not expressible)" } else { "" },
+                    if finding {
+                        " (finding: reproduced without injection: not expressible)"
+                    } else {
+                        ""
+                    },
                     re.inexpressible.join("; "),
-                    if re.summary().is_empty() { String::new() } else { format!(" [{}]", re.summary()) }
+                    if re.summary().is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", re.summary())
+                    }
                 );
                 if !r.run_inexpressible {
                     continue;
@@ -1070,8 +1078,14 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
             _ => {
                 stats.add(p, &j.verdict);
                 print_verdict(&jobs[i].name, p, j, o.verbose);
-                if let (Some(_), VmVerdict::Finding { reproduced, deposit: false, .. }) =
-                    (&jobs[i].memcg, &j.verdict)
+                if let (
+                    Some(_),
+                    VmVerdict::Finding {
+                        reproduced,
+                        deposit: false,
+                        ..
+                    },
+                ) = (&jobs[i].memcg, &j.verdict)
                 {
                     say!(
                         "{}: reproduced without injection: {}",
