@@ -858,3 +858,38 @@ fn readme_and_help_agree() {
         "{top}"
     );
 }
+
+#[test]
+fn emit_c_memcg_trigger() {
+    let d = tmp("emit-c-memcg");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Expressible: the reproducer creates the cgroup and sets the limit itself.
+    let zap = root.join("crashes/lazy-v3/no-silent-skip-zap_pmd_range.txt");
+    let o = sf(&d, &["emit-c", "--trigger", "memcg", zap.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let c = text(&o.stdout);
+    assert!(c.contains("#define MEMCG 1") && c.contains("#define HAS_PLAN 0"));
+    assert!(
+        c.contains("static const long limit_slack[] = { -1, -1, 16, -1 };"),
+        "{c}"
+    );
+    // The default is injection.
+    let o = sf(&d, &["emit-c", zap.to_str().unwrap()]);
+    assert!(text(&o.stdout).contains("#define MEMCG 0"));
+    // Not expressible: one line, exit 2.
+    let mremap = root.join("crashes/lazy-v3/no-silent-skip-unmap_source_vma.txt");
+    let o = sf(
+        &d,
+        &["emit-c", "--trigger", "memcg", mremap.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("not expressible without injection") && e.contains("copy_vma"),
+        "{e}"
+    );
+    // A bad trigger is a usage error.
+    let o = sf(&d, &["emit-c", "--trigger", "oom", zap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -377,3 +377,70 @@ fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `emit-c --trigger memcg`: the reproducers create the cgroup and set and
+/// lift the limit themselves (no debugfs: HAS_PLAN 0). On stock 7.2 the
+/// deposit programs hang in the OOM-retried fault as the model predicts at
+/// the limit (exit 0), with memory.events showing failed charges; the v3
+/// MADV_DONTNEED retention does not happen (exit 1, not reproduced).
+#[test]
+fn emitted_memcg_reproducers_set_the_limit_themselves() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    if std::process::Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: no C compiler");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("splitfuzz-vm-memcg-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases = [
+        ("tests/programs/deposit/memcg-thp-charge.txt", 0),
+        ("tests/programs/deposit/memcg-huge-zero-table.txt", 0),
+        ("crashes/lazy-v3/no-silent-skip-zap_pmd_range.txt", 1),
+    ];
+    let mut bins = Vec::new();
+    for (i, (f, _)) in cases.iter().enumerate() {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        let c = splitfuzz::emit_c::emit_c_with(&Program::parse(&text).unwrap(), true).unwrap();
+        assert!(c.contains("#define HAS_PLAN 0") && c.contains("#define MEMCG 1"));
+        let src = dir.join(format!("m{i}.c"));
+        let bin = dir.join(format!("m{i}"));
+        std::fs::write(&src, c).unwrap();
+        let out = std::process::Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bins.push(bin);
+    }
+    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    assert_eq!(res.len(), cases.len());
+    for ((f, want), (_, code, text)) in cases.iter().zip(&res) {
+        assert_eq!(code, &Some(*want), "{f}:\n{text}");
+        assert!(
+            text.contains("# memory.events after op 2: "),
+            "{f}:\n{text}"
+        );
+        if *want == 0 {
+            assert!(text.contains("did not return"), "{f}:\n{text}");
+            assert!(!text.contains(" max 0 "), "{f}: no failed charge:\n{text}");
+        } else {
+            assert!(
+                text.contains("# not reproduced without fault injection"),
+                "{f}:\n{text}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
