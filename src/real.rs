@@ -2019,6 +2019,8 @@ fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                     }
                     op => {
                         let r = host_op(&mut p, a, op);
+                        // (A touch that failed before its reads set nothing.)
+                        p.limit_pending = None;
                         if let Some(l) = &limit {
                             l.lift();
                         }
