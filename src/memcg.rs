@@ -266,6 +266,20 @@ fn limited_run(
     )
 }
 
+/// Ops that swap pages out (reclaim, MADV_PAGEOUT): the limit cannot hold
+/// them (it sets memory.swap.max to 0).
+fn swaps_out(op: &crate::program::Op) -> bool {
+    use crate::program::{Advice, Op};
+    matches!(
+        op,
+        Op::Reclaim { .. }
+            | Op::Madvise {
+                advice: Advice::Pageout,
+                ..
+            }
+    )
+}
+
 fn key(v: &[(&'static str, u32, &'static str)]) -> Vec<(&'static str, &'static str)> {
     v.iter().map(|x| (x.0, x.2)).collect()
 }
@@ -311,6 +325,12 @@ pub fn realise(prog: &Program, policy: &Policy, linux: (u32, u32)) -> Realisatio
                 p.calls,
                 fmt_failed(&r.failed),
                 r.calls
+            ));
+        }
+        if swaps_out(&prog.ops[i].op) {
+            inexpressible.push(format!(
+                "op {i} `{}` swaps pages out, and at the limit memory.swap.max is 0 (reclaim must not make room by swapping)",
+                prog.ops[i]
             ));
         }
         if !r.charges.is_empty() {

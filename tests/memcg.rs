@@ -129,3 +129,18 @@ fn no_plan_no_limit() {
     let r = memcg::realise(&p, &pol, LINUX);
     assert!(r.limited.is_empty() && r.summary().is_empty());
 }
+
+#[test]
+fn a_limited_reclaim_is_not_expressible() {
+    // The limit sets memory.swap.max to 0: a limited op cannot swap out.
+    let (p, pol) = load("tests/programs/lazy-v3/caller-try_to_unmap_one.txt");
+    let r = memcg::realise(&p, &pol, LINUX);
+    assert!(!r.limited.is_empty());
+    assert!(
+        r.inexpressible
+            .iter()
+            .any(|w| w.contains("memory.swap.max is 0")),
+        "{:?}",
+        r.inexpressible
+    );
+}
