@@ -327,6 +327,12 @@ pub fn realise(prog: &Program, policy: &Policy, linux: (u32, u32)) -> Realisatio
                 r.calls
             ));
         }
+        if matches!(prog.ops[i].op, crate::program::Op::Pin { .. }) {
+            inexpressible.push(format!(
+                "op {i} `{}` registers io_uring buffers, which charges the cgroup too (io_uring/rsrc.c: GFP_KERNEL_ACCOUNT)",
+                prog.ops[i]
+            ));
+        }
         if swaps_out(&prog.ops[i].op) {
             inexpressible.push(format!(
                 "op {i} `{}` swaps pages out, and at the limit memory.swap.max is 0 (reclaim must not make room by swapping)",
