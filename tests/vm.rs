@@ -70,7 +70,17 @@ fn assert_agree(jobs: &[Job], judged: &[Judged]) {
         .iter()
         .zip(judged)
         .filter(|(_, j)| !matches!(j.verdict, VmVerdict::Agree { .. }))
-        .map(|(job, j)| format!("{}: {:?}\n{}", job.name, j.verdict, job.prog.to_text()))
+        .map(|(job, j)| {
+            // The kernel's last lines (a crash or complaint says why there).
+            let log: Vec<&str> = j.run.log.iter().map(|(_, l)| l.as_str()).collect();
+            format!(
+                "{}: {:?}\n{}kernel log (last 40 lines):\n{}",
+                job.name,
+                j.verdict,
+                job.prog.to_text(),
+                log[log.len().saturating_sub(40)..].join("\n")
+            )
+        })
         .collect();
     assert!(
         bad.is_empty(),
