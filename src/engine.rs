@@ -258,11 +258,28 @@ fn slug(sig: &str) -> String {
         .collect()
 }
 
+/// Re-plan: the same ops under another `pte_alloc_one()` plan. The plan is
+/// the input's first two bytes (program.rs `plan()`: tag % 4 = nth, from, at,
+/// never; then the call index); nth, from and never take exactly these two
+/// bytes, so the ops decode as before (an `at` plan, which reads more bytes,
+/// is left alone). A program that reaches a split under a transient failure
+/// is then tried under a sustained one (`from`), which the retry loops need.
+pub fn replan(rng: &mut Xoshiro256PlusPlus, v: &mut [u8]) {
+    if v.len() < 2 || v[0] % 4 == 2 {
+        return;
+    }
+    v[0] = [0u8, 1, 3][rng.gen_range(0..3)] + 4 * rng.gen_range(0..64u8);
+    if rng.gen_ratio(1, 2) {
+        v[1] = rng.gen();
+    }
+}
+
 pub fn mutate(rng: &mut Xoshiro256PlusPlus, input: &[u8], other: &[u8]) -> Vec<u8> {
     let mut v = input.to_vec();
     let n = rng.gen_range(1..=4);
     for _ in 0..n {
-        match rng.gen_range(0..7) {
+        match rng.gen_range(0..8) {
+            7 if v.len() >= 2 && v[0] % 4 != 2 => replan(rng, &mut v),
             0 if !v.is_empty() => {
                 let i = rng.gen_range(0..v.len());
                 v[i] ^= 1 << rng.gen_range(0..8);

@@ -165,3 +165,34 @@ fn a_stop_flag_or_the_time_budget_ends_a_campaign() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `replan` changes only the pte_alloc plan: the ops decode as before, and
+/// the plan is nth, from or never (an `at` plan is left alone).
+#[test]
+fn replan_keeps_the_ops_and_changes_only_the_plan() {
+    use rand::{Rng, SeedableRng};
+    use splitfuzz::alloc::Plan;
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+    let mut kinds = [0usize; 3];
+    for _ in 0..2000 {
+        let len = rng.gen_range(2..120);
+        let orig: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let mut v = orig.clone();
+        splitfuzz::engine::replan(&mut rng, &mut v);
+        let (a, b) = (Program::decode(&orig), Program::decode(&v));
+        assert_eq!(a.ops, b.ops);
+        assert_eq!(a.faults.thp, b.faults.thp);
+        assert_eq!(a.uffd_async, b.uffd_async);
+        if orig[0] % 4 == 2 {
+            assert_eq!(v, orig, "an `at` plan is left alone");
+            continue;
+        }
+        match b.faults.pte_alloc {
+            Plan::Nth(_) => kinds[0] += 1,
+            Plan::From(_) => kinds[1] += 1,
+            Plan::Never => kinds[2] += 1,
+            Plan::At(_) => panic!("replan made an `at` plan"),
+        }
+    }
+    assert!(kinds.iter().all(|&k| k > 300), "{kinds:?}");
+}
