@@ -629,3 +629,21 @@ fn a_fork_childs_anon_vma_does_not_merge_with_a_new_vma() {
     assert_eq!(vma_bounds(&k, 0), vec![(10752, 22528)]);
     assert_eq!(vma_bounds(&k, 1), vec![(10752, 18432), (18432, 22528)]);
 }
+
+/// mm/vma.c copy_vma(): a never-faulted anonymous VMA takes the destination's
+/// pgoff and merges with the destination's neighbours before any page table
+/// moves, so unmap_source_vma() then splits the merged VMA (one more table
+/// under v3, which allocates before looking at the PMD; found by `vm run` on
+/// the v3 kernel).
+#[test]
+fn copy_vma_merges_before_the_source_is_unmapped() {
+    let (k, res) = run_arena(
+        "mmap 24M 7M\nmunmap 30464K 512K\nmremap 29184K 512K 30464K\n",
+        Preset::LazyV3,
+    );
+    assert!(res.iter().all(|r| *r == exec::OpResult::Ok), "{res:?}");
+    assert_eq!(vma_bounds(&k, 0), vec![(24576, 29184), (29696, 31744)]);
+    // munmap: the split at 30464K; mremap: the source split at 29184K
+    // inside the merged VMA (29696K's PMD is no longer in one VMA).
+    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+}

@@ -83,6 +83,12 @@ impl Kernel {
             self.alloc.charge(Charge::Slab, "copy_vma");
         }
         self.mms[mm].vmas.insert(pos, vma);
+        // copy_vma(): vma_merge_copied_range() with the destination's
+        // neighbours, before any page table moves: the source's later unmap
+        // (or the revert's) then splits the merged VMA (found by vm run on the
+        // v3 kernel: a never-faulted VMA moved into a hole of itself merges
+        // with both sides, and unmap_source_vma() splits it at a PMD).
+        self.vma_merge_at(mm, &[new, new + len]);
         let moved = self.move_page_tables(mm, old, new, len, false)?;
         if moved < len {
             // copy_vma_and_data(): move back what was moved, then unmap the
@@ -116,8 +122,6 @@ impl Kernel {
             }
             Err(b) => return Err(b),
         }
-        // copy_vma(): vma_merge_new_range() with the destination's neighbours.
-        self.vma_merge_at(mm, &[new, new + len]);
         Ok(())
     }
 
