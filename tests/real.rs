@@ -1,6 +1,8 @@
 //! The host kernel as an oracle (`splitfuzz real`, `emit-c`). Skipped with a
 //! message where the host has no usable THP.
 
+mod common;
+
 use splitfuzz::real::{self, check_program, Host, Verdict};
 use splitfuzz::Program;
 
@@ -142,20 +144,7 @@ fn emitted_c_prints_what_real_observes() {
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (name, p)) in host_programs().into_iter().enumerate() {
         let c = splitfuzz::emit_c::emit_c(&p).unwrap();
-        let src = dir.join(format!("repro{i}.c"));
-        let bin = dir.join(format!("repro{i}"));
-        std::fs::write(&src, &c).unwrap();
-        let out = std::process::Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let bin = common::compile_c(&dir, &format!("repro{i}"), &c);
         let run = std::process::Command::new(&bin).output().unwrap();
         let c_text = String::from_utf8(run.stdout).unwrap();
         let host = real::host_run(&p).unwrap();

@@ -6,6 +6,8 @@
 //! The tests boot one guest each, one test at a time (a lock), so two QEMUs
 //! never share the machine's cores.
 
+mod common;
+
 use splitfuzz::policy::{Policy, Preset};
 use splitfuzz::program::Program;
 use splitfuzz::vm::run::{run_batch, Job, Judged, VmOptions, VmVerdict};
@@ -328,16 +330,9 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
 fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
     let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = options() else { return };
-    if std::process::Command::new("cc")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED: no C compiler");
+    let Some(dir) = common::c_scratch_dir("vm-emit-c") else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("splitfuzz-vm-emit-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     // Deposit programs with plans: on stock 7.2 each reproducer sees what the
     // model predicts, allocation counts included (exit 0). Lazy findings: the
     // stock kernel does not show them (exit 1, "not reproduced").
@@ -361,21 +356,7 @@ fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
     let mut bins = Vec::new();
     for (name, text, _) in &cases {
         let c = splitfuzz::emit_c::emit_c(&Program::parse(text).unwrap()).unwrap();
-        let src = dir.join(format!("{name}.c"));
-        let bin = dir.join(name);
-        std::fs::write(&src, c).unwrap();
-        let out = std::process::Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bins.push(bin);
+        bins.push(common::compile_c(&dir, name, &c));
     }
     let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
     assert_eq!(res.len(), cases.len());
@@ -397,16 +378,9 @@ fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
 fn emitted_memcg_reproducers_set_the_limit_themselves() {
     let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let Some(o) = options() else { return };
-    if std::process::Command::new("cc")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED: no C compiler");
+    let Some(dir) = common::c_scratch_dir("vm-memcg-c") else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("splitfuzz-vm-memcg-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cases = [
         ("tests/programs/deposit/memcg-thp-charge.txt", 0),
@@ -417,22 +391,11 @@ fn emitted_memcg_reproducers_set_the_limit_themselves() {
     for (i, (f, _)) in cases.iter().enumerate() {
         let text = std::fs::read_to_string(root.join(f)).unwrap();
         let c = splitfuzz::emit_c::emit_c_with(&Program::parse(&text).unwrap(), true).unwrap();
-        assert!(c.contains("#define HAS_PLAN 0") && c.contains("#define MEMCG 1"));
-        let src = dir.join(format!("m{i}.c"));
-        let bin = dir.join(format!("m{i}"));
-        std::fs::write(&src, c).unwrap();
-        let out = std::process::Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .output()
-            .unwrap();
         assert!(
-            out.status.success(),
-            "{f}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            c.contains("#define HAS_PLAN 0") && c.contains("#define MEMCG 1"),
+            "{f}"
         );
-        bins.push(bin);
+        bins.push(common::compile_c(&dir, &format!("m{i}"), &c));
     }
     let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
     assert_eq!(res.len(), cases.len());
