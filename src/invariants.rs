@@ -820,11 +820,14 @@ pub fn check_reference(
                     )
                 };
                 let mut viol = v(k, Invariant::NoSilentSkip, blame, mi, page, msg);
-                if ok && !want.mapped && ap.mapped && ap.val == 0 && !ap.any_val {
-                    // The call reported the range unmapped and it stays mapped,
-                    // empty: no data is lost or kept (it moved or was zapped),
-                    // the VMA and its address range leak, and an access that
-                    // must fault reads zero (mremap's unmap_source_vma()).
+                if ap.mapped && ap.val == 0 && !ap.any_val && cands.iter().any(|c| !c[page].mapped)
+                {
+                    // A range that should be unmapped (after success, or in
+                    // the state a failure may leave) stays mapped, empty: no
+                    // data is lost or kept (it moved or was zapped), the VMA
+                    // and its address range leak, and an access that must
+                    // fault reads zero (mremap's unmap_source_vma(), also on
+                    // the new range after a failed move).
                     viol.severity = Severity::Leak;
                     viol.message.push_str(
                         ": the range stays mapped and empty (a leaked VMA, no data lost)",

@@ -255,7 +255,7 @@ impl Preset {
             Preset::LazyV1 => "RFC v1 (2026-02-11): v2 14's lazy allocation on void split functions; every caller carries on as 7.2's code does",
             Preset::LazyV2 => "RFC v2 (2026-02-26, 21 patches): split returns -ENOMEM, callers as posted; pagemap_scan still ignores it",
             Preset::LazyV3 => "v3 (2026-03-27, 24 patches): split returns -ENOMEM, callers as posted",
-            Preset::LazyFixed => "every caller returns the error (advisory madvise and reclaim may skip); MADV_DONTNEED and UFFDIO_WRITEPROTECT return -ENOMEM; the reference",
+            Preset::LazyFixed => "every caller returns the error (advisory madvise and reclaim may skip); MADV_DONTNEED and UFFDIO_WRITEPROTECT return -ENOMEM; the split allocates only for a huge PMD; the reference",
         }
     }
 }
@@ -367,6 +367,18 @@ impl Policy {
         }
     }
 
+    /// lazy-fixed: `__split_huge_pmd()` looks at the PMD before it allocates
+    /// (pmd_trans_huge() without the lock, again under it), so a VMA split
+    /// where no THP is mapped never allocates and never fails. v2/v3
+    /// allocate first (their `__split_huge_pmd()`), so an unaligned
+    /// mprotect/munmap/mremap of small pages can fail with -ENOMEM, and
+    /// mremap's source unmap can fail after copy_vma() merged an unfaulted
+    /// moved VMA back into its source (mm/vma.c copy_vma(): "vma_merge with
+    /// self"), which splitting the source first cannot prevent.
+    pub fn split_checks_pmd_first(&self) -> bool {
+        self.preset == Preset::LazyFixed
+    }
+
     pub fn strategy(&self, c: SplitCaller) -> Strategy {
         self.strategies[c as usize]
     }
@@ -415,7 +427,11 @@ impl Policy {
             );
             return out;
         }
-        out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() on an anon VMA before looking at the PMD, and can fail\n");
+        if self.split_checks_pmd_first() {
+            out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() only when the PMD is huge (a lockless check first, rechecked under the lock), and can fail\n");
+        } else {
+            out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() on an anon VMA before looking at the PMD, and can fail\n");
+        }
         for c in SplitCaller::ALL {
             let s = self.strategy(c);
             let base = cell(self.preset, c);

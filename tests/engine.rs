@@ -7,8 +7,11 @@ use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn campaign(dir: &std::path::Path) -> Report {
     fuzz(&FuzzOptions {
+        // Seed 1 finds all four lazy-v3 findings within 30,000 executions
+        // (seed 4 finds three since the re-plan mutation; every seed 0-5
+        // finds all four within 150,000: README "The two commands").
         max_runs: Some(30_000),
-        seed: 4,
+        seed: 1,
         crashes_dir: dir.to_path_buf(),
         corpus_dir: Some(dir.join("corpus")),
         ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
@@ -51,8 +54,14 @@ fn finds_lazy_v3_findings_and_is_deterministic() {
     assert_eq!(ca.len(), a.corpus, "every corpus entry is written");
     assert_eq!(ca, cb, "same corpus");
     let sigs: Vec<&str> = a.findings.iter().map(|f| f.signature.as_str()).collect();
-    assert!(sigs.contains(&"no-silent-skip zap_pmd_range"), "{sigs:?}");
-    assert!(sigs.contains(&"no-livelock change_pmd_range"), "{sigs:?}");
+    for want in [
+        "no-silent-skip zap_pmd_range",
+        "no-livelock change_pmd_range",
+        "no-livelock madvise_guard_install",
+        "no-silent-skip unmap_source_vma",
+    ] {
+        assert!(sigs.contains(&want), "{want} not in {sigs:?}");
+    }
     let cfg = RunConfig::new(Policy::preset(Preset::LazyV3), Geometry::SMALL);
     for f in &a.findings {
         let text = std::fs::read_to_string(&f.path).unwrap();

@@ -561,6 +561,11 @@ impl Kernel {
             self.split_huge_pmd_locked(mm, slot, false, None, caller.name())?;
             return Ok(Split::Done);
         }
+        if self.policy.split_checks_pmd_first() && !self.mms[mm].pmds[slot].is_huge() {
+            // Nothing to split: no table needed.
+            cov!(self, "split_huge_pmd_address:not_huge");
+            return Ok(Split::Done);
+        }
         let mut iters = 0;
         loop {
             match self.pte_alloc_one(mm, "__split_huge_pmd") {
