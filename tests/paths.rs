@@ -647,3 +647,18 @@ fn copy_vma_merges_before_the_source_is_unmapped() {
     // inside the merged VMA (29696K's PMD is no longer in one VMA).
     assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
 }
+
+/// mm/userfaultfd.c find_vmas_mm_locked() → find_vma_and_prepare_anon(): the
+/// destination VMA gets its anon_vma before any check, so even a failed
+/// UFFDIO_MOVE (here EINVAL: nothing registered) leaves it faulted-in as far
+/// as copy_vma() is concerned; a later mremap keeps its pgoff and does not
+/// merge back (found by `vm run` on the v3 kernel).
+#[test]
+fn a_failed_uffd_move_still_prepares_the_destination_anon_vma() {
+    let (k, res) = run_arena(
+        "mmap 14592K 6400K\nuffd-move 19968K 15616K 1280K\n",
+        Preset::LazyV3,
+    );
+    assert_eq!(res[1], exec::OpResult::Err(splitfuzz::mm::Errno::EINVAL));
+    assert_ne!(k.mms[0].vmas[0].anon_vma, 0);
+}

@@ -108,8 +108,17 @@ impl Kernel {
     /// bytes moved), no move at all returns the error that stopped it.
     pub fn uffd_move(&mut self, mm: usize, dst: usize, src: usize, len: usize) -> KResult<()> {
         let p = self.ptrs();
-        // find_vmas_mm_locked(): the VMAs containing dst and src.
-        let (Some(dvi), Some(svi)) = (self.mms[mm].vma_at(dst), self.mms[mm].vma_at(src)) else {
+        // find_vmas_mm_locked() (or uffd_lock_vma()): the VMA containing dst,
+        // given an anon_vma at once (find_vma_and_prepare_anon()), before
+        // the source is looked up and before any check can fail: a failed
+        // UFFDIO_MOVE still leaves the destination VMA faulted-in as far as
+        // merges and mremap's copy_vma() are concerned (found by vm run on
+        // the v3 kernel); then the VMA containing src.
+        let Some(dvi) = self.mms[mm].vma_at(dst) else {
+            return Err(Errno::ENOENT.into());
+        };
+        self.anon_vma_prepare(mm, dvi);
+        let Some(svi) = self.mms[mm].vma_at(src) else {
             return Err(Errno::ENOENT.into());
         };
         let (dv, sv) = (
@@ -130,9 +139,6 @@ impl Kernel {
             return Err(Errno::EINVAL.into());
         }
         cov!(self, "move_pages");
-        // find_vmas_mm_locked() → find_vma_and_prepare_anon(): the destination
-        // VMA gets an anon_vma.
-        self.anon_vma_prepare(mm, dvi);
         let (mut s, mut d) = (src, dst);
         let end = src + len;
         let mut moved = 0;
