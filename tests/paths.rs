@@ -20,9 +20,22 @@ fn run_res_linux(
     geom: Geometry,
     linux: (u32, u32),
 ) -> (Kernel, Vec<exec::OpResult>) {
+    run_with(text, preset, geom, linux, false)
+}
+
+/// Run without the implicit exit under Linux `linux`, with or without the
+/// oracles' arena neighbours; no violation allowed.
+fn run_with(
+    text: &str,
+    preset: Preset,
+    geom: Geometry,
+    linux: (u32, u32),
+    arena_neighbours: bool,
+) -> (Kernel, Vec<exec::OpResult>) {
     let prog = Program::parse(text).unwrap();
     let mut k = exec::build(&prog, &RunConfig::new(Policy::preset(preset), geom));
     k.linux = linux;
+    k.arena_neighbours = arena_neighbours;
     let mut res = Vec::new();
     let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
     assert!(v.is_none(), "{v:?}");
@@ -575,17 +588,13 @@ fn user_fault_retries_vm_fault_oom() {
 /// Kernel geometry with the oracles' arena neighbours (PUDs always present),
 /// as `vm run` and `real` model a program.
 fn run_arena(text: &str, preset: Preset) -> (Kernel, Vec<exec::OpResult>) {
-    let prog = Program::parse(text).unwrap();
-    let mut k = exec::build(
-        &prog,
-        &RunConfig::new(Policy::preset(preset), Geometry::KERNEL),
-    );
-    k.arena_neighbours = true;
-    let mut res = Vec::new();
-    let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
-    assert!(v.is_none(), "{v:?}");
-    check_state(&k, "test").unwrap();
-    (k, res)
+    run_with(
+        text,
+        preset,
+        Geometry::KERNEL,
+        splitfuzz::mm::LINUX_DEFAULT,
+        true,
+    )
 }
 
 fn vma_bounds(k: &Kernel, mm: usize) -> Vec<(usize, usize)> {

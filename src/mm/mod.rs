@@ -208,6 +208,19 @@ impl Vma {
         self.anon_vma != 0 && self.chain.len() > 1
     }
 
+    /// May `self` and `next`, which starts where `self` ends, be one VMA?
+    /// `is_mergeable_vma()` + `is_mergeable_anon_vma()` (mm/vma.c): equal
+    /// flags, continuing pgoffs, and the same anon_vma, or one side without
+    /// one while the other is not a fork child (`vma_is_fork_child()`).
+    pub fn can_merge_with_next(&self, next: &Vma) -> bool {
+        self.end == next.start
+            && self.same_flags(next)
+            && self.pgoff + (self.end - self.start) == next.pgoff
+            && (self.anon_vma == next.anon_vma
+                || (self.anon_vma == 0 && !next.is_fork_child())
+                || (next.anon_vma == 0 && !self.is_fork_child()))
+    }
+
     /// Flags that must be equal for two VMAs to merge (`is_mergeable_vma()`).
     pub fn same_flags(&self, o: &Vma) -> bool {
         self.write == o.write

@@ -62,19 +62,7 @@ impl Kernel {
                 i += 1;
                 continue;
             }
-            // is_mergeable_vma() + is_mergeable_anon_vma(): equal flags, the
-            // pgoffs continue, compatible anon_vmas: the same one, or one
-            // side without, and then the other must not be a fork child
-            // (mm/vma.c vma_is_fork_child(): an anon_vma_chain that is not
-            // singular, i.e. linked to a parent's anon_vma).
-            let anon_ok = a.anon_vma == b.anon_vma
-                || (a.anon_vma == 0 && !b.is_fork_child())
-                || (b.anon_vma == 0 && !a.is_fork_child());
-            if a.end == b.start
-                && a.same_flags(b)
-                && a.pgoff + (a.end - a.start) == b.pgoff
-                && anon_ok
-            {
+            if a.can_merge_with_next(b) {
                 let b = v.remove(i + 1);
                 v[i].end = b.end;
                 v[i].anon_vma = v[i].anon_vma.max(b.anon_vma);
@@ -192,11 +180,7 @@ impl Kernel {
             } else {
                 return false;
             };
-            l.same_flags(r)
-                && l.pgoff + (l.end - l.start) == r.pgoff
-                && (l.anon_vma == r.anon_vma
-                    || (l.anon_vma == 0 && !r.is_fork_child())
-                    || (r.anon_vma == 0 && !l.is_fork_child()))
+            l.can_merge_with_next(r)
         })
     }
 }

@@ -161,23 +161,7 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
             if files.is_empty() && generate.is_none() {
                 return Err(anyhow!("vm run needs FILE... or --generate N"));
             }
-            let kernel = match kernel {
-                Some(k) => k,
-                None => build::default_kernel().ok_or_else(|| {
-                    anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
-                })?,
-            };
-            let o = run::VmOptions {
-                kernel,
-                exe: std::env::current_exe()
-                    .map_err(|e| anyhow!("locating this executable: {e}"))?,
-                timeout: timeout.max(1),
-                smp: smp.max(1),
-                memory,
-                kvm,
-                verbose,
-                keep,
-            };
+            let o = vm_options(kernel, timeout, smp, memory, kvm, verbose, keep)?;
             run::vm_run_main(
                 &o,
                 &run::RunRequest {
@@ -201,25 +185,38 @@ pub fn vm_main(cmd: VmCmd) -> Result<ExitCode> {
             if binaries.is_empty() {
                 return Err(anyhow!("vm exec needs BINARY..."));
             }
-            let kernel = match kernel {
-                Some(k) => k,
-                None => build::default_kernel().ok_or_else(|| {
-                    anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
-                })?,
-            };
-            let o = run::VmOptions {
-                kernel,
-                exe: std::env::current_exe()
-                    .map_err(|e| anyhow!("locating this executable: {e}"))?,
-                timeout: timeout.max(1),
-                smp: smp.max(1),
-                memory,
-                kvm,
-                verbose: false,
-                keep: None,
-            };
+            let o = vm_options(kernel, timeout, smp, memory, kvm, false, None)?;
             run::vm_exec_main(&o, &binaries)
         }
         VmCmd::Guest => guest::guest_main(),
     }
+}
+
+/// The guest options of `vm run` and `vm exec`: the given bzImage or the
+/// cached default kernel, this executable as the guest's runner.
+fn vm_options(
+    kernel: Option<PathBuf>,
+    timeout: u64,
+    smp: u32,
+    memory: String,
+    kvm: bool,
+    verbose: bool,
+    keep: Option<PathBuf>,
+) -> Result<run::VmOptions> {
+    let kernel = match kernel {
+        Some(k) => k,
+        None => build::default_kernel().ok_or_else(|| {
+            anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
+        })?,
+    };
+    Ok(run::VmOptions {
+        kernel,
+        exe: std::env::current_exe().map_err(|e| anyhow!("locating this executable: {e}"))?,
+        timeout: timeout.max(1),
+        smp: smp.max(1),
+        memory,
+        kvm,
+        verbose,
+        keep,
+    })
 }
