@@ -6,7 +6,7 @@
 //! executions per CPU-second (all threads) are printed too: equal values for
 //! one and two jobs mean sharing the corpus costs no extra work.
 
-use splitfuzz::engine::{fuzz, FuzzOptions};
+use splitfuzz::fuzz::engine::{fuzz, FuzzOptions};
 use splitfuzz::{Geometry, Policy, Preset};
 
 fn loadavg() -> String {

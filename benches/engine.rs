@@ -4,7 +4,7 @@
 
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use splitfuzz::exec::{run, run_program, RunConfig};
+use splitfuzz::run::{run, run_program, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ fn programs(seed: u64, ops: usize, n: usize) -> Vec<Program> {
                 p.ops.extend(
                     d.ops
                         .into_iter()
-                        .filter(|o| o.op != splitfuzz::program::Op::Exit),
+                        .filter(|o| o.op != splitfuzz::prog::Op::Exit),
                 );
             }
             p.ops.truncate(ops);

@@ -1,39 +1,40 @@
 //! splitfuzz: a fault-injection fuzzing harness for the Linux kernel's THP PMD
 //! split-failure handling ("mm: thp: allocate PTE page tables lazily at split
-//! time"). See README.md.
+//! time"). See README.md and docs/.
 //!
-//! * [`program`]: the input format (bytes via `arbitrary`, and text).
-//! * [`mm`]: the mm state machine, one module per kernel path.
-//! * [`policy`]: deposit / lazy-v1 / lazy-v3 / lazy-fixed and per-caller overrides.
-//! * [`alloc`]: allocator fault injection.
-//! * [`invariants`]: every invariant and check.
-//! * [`oracle`]: the flat reference model of what every page must hold.
-//! * [`exec`]: `run_program(bytes, cfg)`, the one entry point of every engine.
-//! * [`engine`], [`minimize`]: the built-in fuzzer and the minimizer.
+//! Data flows one way, from the ground floor up:
+//!
+//! * [`base`]: the violation vocabulary and the geometry (imports nothing).
+//! * [`prog`]: programs: types, text and bytes, fault plans, mutation, the
+//!   seeded generator, minimization by predicate.
+//! * [`model`]: the mm state machine (`model::mm`, one module per kernel file),
+//!   policies, allocator fault injection, model coverage.
+//! * [`check`]: the invariants and the reference model of page contents.
+//! * [`run`]: `run_program(bytes, cfg)`, the one entry point of every engine.
+//! * [`host`]: the executor of ops as system calls (host oracle, guest, tests).
+//! * [`observe`]: observation lines, the model's runs, comparison, memcg plans.
+//! * [`verdict`]: a kernel's run judged against the model.
+//! * [`vm`]: the guest kernel, QEMU, the guest↔host protocol, the guest side.
+//! * [`csource`]: C reproducers.
+//! * [`diff`]: deposit vs lazy differential.
+//! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
 
 // `x % n == 0` reads like the kernel code it mirrors (IS_ALIGNED).
 #![allow(clippy::manual_is_multiple_of)]
 
-pub mod alloc;
-pub mod coverage;
+pub mod base;
+pub mod check;
+pub mod csource;
 pub mod diff;
-pub mod emit_c;
-pub mod engine;
-pub mod exec;
-pub mod fixes;
-pub mod invariants;
-pub mod memcg;
-pub mod minimize;
-pub mod mm;
-pub mod oracle;
-pub mod policy;
-pub mod program;
+pub mod fuzz;
+pub mod model;
+pub mod observe;
+pub mod prog;
 pub mod real;
-pub mod report;
+pub mod run;
 pub mod vm;
 
-pub use exec::{run, run_program, Outcome, RunConfig};
-pub use invariants::{Invariant, Violation};
-pub use mm::Geometry;
-pub use policy::{Policy, Preset};
-pub use program::Program;
+pub use base::{Geometry, Invariant, Severity, Violation};
+pub use model::policy::{Policy, Preset};
+pub use prog::Program;
+pub use run::{run, run_program, Outcome, RunConfig};

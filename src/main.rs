@@ -3,12 +3,12 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use splitfuzz::engine::{self, FuzzOptions, Progress};
-use splitfuzz::exec::{self, OpResult, RunConfig};
-use splitfuzz::minimize;
-use splitfuzz::policy::{Policy, Preset};
-use splitfuzz::program::{Expect, Program};
-use splitfuzz::report::{CampaignFile, RunFile};
+use splitfuzz::fuzz::engine::{self, FuzzOptions, Progress};
+use splitfuzz::fuzz::report::{CampaignFile, RunFile};
+use splitfuzz::model::policy::{Policy, Preset};
+use splitfuzz::prog::minimize;
+use splitfuzz::prog::{Expect, Program};
+use splitfuzz::run::{self, OpResult, RunConfig};
 use splitfuzz::Geometry;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -510,7 +510,7 @@ fn resolve(p: &PolicyArgs, prog: &Program, file: Option<&Path>) -> Result<(RunCo
 fn note_harm_site_overrides(overrides: &[String]) {
     for o in overrides {
         let name = o.split('=').next().unwrap_or("").trim();
-        use splitfuzz::policy::SplitCaller;
+        use splitfuzz::model::policy::SplitCaller;
         if SplitCaller::from_name(name).is_some() {
             continue;
         }
@@ -600,7 +600,7 @@ fn default_run_dir() -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let stamp = splitfuzz::report::utc(now)
+    let stamp = splitfuzz::fuzz::report::utc(now)
         .replace([' ', ':'], "-")
         .replace("--", "-");
     let base = PathBuf::from("target/splitfuzz-runs");
@@ -630,7 +630,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let mut violated = false;
             for (file, prog) in progs {
                 let (cfg, source) = resolve(&p, &prog, Some(file))?;
-                let out = exec::run(&prog, &cfg);
+                let out = run::run(&prog, &cfg);
                 let errs = out
                     .results
                     .iter()
@@ -671,7 +671,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     println!(
                         "  the harm appears in {}; {}",
                         v.function,
-                        splitfuzz::fixes::hint(&prog, &cfg).summary()
+                        splitfuzz::fuzz::fixes::hint(&prog, &cfg).summary()
                     );
                 }
                 if let Some(exp) = &prog.expect {
@@ -704,7 +704,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let (mut pass, total) = (0, progs.len());
             for (file, prog) in progs {
                 let (cfg, _) = resolve(&p, &prog, Some(file))?;
-                let out = exec::run(&prog, &cfg);
+                let out = run::run(&prog, &cfg);
                 let line = if fixed {
                     match (&out.violation, &prog.expect) {
                         (None, Some(exp @ Expect::Violation { .. })) => {
@@ -756,19 +756,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 cfg.geometry.name()
             );
             print!("{}", prog.to_text());
-            let mut k = exec::build(&prog, &cfg);
+            let mut k = run::build(&prog, &cfg);
             k.alloc.record = true;
             let mut results = Vec::new();
             let mut last = String::new();
-            let v = exec::run_on(
+            let v = run::run_on(
                 &mut k,
                 &prog,
                 &mut results,
                 &mut |k, i, phase| {
                     if phase == 0 {
-                        last = splitfuzz::mm::dump(k);
+                        last = splitfuzz::model::mm::dump(k);
                     } else {
-                        tracing::trace!(target: "splitfuzz::state", "after op #{i}:\n{}", splitfuzz::mm::dump(k));
+                        tracing::trace!(target: "splitfuzz::state", "after op #{i}:\n{}", splitfuzz::model::mm::dump(k));
                     }
                 },
                 true,
@@ -786,12 +786,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             match v {
                 Some(v) => {
                     println!("# state before the failing op:\n{last}");
-                    println!("# state after:\n{}", splitfuzz::mm::dump(&k));
+                    println!("# state after:\n{}", splitfuzz::model::mm::dump(&k));
                     println!("{v}");
                     println!(
                         "# the harm appears in {}; {}",
                         v.function,
-                        splitfuzz::fixes::hint(&prog, &cfg).summary()
+                        splitfuzz::fuzz::fixes::hint(&prog, &cfg).summary()
                     );
                     Ok(ExitCode::from(1))
                 }
@@ -887,7 +887,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let prog = load(&file, f.format)?;
             print!(
                 "{}",
-                splitfuzz::emit_c::emit_c_with(&prog, trigger == splitfuzz::vm::Trigger::Memcg)
+                splitfuzz::csource::emit_c_with(&prog, trigger == splitfuzz::vm::Trigger::Memcg)
                     .map_err(|e| anyhow!("{}: {e}", file.display()))?
             );
             Ok(ExitCode::SUCCESS)
@@ -910,8 +910,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Encode { file, out, f } => {
             let prog = load(&file, f.format)?;
-            let bytes = splitfuzz::program::encode(&prog)
-                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let bytes =
+                splitfuzz::prog::encode(&prog).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             std::fs::write(&out, bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             Ok(ExitCode::SUCCESS)
@@ -936,7 +936,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Report { dir, out } => {
             let out = out.unwrap_or_else(|| dir.join("report.html"));
-            splitfuzz::report::write_report(&dir, &out)?;
+            splitfuzz::fuzz::report::write_report(&dir, &out)?;
             println!("report: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -1044,7 +1044,7 @@ fn fuzz_main(a: FuzzArgs) -> Result<ExitCode> {
         .unwrap_or(0);
     let mut run = RunFile {
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        started: splitfuzz::report::utc(started),
+        started: splitfuzz::fuzz::report::utc(started),
         time_budget_s: budget.map(|d| d.as_secs_f64()),
         runs: a.runs,
         jobs: a.jobs,
@@ -1105,7 +1105,7 @@ fn fuzz_main(a: FuzzArgs) -> Result<ExitCode> {
         any |= !report.findings.is_empty();
         run.interrupted |= report.interrupted;
         run.campaigns.push(CampaignFile::from_report(&report));
-        splitfuzz::report::write_run_file(&run_dir, &run)?;
+        splitfuzz::fuzz::report::write_run_file(&run_dir, &run)?;
         if !report.errors.is_empty() {
             errors.extend(report.errors.iter().cloned());
             for p in &policies[i + 1..] {
@@ -1129,9 +1129,9 @@ fn fuzz_main(a: FuzzArgs) -> Result<ExitCode> {
             }
         );
     }
-    splitfuzz::report::write_run_file(&run_dir, &run)?;
+    splitfuzz::fuzz::report::write_run_file(&run_dir, &run)?;
     let page = run_dir.join("report.html");
-    splitfuzz::report::write_report(&run_dir, &page)?;
+    splitfuzz::fuzz::report::write_report(&run_dir, &page)?;
     println!(
         "run directory: {} (stats.csv, run.json, report.html)",
         run_dir.display()

@@ -1,7 +1,7 @@
 //! `splitfuzz real`: the host kernel as an oracle for the `deposit` policy in the
 //! kernel geometry.
 //!
-//! Every program runs twice: in the model (`exec::run_on` with a hook that
+//! Every program runs twice: in the model (`run::run_on` with a hook that
 //! records an observation line per live mm after every op) and on the host, where
 //! each mm is a real process (the program's `fork` forks again) driven over
 //! pipes by this process (the controller). After every op every live process
@@ -45,12 +45,13 @@ macro_rules! say {
     }};
 }
 
-use crate::alloc::AllocKind;
-use crate::exec::{self, OpResult};
-use crate::mm::{Errno, Geometry, Kernel, Pmd, Pte};
-use crate::oracle::tag;
-use crate::policy::{Policy, Preset};
-use crate::program::{fmt_size, Advice, Op, OpLine, Program, ARENA_SIZE, MAX_MMS, PAGE_SIZE};
+use crate::base::Geometry;
+use crate::check::reference::tag;
+use crate::model::alloc::AllocKind;
+use crate::model::mm::{Errno, Kernel, Pmd, Pte};
+use crate::model::policy::{Policy, Preset};
+use crate::prog::{fmt_size, Advice, Op, OpLine, Program, ARENA_SIZE, MAX_MMS, PAGE_SIZE};
+use crate::run::{self, OpResult};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::libc;
 use std::fmt::Write as _;
@@ -323,7 +324,7 @@ pub fn linux_version(release: &str) -> (u32, u32) {
         .map(|x| x.parse::<u32>());
     match (it.next(), it.next()) {
         (Some(Ok(a)), Some(Ok(b))) => (a, b),
-        _ => crate::mm::LINUX_DEFAULT,
+        _ => crate::model::mm::LINUX_DEFAULT,
     }
 }
 
@@ -691,16 +692,16 @@ pub struct ModelRun {
     pub thp_calls: Vec<(u32, u32)>,
     pub violation: Option<String>,
     /// The violation's op (== ops.len() for the teardown) and invariant.
-    pub violation_at: Option<(usize, crate::invariants::Invariant)>,
+    pub violation_at: Option<(usize, crate::check::Invariant)>,
 }
 
 /// A fault plan plus THP calls the kernel failed by itself.
 struct PlanPlus {
-    plan: Box<dyn crate::alloc::FailPolicy>,
+    plan: Box<dyn crate::model::alloc::FailPolicy>,
     extra: Vec<u32>,
 }
 
-impl crate::alloc::FailPolicy for PlanPlus {
+impl crate::model::alloc::FailPolicy for PlanPlus {
     fn should_fail(&self, call: u32) -> bool {
         self.plan.should_fail(call) || self.extra.contains(&call)
     }
@@ -738,27 +739,24 @@ pub fn model_run_with(
 
 /// Run the model under `policy` in the kernel geometry with these fail
 /// policies (the program's plan is ignored); `on_op` sees the kernel before
-/// (phase 0) and after (phase 1) each op, as `exec::run_on`'s hook.
+/// (phase 0) and after (phase 1) each op, as `run::run_on`'s hook.
 pub fn model_run_policies(
     prog: &Program,
     policy: &Policy,
     linux: (u32, u32),
-    pte: Box<dyn crate::alloc::FailPolicy>,
-    thp: Box<dyn crate::alloc::FailPolicy>,
+    pte: Box<dyn crate::model::alloc::FailPolicy>,
+    thp: Box<dyn crate::model::alloc::FailPolicy>,
     on_op: &mut dyn FnMut(&Kernel, usize, u8),
 ) -> ModelRun {
-    use crate::alloc::FaultInjector;
+    use crate::model::alloc::FaultInjector;
     let k = Kernel::new(
         Geometry::KERNEL,
         policy.clone(),
         FaultInjector::new(pte, thp),
     );
     let mut k = {
-        // exec::build()'s kernel, with the plan plus the kernel's own failures.
-        let mut b = exec::build(
-            prog,
-            &exec::RunConfig::new(policy.clone(), Geometry::KERNEL),
-        );
+        // run::build()'s kernel, with the plan plus the kernel's own failures.
+        let mut b = run::build(prog, &run::RunConfig::new(policy.clone(), Geometry::KERNEL));
         b.alloc = k.alloc;
         b
     };
@@ -773,7 +771,7 @@ pub fn model_run_policies(
     let mut allocs: Vec<Option<(u32, u32)>> = vec![None; n];
     let mut calls = vec![(0u32, 0u32); n];
     let mut results = Vec::new();
-    let violation = exec::run_on(
+    let violation = run::run_on(
         &mut k,
         p,
         &mut results,

@@ -3,9 +3,9 @@
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use splitfuzz::coverage::{self, NAMES};
-use splitfuzz::exec::{run_program, RunConfig};
-use splitfuzz::mm::COV_BITS;
+use splitfuzz::model::coverage::{self, NAMES};
+use splitfuzz::model::mm::COV_BITS;
+use splitfuzz::run::{run_program, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset};
 
 #[test]

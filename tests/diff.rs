@@ -8,7 +8,7 @@ use splitfuzz::diff::{
     diff_program, generate, maximize, program_report, reclaim_demand, Class, DiffConfig,
     ProgramDiff,
 };
-use splitfuzz::exec::RunConfig;
+use splitfuzz::run::RunConfig;
 use splitfuzz::{Geometry, Policy, Preset, Program};
 use std::process::Command;
 

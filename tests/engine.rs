@@ -1,8 +1,8 @@
 //! The built-in engine: finds the lazy-v3 bugs from nothing, saves minimized
 //! reproducers that replay, and repeats itself exactly for a seed and --runs.
 
-use splitfuzz::engine::{fuzz, FuzzOptions, Report};
-use splitfuzz::exec::{run, RunConfig};
+use splitfuzz::fuzz::engine::{fuzz, FuzzOptions, Report};
+use splitfuzz::run::{run, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn campaign(dir: &std::path::Path) -> Report {
@@ -90,7 +90,7 @@ fn finds_lazy_v3_findings_and_is_deterministic() {
 fn union_of(inputs: &[Vec<u8>], cfg: &RunConfig) -> usize {
     let mut seen = std::collections::BTreeSet::new();
     for b in inputs {
-        seen.extend(splitfuzz::engine::features(
+        seen.extend(splitfuzz::fuzz::engine::features(
             &splitfuzz::run_program(b, cfg).cov,
         ));
     }
@@ -180,14 +180,14 @@ fn a_stop_flag_or_the_time_budget_ends_a_campaign() {
 #[test]
 fn replan_keeps_the_ops_and_changes_only_the_plan() {
     use rand::{Rng, SeedableRng};
-    use splitfuzz::alloc::Plan;
+    use splitfuzz::prog::Plan;
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
     let mut kinds = [0usize; 3];
     for _ in 0..2000 {
         let len = rng.gen_range(2..120);
         let orig: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         let mut v = orig.clone();
-        splitfuzz::engine::replan(&mut rng, &mut v);
+        splitfuzz::fuzz::engine::replan(&mut rng, &mut v);
         let (a, b) = (Program::decode(&orig), Program::decode(&v));
         assert_eq!(a.ops, b.ops);
         assert_eq!(a.faults.thp, b.faults.thp);

@@ -1,16 +1,16 @@
 //! One test per invariant: break the state, see that invariant fire.
 
-use splitfuzz::exec::{self, RunConfig};
-use splitfuzz::invariants::{self, check_state, Invariant, Reference};
-use splitfuzz::mm::{KErr, Kernel, Pmd, TableState};
+use splitfuzz::check::{self, check_state, Invariant, Reference};
+use splitfuzz::model::mm::{KErr, Kernel, Pmd, TableState};
+use splitfuzz::run::{self, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
 /// Run the ops of `text` (no teardown) and return the kernel; the state must be clean.
 fn state(text: &str, preset: Preset) -> Kernel {
     let prog = Program::parse(text).unwrap();
     let cfg = RunConfig::new(Policy::preset(preset), Geometry::SMALL);
-    let mut k = exec::build(&prog, &cfg);
-    let v = exec::run_on(&mut k, &prog, &mut Vec::new(), &mut |_, _, _| {}, false);
+    let mut k = run::build(&prog, &cfg);
+    let v = run::run_on(&mut k, &prog, &mut Vec::new(), &mut |_, _, _| {}, false);
     assert!(v.is_none(), "{v:?}");
     check_state(&k, "test").expect("untampered state is clean");
     k
@@ -26,8 +26,8 @@ fn fires(k: &Kernel, want: Invariant) {
 fn program_fires(text: &str, preset: Preset, want: Invariant, func: &str) {
     let prog = Program::parse(text).unwrap();
     // The preset plus the program's `override` lines.
-    let pol = exec::program_policy(&prog, Some(preset.name()), &[]).unwrap();
-    let out = exec::run(&prog, &RunConfig::new(pol, Geometry::SMALL));
+    let pol = run::program_policy(&prog, Some(preset.name()), &[]).unwrap();
+    let out = run::run(&prog, &RunConfig::new(pol, Geometry::SMALL));
     let v = out.violation.expect("violation");
     assert_eq!((v.invariant, v.function.as_str()), (want, func), "{v}");
 }
@@ -78,16 +78,15 @@ fn deposit_pairing_fires() {
 #[test]
 fn no_silent_skip_fires_on_wrong_contents_and_on_v3_dontneed() {
     let k = state(THP, Preset::Deposit);
-    let before = splitfuzz::oracle::observe(&k);
+    let before = splitfuzz::check::reference::observe(&k);
     let line = Program::parse("madvise 0 1M dontneed").unwrap().ops[0].clone();
     let exp = before.expected(&line, 2, k.geom);
     // The op "returned success" but nothing happened: the pages still hold data.
-    let v =
-        invariants::check_reference(&k, &before, &exp, true, "madvise_dontneed_single_vma", "x")
-            .unwrap_err();
+    let v = check::check_reference(&k, &before, &exp, true, "madvise_dontneed_single_vma", "x")
+        .unwrap_err();
     assert_eq!(v.invariant, Invariant::NoSilentSkip);
     // A failed op may leave old contents.
-    assert!(invariants::check_reference(&k, &before, &exp, false, "f", "x").is_ok());
+    assert!(check::check_reference(&k, &before, &exp, false, "f", "x").is_ok());
     program_fires(
         "fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
         Preset::LazyV3,
@@ -152,15 +151,15 @@ fn huge_zero_fires() {
 #[test]
 fn clean_teardown_fires() {
     let k = state(THP, Preset::Deposit);
-    let v = invariants::check_mm(&k, 0).expect("an mm with pages is not clean");
+    let v = check::check_mm(&k, 0).expect("an mm with pages is not clean");
     assert_eq!(v.invariant, Invariant::CleanTeardown);
     assert!(v.message.contains("Bad rss-counter"), "{v}");
     let mut k = state("mmap 0 4M\n", Preset::Deposit);
     k.exit_mmap(0).unwrap();
-    invariants::check_teardown(&k).unwrap();
+    check::check_teardown(&k).unwrap();
     k.folio_alloc(1, vec![0]); // a folio nobody frees
     assert_eq!(
-        invariants::check_teardown(&k).unwrap_err().invariant,
+        check::check_teardown(&k).unwrap_err().invariant,
         Invariant::CleanTeardown
     );
 }
@@ -178,7 +177,7 @@ fn no_livelock_fires() {
         "fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
     )
     .unwrap();
-    let out = exec::run(
+    let out = run::run(
         &prog,
         &RunConfig::new(Policy::preset(Preset::LazyV1), Geometry::SMALL),
     );
@@ -218,7 +217,7 @@ fn every_invariant_has_a_name_roundtrip() {
 
 #[test]
 fn severity_follows_the_site() {
-    use splitfuzz::invariants::Severity;
+    use splitfuzz::check::Severity;
     // Worst first: the order findings tables sort by.
     assert!(Severity::Crash < Severity::DataLoss);
     assert!(Severity::DataLoss < Severity::UnkillableLoop);
@@ -244,7 +243,7 @@ fn severity_follows_the_site() {
     let run = |text: &str| {
         let prog = Program::parse(text).unwrap();
         let cfg = RunConfig::new(Policy::preset(Preset::LazyV1), Geometry::SMALL);
-        exec::run(&prog, &cfg).violation.expect("violation")
+        run::run(&prog, &cfg).violation.expect("violation")
     };
     let cow =
         run("fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nfork\ntouch 0 4K write\n");

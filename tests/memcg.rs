@@ -2,8 +2,8 @@
 //! cgroup's limit, what the model predicts there, and which plans a limit
 //! cannot express. (tests/vm.rs runs them in the guest.)
 
-use splitfuzz::alloc::AllocKind;
-use splitfuzz::memcg::{self, charged};
+use splitfuzz::model::alloc::AllocKind;
+use splitfuzz::observe::memcg::{self, charged};
 use splitfuzz::{Policy, Preset, Program};
 
 const LINUX: (u32, u32) = (7, 2);

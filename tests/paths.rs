@@ -1,8 +1,8 @@
 //! Unit tests per kernel path: run a few ops, look at the exact state.
 
-use splitfuzz::exec::{self, RunConfig};
-use splitfuzz::invariants::check_state;
-use splitfuzz::mm::{Kernel, Pmd, Pte};
+use splitfuzz::check::check_state;
+use splitfuzz::model::mm::{Kernel, Pmd, Pte};
+use splitfuzz::run::{self, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn run_ops(text: &str, preset: Preset, geom: Geometry) -> Kernel {
@@ -10,8 +10,8 @@ fn run_ops(text: &str, preset: Preset, geom: Geometry) -> Kernel {
 }
 
 /// Run without the implicit exit; no violation allowed. The kernel and each op's result.
-fn run_res(text: &str, preset: Preset, geom: Geometry) -> (Kernel, Vec<exec::OpResult>) {
-    run_res_linux(text, preset, geom, splitfuzz::mm::LINUX_DEFAULT)
+fn run_res(text: &str, preset: Preset, geom: Geometry) -> (Kernel, Vec<run::OpResult>) {
+    run_res_linux(text, preset, geom, splitfuzz::model::mm::LINUX_DEFAULT)
 }
 
 fn run_res_linux(
@@ -19,7 +19,7 @@ fn run_res_linux(
     preset: Preset,
     geom: Geometry,
     linux: (u32, u32),
-) -> (Kernel, Vec<exec::OpResult>) {
+) -> (Kernel, Vec<run::OpResult>) {
     run_with(text, preset, geom, linux, false)
 }
 
@@ -31,13 +31,13 @@ fn run_with(
     geom: Geometry,
     linux: (u32, u32),
     arena_neighbours: bool,
-) -> (Kernel, Vec<exec::OpResult>) {
+) -> (Kernel, Vec<run::OpResult>) {
     let prog = Program::parse(text).unwrap();
-    let mut k = exec::build(&prog, &RunConfig::new(Policy::preset(preset), geom));
+    let mut k = run::build(&prog, &RunConfig::new(Policy::preset(preset), geom));
     k.linux = linux;
     k.arena_neighbours = arena_neighbours;
     let mut res = Vec::new();
-    let v = exec::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
+    let v = run::run_on(&mut k, &prog, &mut res, &mut |_, _, _| {}, false);
     assert!(v.is_none(), "{v:?}");
     check_state(&k, "test").unwrap();
     (k, res)
@@ -98,14 +98,14 @@ fn lazy_fixed_dontneed_returns_enomem_and_keeps_data() {
         "fail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
     )
     .unwrap();
-    let out = exec::run(
+    let out = run::run(
         &prog,
         &RunConfig::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL),
     );
     assert!(out.violation.is_none());
     assert_eq!(
         out.results[2],
-        exec::OpResult::Err(splitfuzz::mm::Errno::ENOMEM)
+        run::OpResult::Err(splitfuzz::model::mm::Errno::ENOMEM)
     );
     assert_eq!(out.stats.thp_split_pmd_failed, 1);
 }
@@ -307,11 +307,11 @@ fn table_ptes(k: &Kernel, mm: usize, slot: usize) -> &[Pte] {
 }
 
 /// Run under every policy and both geometries.
-fn all(text: &str, f: impl Fn(&Kernel, &[exec::OpResult], Geometry)) {
-    all_linux(text, splitfuzz::mm::LINUX_DEFAULT, f)
+fn all(text: &str, f: impl Fn(&Kernel, &[run::OpResult], Geometry)) {
+    all_linux(text, splitfuzz::model::mm::LINUX_DEFAULT, f)
 }
 
-fn all_linux(text: &str, linux: (u32, u32), f: impl Fn(&Kernel, &[exec::OpResult], Geometry)) {
+fn all_linux(text: &str, linux: (u32, u32), f: impl Fn(&Kernel, &[run::OpResult], Geometry)) {
     for preset in [
         Preset::Deposit,
         Preset::LazyV1,
@@ -333,8 +333,8 @@ fn vmas(k: &Kernel, g: Geometry) -> Vec<(u64, u64, bool)> {
         .collect()
 }
 
-use splitfuzz::exec::OpResult::{Err as E, Ok as OK};
-use splitfuzz::mm::Errno;
+use splitfuzz::model::mm::Errno;
+use splitfuzz::run::OpResult::{Err as E, Ok as OK};
 
 #[test]
 fn do_mprotect_pkey_changes_vmas_up_to_a_hole_then_enomem() {
@@ -547,14 +547,17 @@ fn do_wp_page_reuses_a_large_folio_mapped_by_this_mm_only() {
 /// violation under deposit (the kernel's designed OOM behaviour).
 #[test]
 fn user_fault_retries_vm_fault_oom() {
-    use exec::OpResult;
+    use run::OpResult;
     let (k, res) = run_res(
         "fail pte_alloc nth=1\nmmap 0 4M\ntouch 0 4K write\n",
         Preset::Deposit,
         Geometry::SMALL,
     );
     assert_eq!(res, vec![OpResult::Ok, OpResult::Ok]);
-    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+    assert_eq!(
+        k.alloc.calls(splitfuzz::model::alloc::AllocKind::PteTable),
+        2
+    );
     assert_ne!(k.page_value(0, 0), 0, "the write landed after the retry");
     let (_, res) = run_res(
         "fail pte_alloc from=1\nmmap 0 4M\ntouch 0 4K write\ntouch 1M 4K write\n",
@@ -574,11 +577,14 @@ fn user_fault_retries_vm_fault_oom() {
     );
     assert_eq!(
         res,
-        vec![OpResult::Ok, OpResult::Err(splitfuzz::mm::Errno::ENOMEM)]
+        vec![
+            OpResult::Ok,
+            OpResult::Err(splitfuzz::model::mm::Errno::ENOMEM)
+        ]
     );
     // The whole program (with teardown) has no violation.
     let prog = Program::parse("fail pte_alloc from=1\nmmap 0 4M\ntouch 0 4K write\n").unwrap();
-    let out = exec::run(
+    let out = run::run(
         &prog,
         &RunConfig::new(Policy::preset(Preset::Deposit), Geometry::KERNEL),
     );
@@ -587,12 +593,12 @@ fn user_fault_retries_vm_fault_oom() {
 
 /// Kernel geometry with the oracles' arena neighbours (PUDs always present),
 /// as `vm run` and `real` model a program.
-fn run_arena(text: &str, preset: Preset) -> (Kernel, Vec<exec::OpResult>) {
+fn run_arena(text: &str, preset: Preset) -> (Kernel, Vec<run::OpResult>) {
     run_with(
         text,
         preset,
         Geometry::KERNEL,
-        splitfuzz::mm::LINUX_DEFAULT,
+        splitfuzz::model::mm::LINUX_DEFAULT,
         true,
     )
 }
@@ -617,7 +623,7 @@ fn vma_modify_keeps_the_first_split_when_the_second_fails() {
     );
     assert_eq!(
         res[1],
-        exec::OpResult::Err(splitfuzz::mm::Errno::ENOMEM),
+        run::OpResult::Err(splitfuzz::model::mm::Errno::ENOMEM),
         "the split at 24320K fails"
     );
     let b = vma_bounds(&k, 0);
@@ -625,7 +631,10 @@ fn vma_modify_keeps_the_first_split_when_the_second_fails() {
     assert!(b.contains(&(22272, 25088)), "{b:?}");
     assert!(k.mms[0].vmas.iter().all(|v| !v.locked));
     // mlock: two calls (the second fails); uffd-register: none.
-    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+    assert_eq!(
+        k.alloc.calls(splitfuzz::model::alloc::AllocKind::PteTable),
+        2
+    );
 }
 
 /// mm/vma.c is_mergeable_anon_vma() / vma_is_fork_child(): a new VMA does not
@@ -650,11 +659,14 @@ fn copy_vma_merges_before_the_source_is_unmapped() {
         "mmap 24M 7M\nmunmap 30464K 512K\nmremap 29184K 512K 30464K\n",
         Preset::LazyV3,
     );
-    assert!(res.iter().all(|r| *r == exec::OpResult::Ok), "{res:?}");
+    assert!(res.iter().all(|r| *r == run::OpResult::Ok), "{res:?}");
     assert_eq!(vma_bounds(&k, 0), vec![(24576, 29184), (29696, 31744)]);
     // munmap: the split at 30464K; mremap: the source split at 29184K
     // inside the merged VMA (29696K's PMD is no longer in one VMA).
-    assert_eq!(k.alloc.calls(splitfuzz::alloc::AllocKind::PteTable), 2);
+    assert_eq!(
+        k.alloc.calls(splitfuzz::model::alloc::AllocKind::PteTable),
+        2
+    );
 }
 
 /// mm/userfaultfd.c find_vmas_mm_locked() → find_vma_and_prepare_anon(): the
@@ -668,6 +680,9 @@ fn a_failed_uffd_move_still_prepares_the_destination_anon_vma() {
         "mmap 14592K 6400K\nuffd-move 19968K 15616K 1280K\n",
         Preset::LazyV3,
     );
-    assert_eq!(res[1], exec::OpResult::Err(splitfuzz::mm::Errno::EINVAL));
+    assert_eq!(
+        res[1],
+        run::OpResult::Err(splitfuzz::model::mm::Errno::EINVAL)
+    );
     assert_ne!(k.mms[0].vmas[0].anon_vma, 0);
 }

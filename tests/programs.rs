@@ -1,7 +1,7 @@
 //! Replays every hand-written program (tests/programs/**/*.txt) and every saved
 //! finding (crashes/**/*.txt) and checks its `expect` line, in both geometries.
 
-use splitfuzz::exec::{self, RunConfig};
+use splitfuzz::run::{self, RunConfig};
 use splitfuzz::{Geometry, Program};
 use std::path::{Path, PathBuf};
 
@@ -45,10 +45,10 @@ fn replay(root: &str, must_exist: bool) -> usize {
             failures.push(format!("{}: no policy line", f.display()));
             continue;
         }
-        let policy = exec::program_policy(&prog, None, &[]).unwrap();
+        let policy = run::program_policy(&prog, None, &[]).unwrap();
         for geom in [Geometry::SMALL, Geometry::KERNEL] {
-            let out = exec::run(&prog, &RunConfig::new(policy.clone(), geom));
-            if let Err(why) = exec::check_expectations(&prog, &out) {
+            let out = run::run(&prog, &RunConfig::new(policy.clone(), geom));
+            if let Err(why) = run::check_expectations(&prog, &out) {
                 failures.push(format!(
                     "{} ({} geometry): {why}{}",
                     f.display(),

@@ -2,7 +2,7 @@
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use splitfuzz::exec::{run_program, RunConfig};
+use splitfuzz::run::{run_program, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn inputs(seed: u64, n: usize) -> Vec<Vec<u8>> {

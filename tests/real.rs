@@ -143,7 +143,7 @@ fn emitted_c_prints_what_real_observes() {
     let dir = std::env::temp_dir().join(format!("splitfuzz-emit-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (name, p)) in host_programs().into_iter().enumerate() {
-        let c = splitfuzz::emit_c::emit_c(&p).unwrap();
+        let c = splitfuzz::csource::emit_c(&p).unwrap();
         let bin = common::compile_c(&dir, &format!("repro{i}"), &c);
         let run = std::process::Command::new(&bin).output().unwrap();
         let c_text = String::from_utf8(run.stdout).unwrap();
@@ -191,6 +191,6 @@ fn unsupported_ops_are_reported_not_faked() {
     );
     // emit-c writes every op (an op the running kernel cannot do is reported
     // by the reproducer itself, exit 2).
-    let c = splitfuzz::emit_c::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).unwrap();
+    let c = splitfuzz::csource::emit_c(&Program::parse("mmap 0 2M\nreclaim 0\n").unwrap()).unwrap();
     assert!(c.contains("do_reclaim(0x0)"));
 }

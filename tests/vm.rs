@@ -8,8 +8,8 @@
 
 mod common;
 
-use splitfuzz::policy::{Policy, Preset};
-use splitfuzz::program::Program;
+use splitfuzz::model::policy::{Policy, Preset};
+use splitfuzz::prog::Program;
 use splitfuzz::vm::run::{run_batch, Job, Judged, VmOptions, VmVerdict};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -243,7 +243,7 @@ fn deposit_programs_agree_at_a_memcg_limit() {
             &std::fs::read_to_string(&f).unwrap(),
             Preset::Deposit,
         );
-        let r = splitfuzz::memcg::realise(&j.prog, &j.policy, (7, 2));
+        let r = splitfuzz::observe::memcg::realise(&j.prog, &j.policy, (7, 2));
         if !r.inexpressible.is_empty() {
             inexpressible.push(j.name.clone());
             continue;
@@ -291,7 +291,7 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
             let text = std::fs::read_to_string(&f).unwrap();
             let prog = Program::parse(&text).unwrap();
             // The program's policy with its override lines.
-            let policy = splitfuzz::exec::program_policy(&prog, None, &[]).ok()?;
+            let policy = splitfuzz::run::program_policy(&prog, None, &[]).ok()?;
             // Only the programs that are findings (a violation is expected).
             text.contains("expect violation").then(|| Job {
                 name: f.display().to_string(),
@@ -355,7 +355,7 @@ fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
     }
     let mut bins = Vec::new();
     for (name, text, _) in &cases {
-        let c = splitfuzz::emit_c::emit_c(&Program::parse(text).unwrap()).unwrap();
+        let c = splitfuzz::csource::emit_c(&Program::parse(text).unwrap()).unwrap();
         bins.push(common::compile_c(&dir, name, &c));
     }
     let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
@@ -390,7 +390,7 @@ fn emitted_memcg_reproducers_set_the_limit_themselves() {
     let mut bins = Vec::new();
     for (i, (f, _)) in cases.iter().enumerate() {
         let text = std::fs::read_to_string(root.join(f)).unwrap();
-        let c = splitfuzz::emit_c::emit_c_with(&Program::parse(&text).unwrap(), true).unwrap();
+        let c = splitfuzz::csource::emit_c_with(&Program::parse(&text).unwrap(), true).unwrap();
         assert!(
             c.contains("#define HAS_PLAN 0") && c.contains("#define MEMCG 1"),
             "{f}"

@@ -14,8 +14,8 @@
 //! A violation panics with the violation's one-line message, which each engine
 //! records as a crash.
 
-use splitfuzz::exec::{run_program, RunConfig};
-use splitfuzz::program::{encode, Program};
+use splitfuzz::run::{run_program, RunConfig};
+use splitfuzz::prog::{encode, Program};
 use splitfuzz::{Geometry, Policy};
 use std::sync::OnceLock;
 

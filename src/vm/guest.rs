@@ -26,7 +26,7 @@
 //! for backtraces (sysrq `l` and `w`, into the console log) and reboots, as it
 //! does after a broken program; the host starts the next boot at K+1.
 
-use crate::program::Program;
+use crate::prog::Program;
 use crate::real::{self, ExecOpts};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::libc;

@@ -11,9 +11,9 @@
 //! the kernel printed them (the executor marks each op in the kernel log).
 
 use super::guest;
-use crate::invariants::Invariant;
-use crate::policy::{Policy, Preset};
-use crate::program::Program;
+use crate::check::Invariant;
+use crate::model::policy::{Policy, Preset};
+use crate::prog::Program;
 use crate::real::{self, Divergence, HostRun, Transcript};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -113,7 +113,7 @@ impl GuestRun {
             log: Vec::new(),
             last_op: None,
             stuck: false,
-            linux: crate::mm::LINUX_DEFAULT,
+            linux: crate::model::mm::LINUX_DEFAULT,
         }
     }
 
@@ -678,7 +678,7 @@ pub fn run_batch(
         boots += 1;
         let mut s = boot(o, &dir, &initrd, next, boots)?;
         let mut ready = false;
-        let mut linux = crate::mm::LINUX_DEFAULT;
+        let mut linux = crate::model::mm::LINUX_DEFAULT;
         let mut cur: Option<(usize, GuestRun, usize)> = None;
         let mut done = false;
         let t_boot = Instant::now();
@@ -806,7 +806,7 @@ fn finish(
         Some(limited) => {
             let ops: Vec<usize> = limited.iter().map(|l| l.0).collect();
             judge_with(&job.prog, &job.policy, g, &|f| {
-                crate::memcg::model_at_limits(&job.prog, &job.policy, g.linux, &ops, f)
+                crate::observe::memcg::model_at_limits(&job.prog, &job.policy, g.linux, &ops, f)
             })
         }
     };
@@ -1014,7 +1014,8 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         let mut keep = Vec::new();
         let mut keep_notes = Vec::new();
         for j in jobs {
-            let re = crate::memcg::realise(&j.prog, &j.policy, crate::mm::LINUX_DEFAULT);
+            let re =
+                crate::observe::memcg::realise(&j.prog, &j.policy, crate::model::mm::LINUX_DEFAULT);
             let finding = re.planned.run.violation_at.is_some();
             if !re.inexpressible.is_empty() {
                 inexpressible += 1;
@@ -1059,7 +1060,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         // setting (e.g. its plan now fails another allocation because the
         // executor's guard pages keep the arena's PMD tables) has nothing to
         // reproduce: say so, with the kernel's first difference.
-        let expects = matches!(p.expect, Some(crate::program::Expect::Violation { .. }));
+        let expects = matches!(p.expect, Some(crate::prog::Expect::Violation { .. }));
         match &j.verdict {
             VmVerdict::Agree { .. } | VmVerdict::Diverge { .. } if expects => {
                 stats.programs += 1;

@@ -1,0 +1,342 @@
+//! The oracle: the flat reference model of what every page of every process
+//! must hold, by the system calls' semantics alone (no page tables, no
+//! policy). `Reference::expected` gives an op's effect; `observe` reads the
+//! model's state in the same terms. The check that compares them,
+//! `invariants::check_reference`, lives with the other checks.
+
+use crate::base::Geometry;
+use crate::model::mm::Kernel;
+use crate::prog::{Advice, Op, OpLine};
+
+/// What one page of one process must look like, by the syscall semantics alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RefPage {
+    pub mapped: bool,
+    pub write: bool,
+    pub val: u64,
+    /// MADV_FREE'd: may also read as zero until the next write.
+    pub maybe_zero: bool,
+    /// The value cannot be predicted (a write that uffd-wp may or may not have
+    /// blocked); cleared by the next definite write or zap.
+    pub any_val: bool,
+    /// uffd-wp protected: 0 no, 1 yes, 2 either (the reference cannot tell a
+    /// populated zero page from an empty entry, and only populated ones get it).
+    pub wp: u8,
+    /// A guard marker (MADV_GUARD_INSTALL): access is SIGSEGV.
+    pub guard: bool,
+}
+
+impl RefPage {
+    /// Does the observed page `a` meet this expectation?
+    pub fn accepts(&self, a: &RefPage) -> bool {
+        if self.mapped != a.mapped {
+            return false;
+        }
+        if !self.mapped {
+            return true;
+        }
+        let wp_ok = self.wp == 2
+            || (self.wp == 1) == (a.wp == 1)
+            || (self.maybe_zero && a.val == 0 && a.wp == 0);
+        let val_ok = self.any_val || a.val == self.val || (self.maybe_zero && a.val == 0);
+        self.write == a.write && val_ok && wp_ok && self.guard == a.guard
+    }
+}
+
+/// The flat reference model: pages of each process, no page tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub mms: Vec<Option<Vec<RefPage>>>,
+}
+
+/// The page range an op works on (for mremap: the old range).
+pub fn op_pages(op: &Op, g: Geometry) -> (usize, usize) {
+    match *op {
+        Op::Mmap { start, len, .. }
+        | Op::Munmap { start, len }
+        | Op::Mprotect { start, len, .. }
+        | Op::Touch { start, len, .. }
+        | Op::Madvise { start, len, .. }
+        | Op::Pin { start, len }
+        | Op::Unpin { start, len }
+        | Op::UffdWp { start, len, .. }
+        | Op::UffdRegister { start, len }
+        | Op::UffdUnregister { start, len }
+        | Op::PagemapScan { start, len }
+        | Op::Mlock { start, len }
+        | Op::Munlock { start, len }
+        | Op::Mbind { start, len, .. } => g.pages(start, len),
+        Op::Mremap { old, len, .. } => g.pages(old, len),
+        Op::UffdMove { src, len, .. } => g.pages(src, len),
+        Op::Reclaim { addr } | Op::Migrate { addr } => {
+            let p = g.page_of(addr, false);
+            (p, p + 1)
+        }
+        Op::Fork | Op::Exit | Op::DropCaches => (0, 0),
+    }
+}
+
+/// The value a write by op `op` stores in `page`.
+pub fn tag(op: usize, page: usize) -> u64 {
+    ((op as u64 + 1) << 32) | (page as u64 + 1)
+}
+
+pub struct Expected {
+    pub success: Reference,
+    /// Another acceptable end state when the op fails (mremap: target unmapped).
+    pub alt: Option<Reference>,
+}
+
+impl Reference {
+    pub fn new(pages: usize) -> Reference {
+        Reference {
+            mms: vec![Some(vec![RefPage::default(); pages])],
+        }
+    }
+
+    /// The op's effect on success.
+    pub fn expected(&self, line: &OpLine, op_index: usize, geom: Geometry) -> Expected {
+        let (lo, hi) = op_pages(&line.op, geom);
+        let len = hi - lo;
+        let mut s = self.clone();
+        let mut alt = None;
+        let mm = line.mm;
+        let Some(Some(pages)) = s.mms.get_mut(mm) else {
+            return Expected { success: s, alt };
+        };
+        match &line.op {
+            Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| {
+                *p = RefPage {
+                    mapped: true,
+                    write: true,
+                    ..RefPage::default()
+                }
+            }),
+            Op::Munmap { .. } => pages[lo..hi]
+                .iter_mut()
+                .for_each(|p| *p = RefPage::default()),
+            Op::Mprotect { write, .. } => {
+                // With a hole the call fails (-ENOMEM) after changing the VMAs
+                // before it: each mapped page may then be old or new.
+                pages[lo..hi]
+                    .iter_mut()
+                    .filter(|p| p.mapped)
+                    .for_each(|p| p.write = *write);
+            }
+            Op::Touch { write: true, .. } => {
+                // A write lands: a uffd-wp protected page is resolved first (by
+                // the handler, or by the kernel with WP_ASYNC).
+                for (i, p) in pages[lo..hi].iter_mut().enumerate() {
+                    if p.mapped && p.write && !p.guard {
+                        *p = RefPage {
+                            val: tag(op_index, lo + i),
+                            maybe_zero: false,
+                            any_val: false,
+                            wp: 0,
+                            ..*p
+                        }
+                    }
+                }
+            }
+            Op::Pin { .. } | Op::Mlock { .. } => {
+                // GUP with FOLL_WRITE on a writable VMA (pin, and mlock's
+                // populate): a write fault that stores what is there, so a
+                // uffd-wp protected page is resolved.
+                for p in pages[lo..hi]
+                    .iter_mut()
+                    .filter(|p| p.mapped && p.write && !p.guard)
+                {
+                    p.wp = 0;
+                }
+            }
+            Op::Madvise {
+                advice: Advice::Dontneed,
+                ..
+            } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                    p.val = 0;
+                    p.maybe_zero = false;
+                    p.any_val = false;
+                    p.wp = 0;
+                }
+            }
+            Op::Madvise {
+                advice: Advice::Free,
+                ..
+            } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                    // A discarded lazyfree page (or a freed swap entry) reads zero
+                    // and loses its uffd-wp bit with its entry.
+                    if p.val != 0 {
+                        p.maybe_zero = true;
+                    } else if p.wp == 1 {
+                        p.wp = 2;
+                    }
+                }
+            }
+            Op::Madvise {
+                advice: Advice::GuardInstall,
+                ..
+            } => {
+                // Success: every page a guard marker. A failure (-ENOMEM from the
+                // walk's table allocation) may leave pages zapped but not yet
+                // guarded: that is `alt`.
+                let mut a = pages.clone();
+                for (p, q) in pages[lo..hi].iter_mut().zip(a[lo..hi].iter_mut()) {
+                    if p.mapped {
+                        *p = RefPage {
+                            mapped: true,
+                            write: p.write,
+                            guard: true,
+                            ..RefPage::default()
+                        };
+                        if !q.guard {
+                            *q = RefPage {
+                                mapped: true,
+                                write: q.write,
+                                ..RefPage::default()
+                            };
+                        }
+                    }
+                }
+                let mut r = self.clone();
+                r.mms[mm] = Some(a);
+                alt = Some(r);
+            }
+            Op::Madvise {
+                advice: Advice::GuardRemove,
+                ..
+            } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.guard) {
+                    p.guard = false;
+                    p.val = 0;
+                }
+            }
+            Op::UffdUnregister { .. } => {
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                    p.wp = 0;
+                }
+            }
+            Op::UffdMove { dst, .. } => {
+                // Each page moves; the source reads zero (an empty entry). A
+                // short move leaves each page old or new.
+                let d = geom.page_of(*dst, false);
+                let src: Vec<RefPage> = pages[lo..hi].to_vec();
+                for (i, sp) in src.iter().enumerate() {
+                    if sp.mapped && d + i < pages.len() && pages[d + i].mapped {
+                        pages[d + i] = RefPage {
+                            wp: 0,
+                            write: pages[d + i].write,
+                            ..*sp
+                        };
+                    }
+                }
+                for (i, p) in pages[lo..hi].iter_mut().enumerate() {
+                    if p.mapped && !(lo + i >= d && lo + i < d + len) {
+                        p.val = 0;
+                        p.maybe_zero = false;
+                        p.any_val = false;
+                        p.wp = 0;
+                    }
+                }
+            }
+            Op::PagemapScan { .. } => {
+                // Every page ends write-protected (a none PTE gets a marker,
+                // which the model's observation cannot see: "either").
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                    p.wp = if p.val != 0 && !p.maybe_zero { 1 } else { 2 };
+                }
+            }
+            Op::Fork => {
+                let mut copy = pages.clone();
+                copy.iter_mut().for_each(|p| p.wp = 0);
+                if s.mms.len() < crate::prog::MAX_MMS {
+                    s.mms.push(Some(copy));
+                }
+            }
+            Op::Mremap { new, .. } => {
+                let (old, new) = (lo, geom.page_of(*new, false));
+                // remap_move(): each VMA piece of the source moves to the same
+                // offset at `new`; gaps stay gaps (their destination untouched).
+                if !(old < new + len && new < old + len) && len > 0 && pages[old].mapped {
+                    // Failure: a piece's destination is unmapped and its source
+                    // kept; entries moved and moved back lose their uffd-wp bit
+                    // (no UFFD_FEATURE_EVENT_REMAP).
+                    let mut a = pages.clone();
+                    for i in 0..len {
+                        if pages[old + i].mapped {
+                            a[new + i] = RefPage::default();
+                            if a[old + i].wp == 1 {
+                                a[old + i].wp = 2;
+                            }
+                            pages[new + i] = RefPage {
+                                wp: 0,
+                                ..pages[old + i]
+                            };
+                            pages[old + i] = RefPage::default();
+                        }
+                    }
+                    let mut r = self.clone();
+                    r.mms[mm] = Some(a);
+                    alt = Some(r);
+                }
+            }
+            Op::Exit => s.mms[mm] = None,
+            Op::UffdWp { on, .. } => {
+                // Holes are passed over; a VMA not registered stops the call
+                // with -ENOENT (each page then old or new).
+                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                    p.wp = match (on, p.val != 0 && !p.maybe_zero) {
+                        (false, _) => 0,
+                        (true, true) => 1,
+                        (true, false) => 2,
+                    };
+                }
+            }
+            Op::Touch { write: false, .. }
+            | Op::Madvise { .. }
+            | Op::Unpin { .. }
+            | Op::Reclaim { .. }
+            | Op::Migrate { .. }
+            | Op::UffdRegister { .. }
+            | Op::Munlock { .. }
+            | Op::Mbind { .. }
+            | Op::DropCaches => {}
+        }
+        Expected { success: s, alt }
+    }
+}
+
+/// What the model's page tables and VMAs say each page is.
+pub fn observe(k: &Kernel) -> Reference {
+    let n = k.pages();
+    Reference {
+        mms: k
+            .mms
+            .iter()
+            .enumerate()
+            .map(|(mi, mm)| {
+                mm.alive.then(|| {
+                    let mut pages = vec![RefPage::default(); n];
+                    for vma in &mm.vmas {
+                        for (page, rp) in pages.iter_mut().enumerate().take(vma.end).skip(vma.start)
+                        {
+                            let guard = k.is_guard(mi, page);
+                            let wp = (mm.uffd_wp[page] && k.populated(mi, page) && !guard) as u8;
+                            *rp = RefPage {
+                                mapped: true,
+                                write: vma.write,
+                                val: k.page_value(mi, page),
+                                maybe_zero: false,
+                                any_val: false,
+                                wp,
+                                guard,
+                            };
+                        }
+                    }
+                    pages
+                })
+            })
+            .collect(),
+    }
+}

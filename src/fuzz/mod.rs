@@ -1,0 +1,6 @@
+//! Fuzzing around `run_program`: the built-in engine, the fix hints a finding
+//! carries, and the campaign report.
+
+pub mod engine;
+pub mod fixes;
+pub mod report;

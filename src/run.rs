@@ -1,0 +1,262 @@
+//! The one entry point every engine calls: bytes (or a program) + policy →
+//! outcome. Runs each op against the model, then every invariant.
+
+use crate::base::Geometry;
+use crate::check::reference::{op_pages, tag, Reference};
+use crate::check::{self, op_function, Violation};
+use crate::model::alloc::FaultInjector;
+use crate::model::mm::{Errno, KErr, Kernel};
+use crate::model::policy::Policy;
+use crate::prog::{Op, OpLine, Program};
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub policy: Policy,
+    pub geometry: Geometry,
+}
+
+impl RunConfig {
+    pub fn new(policy: Policy, geometry: Geometry) -> Self {
+        RunConfig { policy, geometry }
+    }
+}
+
+/// What happened to one op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    Ok,
+    Err(Errno),
+    /// The op's mm does not exist (never forked, or exited).
+    NoSuchMm,
+    /// The op never returns: a user fault retried after VM_FAULT_OOM while every
+    /// allocation fails (`KErr::OomLoop`). The task is killed and the program ends.
+    OomLoop,
+}
+
+impl OpResult {
+    /// The name an `expect op N RESULT` line uses.
+    pub fn name(&self) -> String {
+        match self {
+            OpResult::Ok => "ok".into(),
+            OpResult::Err(e) => format!("{e:?}"),
+            OpResult::NoSuchMm => "no-mm".into(),
+            OpResult::OomLoop => "oom-loop".into(),
+        }
+    }
+}
+
+/// Check every expectation of a program against a run: the `expect` line and
+/// each `expect op N RESULT` line. `Err` lists, in words, what did not hold.
+pub fn check_expectations(prog: &Program, out: &Outcome) -> Result<(), String> {
+    let mut bad = Vec::new();
+    if let Some(e) = &prog.expect {
+        if let Err(why) = e.check(out.violation.as_ref()) {
+            bad.push(why);
+        }
+    }
+    for (i, want) in &prog.expect_results {
+        let got = out
+            .results
+            .get(*i)
+            .map(|r| r.name())
+            .unwrap_or_else(|| "not run".into());
+        if got != *want {
+            bad.push(format!("expected op {i} to return {want}, got {got}"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub violation: Option<Violation>,
+    pub results: Vec<OpResult>,
+    /// Model branch coverage (hit counts, saturating).
+    pub cov: Vec<u8>,
+    pub stats: crate::model::mm::Stats,
+    pub pte_alloc_calls: u32,
+}
+
+impl Outcome {
+    pub fn signature(&self) -> Option<String> {
+        self.violation.as_ref().map(|v| v.signature())
+    }
+}
+
+/// Decode any bytes and run them. Never panics on input.
+pub fn run_program(bytes: &[u8], cfg: &RunConfig) -> Outcome {
+    run(&Program::decode(bytes), cfg)
+}
+
+/// Run a program; on a violation, return it (the program stops there).
+pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
+    let mut k = build(prog, cfg);
+    let mut results = Vec::with_capacity(prog.ops.len());
+    let violation = run_on(&mut k, prog, &mut results, &mut |_, _, _| {}, true);
+    Outcome {
+        violation,
+        results,
+        cov: k.cov,
+        stats: k.stats,
+        pte_alloc_calls: k.alloc.calls(crate::model::alloc::AllocKind::PteTable),
+    }
+}
+
+pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
+    let alloc = FaultInjector::from_plans(&prog.faults.pte_alloc, &prog.faults.thp);
+    let mut k = Kernel::new(cfg.geometry, cfg.policy.clone(), alloc);
+    k.uffd_async = prog.uffd_async;
+    k
+}
+
+/// Run on an existing kernel; `hook(kernel, op_index, phase)` sees the state
+/// before (phase 0) and after (phase 1) each op (used by `repro` to dump state).
+/// With `teardown`, every mm exits at the end and the teardown is checked.
+pub fn run_on(
+    k: &mut Kernel,
+    prog: &Program,
+    results: &mut Vec<OpResult>,
+    hook: &mut dyn FnMut(&Kernel, usize, u8),
+    teardown: bool,
+) -> Option<Violation> {
+    let mut reference = Reference::new(k.pages());
+    for (i, line) in prog.ops.iter().enumerate() {
+        k.op_index = i;
+        k.events.clear();
+        if line.mm >= k.mms.len() || !k.mms[line.mm].alive {
+            results.push(OpResult::NoSuchMm);
+            continue;
+        }
+        hook(k, i, 0);
+        let span = tracing::debug_span!(target: "splitfuzz::op", "op", i, mm = line.mm);
+        let _g = span.enter();
+        tracing::debug!(target: "splitfuzz::op", "op #{i}: {line}");
+        let exp = reference.expected(line, i, k.geom);
+        let r = exec_op(k, line, i);
+        let func = op_function(&line.op);
+        let res = match r {
+            Ok(()) => OpResult::Ok,
+            Err(KErr::Errno(e)) => OpResult::Err(e),
+            Err(KErr::OomLoop(f)) => {
+                tracing::debug!(target: "splitfuzz::op", "op #{i} never returns: VM_FAULT_OOM retried in {f} while every allocation fails; the task is killed");
+                OpResult::OomLoop
+            }
+            Err(KErr::Bug(v)) => {
+                hook(k, i, 1);
+                tracing::debug!(target: "splitfuzz::op", "{v}");
+                return Some(*v);
+            }
+        };
+        tracing::debug!(target: "splitfuzz::op", "op #{i} -> {res:?}");
+        results.push(res);
+        hook(k, i, 1);
+        if let Err(v) = check::check_state(k, func) {
+            return Some(v);
+        }
+        match check::check_reference(
+            k,
+            &reference,
+            &exp,
+            res == OpResult::Ok,
+            func,
+            &line.to_string(),
+        ) {
+            Ok(next) => reference = next,
+            Err(v) => return Some(v),
+        }
+        if res == OpResult::OomLoop {
+            break;
+        }
+    }
+    if !teardown {
+        return None;
+    }
+    // Implicit exit of every live mm, then the global teardown check.
+    k.op_index = prog.ops.len();
+    k.events.clear();
+    for mm in 0..k.mms.len() {
+        if let Err(e) = k.exit_mmap(mm) {
+            match e {
+                KErr::Bug(v) => return Some(*v),
+                e => unreachable!("exit_mmap cannot fail: {e:?}"),
+            }
+        }
+    }
+    if let Err(v) = check::check_state(k, "exit_mmap") {
+        return Some(v);
+    }
+    check::check_teardown(k).err()
+}
+
+/// Run one op.
+fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<(), KErr> {
+    let g = k.geom;
+    let mm = line.mm;
+    let (lo, hi) = op_pages(&line.op, g);
+    match &line.op {
+        Op::Mmap { thp, .. } => k.do_mmap(mm, lo, hi, *thp)?,
+        Op::Munmap { .. } => k.do_munmap(mm, lo, hi)?,
+        Op::Mprotect { write, .. } => k.mprotect(mm, lo, hi, *write)?,
+        Op::Touch { write, .. } => {
+            for page in lo..hi {
+                match k.access(mm, page, *write, tag(i, page), true) {
+                    Ok(_) | Err(KErr::Errno(Errno::EFAULT)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Op::Madvise { advice, .. } => k.madvise(mm, lo, hi, *advice)?,
+        Op::Fork => {
+            k.dup_mmap(mm)?;
+        }
+        Op::Pin { .. } => k.pin_user_pages(mm, lo, hi)?,
+        Op::Unpin { .. } => k.unpin_user_pages(mm, lo, hi)?,
+        Op::Mremap { new, .. } => k.mremap(mm, lo, hi - lo, g.page_of(*new, false))?,
+        Op::Reclaim { .. } => {
+            if let Some(f) = k.folio_at(mm, lo) {
+                k.shrink_folio(f)?;
+            }
+        }
+        Op::Migrate { .. } => {
+            // move_pages(2) of the page to the other node.
+            if let Some(f) = k.folio_at(mm, lo) {
+                let to = 1 - k.folios[f as usize].node;
+                k.migrate_folio(f, to)?;
+            }
+        }
+        Op::Exit => k.exit_mmap(mm)?,
+        Op::UffdWp { on, .. } => k.mwriteprotect_range(mm, lo, hi, *on)?,
+        Op::UffdRegister { .. } => k.userfaultfd_register(mm, lo, hi)?,
+        Op::UffdUnregister { .. } => k.userfaultfd_unregister(mm, lo, hi)?,
+        Op::UffdMove { dst, .. } => k.uffd_move(mm, g.page_of(*dst, false), lo, hi - lo)?,
+        Op::PagemapScan { .. } => k.pagemap_scan(mm, lo, hi)?,
+        Op::Mlock { .. } => k.do_mlock(mm, lo, hi)?,
+        Op::Munlock { .. } => k.do_munlock(mm, lo, hi)?,
+        Op::Mbind { node, .. } => k.do_mbind(mm, lo, hi, *node)?,
+        Op::DropCaches => k.deferred_split_scan()?,
+    }
+    Ok(())
+}
+
+/// The policy a program runs under: the CLI's choice, else its `policy` line,
+/// else lazy-v3; then the program's `override` lines and the CLI's overrides.
+pub fn program_policy(
+    prog: &Program,
+    cli: Option<&str>,
+    cli_overrides: &[String],
+) -> Result<Policy, String> {
+    use crate::model::policy::Preset;
+    let name = cli.or(prog.policy.as_deref()).unwrap_or("lazy-v3");
+    let preset = Preset::from_name(name).ok_or_else(|| {
+        format!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)")
+    })?;
+    let mut p = Policy::preset(preset);
+    for o in prog.overrides.iter().chain(cli_overrides) {
+        p.apply_override(o)?;
+    }
+    Ok(p)
+}
