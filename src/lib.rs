@@ -22,16 +22,31 @@
 // `x % n == 0` reads like the kernel code it mirrors (IS_ALIGNED).
 #![allow(clippy::manual_is_multiple_of)]
 
+/// The one way the library and the binary print a report line: println! that
+/// ends the run quietly when stdout is closed (`splitfuzz real ... | head`).
+/// SIGPIPE stays ignored because the controller writes to its mm processes'
+/// pipes and must see EPIPE rather than die.
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(1);
+        }
+    }};
+}
+
 pub mod base;
 pub mod check;
 pub mod csource;
 pub mod diff;
 pub mod fuzz;
+pub mod host;
 pub mod model;
 pub mod observe;
 pub mod prog;
-pub mod real;
 pub mod run;
+pub mod verdict;
 pub mod vm;
 
 pub use base::{Geometry, Invariant, Severity, Violation};

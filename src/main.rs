@@ -1,6 +1,8 @@
 //! The `splitfuzz` command line.
 #![allow(clippy::manual_is_multiple_of)]
 
+mod cli;
+
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use splitfuzz::fuzz::engine::{self, FuzzOptions, Progress};
@@ -872,7 +874,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if files.is_empty() && generate.is_none() {
                 bail!("real needs FILE... or --generate N");
             }
-            splitfuzz::real::real_main(&files, generate, seed, verbose)
+            cli::real::real_main(&files, generate, seed, verbose)
         }
         Cmd::Diff(a) => {
             let files = a

@@ -5,9 +5,9 @@
 //! src/diff.rs.)
 
 use splitfuzz::diff::{
-    diff_program, generate, maximize, program_report, reclaim_demand, Class, DiffConfig,
-    ProgramDiff,
+    diff_program, maximize, program_report, reclaim_demand, Class, DiffConfig, ProgramDiff,
 };
+use splitfuzz::prog::generate::generate;
 use splitfuzz::run::RunConfig;
 use splitfuzz::{Geometry, Policy, Preset, Program};
 use std::process::Command;

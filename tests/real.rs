@@ -3,7 +3,9 @@
 
 mod common;
 
-use splitfuzz::real::{self, check_program, Host, Verdict};
+use splitfuzz::host::{self, Host};
+use splitfuzz::observe;
+use splitfuzz::verdict::{check_program, Verdict};
 use splitfuzz::Program;
 
 fn host() -> Option<Host> {
@@ -94,7 +96,7 @@ fn generated_batch_agrees() {
     let Some(h) = host() else { return };
     let mut skipped = Default::default();
     let n = 200;
-    let progs = real::generate(&h, n, 1, &mut skipped);
+    let progs = h.generate(n, 1, false, "deposit", &mut skipped);
     let strict = host_is_at_least(&h, (6, 17));
     let mut diverged = Vec::new();
     for p in &progs {
@@ -147,12 +149,12 @@ fn emitted_c_prints_what_real_observes() {
         let bin = common::compile_c(&dir, &format!("repro{i}"), &c);
         let run = std::process::Command::new(&bin).output().unwrap();
         let c_text = String::from_utf8(run.stdout).unwrap();
-        let host = real::host_run(&p).unwrap();
+        let host = host::host_run(&p).unwrap();
         assert_eq!(c_text, host.t.text(), "{name}");
         // The embedded prediction is Linux 7.2's: it judges this host only
         // where this host's version behaves the same.
-        let here = real::model_run(&p, Host::read().linux(), &[]).t.text();
-        let v72 = real::model_run(&p, (7, 2), &[]).t.text();
+        let here = observe::model_run(&p, Host::read().linux(), &[]).t.text();
+        let v72 = observe::model_run(&p, (7, 2), &[]).t.text();
         if here == v72 {
             assert_eq!(
                 run.status.code(),

@@ -193,7 +193,8 @@ fn deposit_programs_and_generated_programs_with_plans_agree() {
         .collect();
     let mut skipped = Default::default();
     let host = splitfuzz::vm::run::guest_host();
-    for (i, p) in splitfuzz::real::generate_with(&host, 40, 11, true, "deposit", &mut skipped)
+    for (i, p) in host
+        .generate(40, 11, true, "deposit", &mut skipped)
         .into_iter()
         .enumerate()
     {

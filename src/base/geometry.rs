@@ -11,6 +11,8 @@ pub const ARENA_PMDS: usize = 16;
 pub const ARENA_SIZE: u64 = ARENA_PMDS as u64 * PMD_SIZE;
 /// Grid of decoded addresses: one eighth of a PMD.
 pub const GRID: u64 = PMD_SIZE / 8;
+/// 4 KiB pages in the arena.
+pub const NPAGES: usize = (ARENA_SIZE / PAGE_SIZE) as usize;
 /// Processes (mms) a program can have: the initial one plus forks.
 pub const MAX_MMS: usize = 4;
 

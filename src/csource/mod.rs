@@ -22,8 +22,9 @@
 //! folio's first use allocates, as in the model's fresh kernel. `splitfuzz vm
 //! exec BINARY...` runs reproducers in the guest.
 
+use crate::base::NPAGES;
+use crate::host::{ARENA_BASE, GUARD_HI, GUARD_LO};
 use crate::prog::{Advice, Op, Program, ARENA_SIZE, MAX_MMS};
-use crate::real::{self, ARENA_BASE, GUARD_HI, GUARD_LO, NPAGES};
 use crate::run;
 use std::fmt::Write as _;
 
@@ -1245,7 +1246,7 @@ pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
             &[],
         )
     } else {
-        real::model_run_with(prog, &policy, crate::model::mm::LINUX_DEFAULT, &[])
+        crate::observe::model_run_with(prog, &policy, crate::model::mm::LINUX_DEFAULT, &[])
     };
     let expected = &mr.t;
     let has_plan = !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());

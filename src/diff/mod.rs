@@ -163,7 +163,7 @@ fn observe(k: &Kernel) -> Obs {
         .map(|(m, pages)| {
             pages.map(|pages| MmObs {
                 pages,
-                line: crate::real::model_line(k, m),
+                line: crate::observe::model_line(k, m),
                 swap: k.mms[m].rss_swap,
             })
         })
@@ -1106,17 +1106,6 @@ impl Summary {
 // ------------------------------------------------------------------ generation
 
 /// Programs from the decoder over seeded random bytes (fault plans kept).
-pub fn generate(n: usize, seed: u64) -> Vec<Program> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let len = rng.gen_range(8..200);
-            let mut bytes = vec![0u8; len];
-            rng.fill_bytes(&mut bytes);
-            Program::decode(&bytes)
-        })
-        .collect()
-}
 
 // ------------------------------------------------------------------ maximize
 
@@ -1311,7 +1300,7 @@ pub fn main(a: &DiffArgs, files: Vec<(String, Program)>) -> Result<std::process:
         if !progs.is_empty() {
             bail!("give FILEs or --generate N, not both");
         }
-        progs = generate(n, a.seed)
+        progs = crate::prog::generate::generate(n, a.seed)
             .into_iter()
             .enumerate()
             .map(|(i, p)| (format!("gen#{i} (seed {})", a.seed), p))

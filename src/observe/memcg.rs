@@ -34,8 +34,8 @@
 use crate::model::alloc::{AllocKind, FailPolicy};
 use crate::model::mm::Kernel;
 use crate::model::policy::Policy;
+use crate::observe::model_run::{self, ModelRun};
 use crate::prog::Program;
-use crate::real::{self, ModelRun};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -122,27 +122,28 @@ fn traced(
     let mut ops = vec![OpAllocs::default(); n];
     let mut at = (0usize, 0usize);
     let mut fp = 0i64;
-    let run = real::model_run_policies(prog, policy, linux, pte, thp, &mut |k: &Kernel, i, ph| {
-        if ph == 0 {
-            if let Some(c) = &cur {
-                c.store(i, Ordering::Relaxed);
-            }
-            at = (k.alloc.log.len(), k.alloc.charges.len());
-            fp = footprint(k);
-        } else if i < n {
-            let o = &mut ops[i];
-            o.freed = (fp - footprint(k)).max(0) as u64;
-            for r in &k.alloc.log[at.0.min(k.alloc.log.len())..] {
-                o.calls += 1;
-                if r.failed {
-                    o.failed.push((r.kind.name(), r.call, r.site));
+    let run =
+        model_run::model_run_policies(prog, policy, linux, pte, thp, &mut |k: &Kernel, i, ph| {
+            if ph == 0 {
+                if let Some(c) = &cur {
+                    c.store(i, Ordering::Relaxed);
+                }
+                at = (k.alloc.log.len(), k.alloc.charges.len());
+                fp = footprint(k);
+            } else if i < n {
+                let o = &mut ops[i];
+                o.freed = (fp - footprint(k)).max(0) as u64;
+                for r in &k.alloc.log[at.0.min(k.alloc.log.len())..] {
+                    o.calls += 1;
+                    if r.failed {
+                        o.failed.push((r.kind.name(), r.call, r.site));
+                    }
+                }
+                for c in &k.alloc.charges[at.1.min(k.alloc.charges.len())..] {
+                    o.charges.push((c.what.name(), c.site));
                 }
             }
-            for c in &k.alloc.charges[at.1.min(k.alloc.charges.len())..] {
-                o.charges.push((c.what.name(), c.site));
-            }
-        }
-    });
+        });
     Traced { run, ops }
 }
 

@@ -6,6 +6,7 @@
 //! (256 KiB), which every geometry represents exactly, so one program means the
 //! same thing with 512 PTEs per table and with the small fuzzing geometry.
 
+pub mod generate;
 pub mod minimize;
 pub mod plan;
 
@@ -419,6 +420,16 @@ impl Program {
 }
 
 // ---------------------------------------------------------------- text form
+
+impl Program {
+    /// Op `i` as its text line (`(teardown)` past the end): what reports quote.
+    pub fn op_text(&self, i: usize) -> String {
+        self.ops
+            .get(i)
+            .map(OpLine::to_string)
+            .unwrap_or_else(|| "(teardown)".into())
+    }
+}
 
 pub fn fmt_size(b: u64) -> String {
     if b == 0 {

@@ -2,7 +2,7 @@
 //!
 //! Runs the programs of `/programs.txt` from the index the host put on the
 //! kernel command line (`sfstart=K`) with the same executor as `splitfuzz
-//! real` (`real::host_run_opts`), with the fault plans armed through our
+//! real` (`host::host_run_opts`), with the fault plans armed through our
 //! kernel patch, and writes one transcript per program to the second serial
 //! port (`/dev/ttyS1`, the data channel; the console on ttyS0 carries the
 //! kernel log). Protocol, one item per line:
@@ -26,8 +26,8 @@
 //! for backtraces (sysrq `l` and `w`, into the console log) and reboots, as it
 //! does after a broken program; the host starts the next boot at K+1.
 
+use crate::host::{self, ExecOpts};
 use crate::prog::Program;
-use crate::real::{self, ExecOpts};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::libc;
 use std::io::Write;
@@ -172,7 +172,7 @@ fn configure() -> Result<()> {
         ("khugepaged/scan_sleep_millisecs", "4294967295"),
         ("khugepaged/alloc_sleep_millisecs", "4294967295"),
     ] {
-        real::write_file(&format!("{thp}/{f}"), v).map_err(|e| anyhow!(e))?;
+        host::probe::write_file(&format!("{thp}/{f}"), v).map_err(|e| anyhow!(e))?;
     }
     Ok(())
 }
@@ -236,7 +236,7 @@ fn run(ch: &mut Channel) -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     configure()?;
-    let mut host = real::Host::read();
+    let mut host = host::Host::read();
     host.drop_caches = true;
     ch.line(&format!("ready {} | {}", host.kernel, host.describe()));
     if !host.fail_plans {
@@ -257,7 +257,7 @@ fn run(ch: &mut Channel) -> Result<()> {
             inject: true,
             markers: true,
             op_timeout: Duration::from_secs(timeout),
-            memcg: limits.as_ref().map(|l| real::MemcgOpts {
+            memcg: limits.as_ref().map(|l| host::MemcgOpts {
                 dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
                 limited: l.clone(),
             }),
@@ -271,11 +271,11 @@ fn run(ch: &mut Channel) -> Result<()> {
             prog
         };
         ch.line(&format!("begin {k}"));
-        real::kmsg(&format!("splitfuzz: begin {k}"));
+        host::driver::kmsg(&format!("splitfuzz: begin {k}"));
         // Free the huge zero folio (its shrinker) so its first use in this
         // program allocates, as in the model's fresh kernel.
         let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
-        let r = real::host_run_opts(prog, &opts);
+        let r = host::host_run_opts(prog, &opts);
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -320,14 +320,14 @@ fn run(ch: &mut Channel) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(500));
             }
             ch.line(&format!("stuck {}", !gone as u8));
-            real::kmsg(&format!("splitfuzz: end {k}"));
+            host::driver::kmsg(&format!("splitfuzz: end {k}"));
             ch.line(&format!("end {k} hung {i}"));
             if gone {
                 continue;
             }
             return Ok(());
         }
-        real::kmsg(&format!("splitfuzz: end {k}"));
+        host::driver::kmsg(&format!("splitfuzz: end {k}"));
         if let Some((i, why)) = &r.broken {
             ch.line(&format!("end {k} broken {i} {}", why.replace('\n', " ")));
             return Ok(());
@@ -347,7 +347,7 @@ fn run_execs(ch: &mut Channel, list: &str, timeout: u64) -> Result<()> {
     use std::io::BufRead;
     for path in list.lines().filter(|l| !l.is_empty()) {
         ch.line(&format!("exec {path}"));
-        real::kmsg(&format!("splitfuzz: exec {path}"));
+        host::driver::kmsg(&format!("splitfuzz: exec {path}"));
         let mut child = match std::process::Command::new(path)
             .current_dir("/tmp")
             .stdout(std::process::Stdio::piped())
@@ -397,7 +397,7 @@ fn run_execs(ch: &mut Channel, list: &str, timeout: u64) -> Result<()> {
             Some(c) => ch.line(&format!("exit {path} {c}")),
             None => ch.line(&format!("exit {path} killed")),
         }
-        real::kmsg(&format!("splitfuzz: exec end {path}"));
+        host::driver::kmsg(&format!("splitfuzz: exec end {path}"));
     }
     ch.line("done");
     Ok(())

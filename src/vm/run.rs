@@ -12,9 +12,11 @@
 
 use super::guest;
 use crate::check::Invariant;
+use crate::host::{self, HostRun};
 use crate::model::policy::{Policy, Preset};
+use crate::observe::{self, Divergence, Transcript};
 use crate::prog::Program;
-use crate::real::{self, Divergence, HostRun, Transcript};
+use crate::verdict;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,15 +24,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-
-macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($t)*).is_err() {
-            std::process::exit(1);
-        }
-    }};
-}
 
 /// Kernel log lines that are complaints (substrings).
 pub const COMPLAINTS: &[&str] = &[
@@ -258,19 +251,12 @@ fn div_text(p: &Program, d: &Divergence) -> String {
     format!(
         "op {} `{}`{} field {}: model {} kernel {}",
         d.op,
-        op_text(p, d.op),
+        p.op_text(d.op),
         d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
         d.field,
         d.model,
         d.kernel
     )
-}
-
-fn op_text(p: &Program, i: usize) -> String {
-    p.ops
-        .get(i)
-        .map(|l| l.to_string())
-        .unwrap_or_else(|| "(teardown)".into())
 }
 
 fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
@@ -298,14 +284,14 @@ fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
 /// VM_FAULT_OOM the #PF handler retries (arch/x86/mm/fault.c
 /// do_user_addr_fault → mm/oom_kill.c pagefault_out_of_memory(), which only
 /// logs), or a uffd handler whose UFFDIO_WRITEPROTECT keeps failing.
-fn model_oom_loop(mr: &real::ModelRun, i: usize) -> bool {
+fn model_oom_loop(mr: &observe::ModelRun, i: usize) -> bool {
     mr.t.results.get(i).and_then(|r| r.as_deref()) == Some("oom-loop")
 }
 
 /// Judge one program's guest run against the model under `policy`.
 pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> VmVerdict {
     judge_with(p, policy, g, &|f| {
-        real::model_run_with(p, policy, g.linux, f)
+        crate::observe::model_run_with(p, policy, g.linux, f)
     })
 }
 
@@ -315,16 +301,16 @@ pub fn judge_with(
     p: &Program,
     policy: &Policy,
     g: &GuestRun,
-    model: &dyn Fn(&[u32]) -> real::ModelRun,
+    model: &dyn Fn(&[u32]) -> observe::ModelRun,
 ) -> VmVerdict {
-    let (mr, thp_fail, d) = real::fit_model_by(&g.hr, model);
+    let (mr, thp_fail, d) = verdict::fit_model_by(&g.hr, model);
     let n = p.ops.len();
     let complaints = g.complaints();
     let before = |k: usize| {
         if k == 0 {
             None
         } else {
-            real::first_divergence_upto(&mr.t, &g.hr.t, k - 1)
+            observe::compare::first_divergence_upto(&mr.t, &g.hr.t, k - 1)
         }
     };
     if let (Some((k, inv)), Some(text)) = (mr.violation_at, &mr.violation) {
@@ -346,7 +332,7 @@ pub fn judge_with(
                 false,
                 format!(
                     "the kernel stopped before the violating op {k}: op {i} `{}` {}{}",
-                    op_text(p, i),
+                    p.op_text(i),
                     match &g.end {
                         End::Hung(_) => format!(
                             "did not return within the bound (the model: {})",
@@ -375,7 +361,7 @@ pub fn judge_with(
                         true,
                         format!(
                             "op {k} `{}` did not return within the bound; {}{}",
-                            op_text(p, k),
+                            p.op_text(k),
                             if g.stuck {
                                 "its task survived SIGKILL after the failures stopped (kernel backtraces below)"
                             } else {
@@ -388,7 +374,7 @@ pub fn judge_with(
                         false,
                         format!(
                             "op {k} `{}` returned {}{}",
-                            op_text(p, k),
+                            p.op_text(k),
                             g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into()),
                             evidence_lines(g, Some(k), 6)
                         ),
@@ -397,9 +383,9 @@ pub fn judge_with(
                 Invariant::KernelAssertion => {
                     let crashed = g.end == End::Crashed && g.last_op == Some(k);
                     if crashed || !at_k_complaints.is_empty() {
-                        (true, format!("op {k} `{}`: kernel complaint{}", op_text(p, k), evidence_lines(g, Some(k), 20)))
+                        (true, format!("op {k} `{}`: kernel complaint{}", p.op_text(k), evidence_lines(g, Some(k), 20)))
                     } else {
-                        (false, format!("op {k} `{}`: no kernel complaint, the op returned {}", op_text(p, k), g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into())))
+                        (false, format!("op {k} `{}`: no kernel complaint, the op returned {}", p.op_text(k), g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into())))
                     }
                 }
                 _ if k >= n => {
@@ -415,11 +401,11 @@ pub fn judge_with(
                         true,
                         format!(
                             "op {k} `{}`: the kernel's result and state match the model's (the violating state){}",
-                            op_text(p, k),
+                            p.op_text(k),
                             evidence_lines(g, Some(k), 6)
                         ),
                     ),
-                    None => (false, format!("op {k} `{}` did not complete ({:?})", op_text(p, k), g.end)),
+                    None => (false, format!("op {k} `{}` did not complete ({:?})", p.op_text(k), g.end)),
                     Some(dv) => (false, format!("the kernel differs: {}", div_text(p, dv))),
                 },
             }
@@ -461,7 +447,7 @@ pub fn judge_with(
                 op: i,
                 detail: format!(
                     "op {i} `{}`: {}{}",
-                    op_text(p, i),
+                    p.op_text(i),
                     match &g.end {
                         End::Hung(_) => format!(
                             "did not return within the bound (the model: {})",
@@ -492,7 +478,7 @@ pub fn judge_with(
             op,
             detail: format!(
                 "{}: {}{}",
-                o.map(|i| format!("op {i} `{}`", op_text(p, i)))
+                o.map(|i| format!("op {i} `{}`", p.op_text(i)))
                     .unwrap_or_else(|| "before the first op".into()),
                 l.trim(),
                 evidence_lines(g, *o, 20)
@@ -687,7 +673,7 @@ pub fn run_batch(
             for l in lines {
                 if let Some(rest) = l.strip_prefix("ready ") {
                     ready = true;
-                    linux = real::linux_version(rest);
+                    linux = host::probe::linux_version(rest);
                     if boots == 1 {
                         say!("guest: {rest}");
                     }
@@ -872,10 +858,7 @@ pub fn print_verdict(name: &str, p: &Program, j: &Judged, verbose: bool) {
             say!("{name}: agree, {} ops{fb}", p.ops.len());
         }
         VmVerdict::Unsupported { op, why } => {
-            say!(
-                "{name}: unsupported at op {op} `{}`: {why}",
-                op_text(p, *op)
-            )
+            say!("{name}: unsupported at op {op} `{}`: {why}", p.op_text(*op))
         }
         VmVerdict::Diverge { kind, detail, .. } => {
             say!("{name}: DIVERGE ({kind}) at {detail}");
@@ -939,8 +922,8 @@ fn policy_named(name: &str) -> Result<Policy> {
 }
 
 /// The guest's capabilities, as the generator sees them.
-pub fn guest_host() -> real::Host {
-    real::Host {
+pub fn guest_host() -> host::Host {
+    host::Host {
         thp_enabled: "madvise".into(),
         defrag: "madvise".into(),
         use_zero_page: true,
@@ -986,7 +969,8 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
     if let Some(n) = r.generate {
         let name = r.policy.clone().unwrap_or_else(|| "deposit".into());
         let policy = policy_named(&name)?;
-        for (i, p) in real::generate_with(&guest_host(), n, r.seed, true, &name, &mut skipped)
+        for (i, p) in guest_host()
+            .generate(n, r.seed, true, &name, &mut skipped)
             .into_iter()
             .enumerate()
         {
@@ -1277,7 +1261,7 @@ mod tests {
         )
         .unwrap();
         let pol = Policy::preset(Preset::Deposit);
-        let m = real::model_run_with(&p, &pol, (7, 2), &[]);
+        let m = crate::observe::model_run_with(&p, &pol, (7, 2), &[]);
         assert!(m.violation.is_none());
         // The model's own transcript agrees.
         let g = guest_run(&p, m.t.clone());
@@ -1318,7 +1302,7 @@ mod tests {
         )
         .unwrap();
         let pol = Policy::preset(Preset::LazyV3);
-        let m = real::model_run_with(&p, &pol, (7, 2), &[]);
+        let m = crate::observe::model_run_with(&p, &pol, (7, 2), &[]);
         let (k, inv) = m.violation_at.expect("the finding still violates");
         assert_eq!(inv, Invariant::NoLivelock);
         let mut g = guest_run(&p, m.t.clone());

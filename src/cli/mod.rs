@@ -1,0 +1,3 @@
+//! The subcommands of the binary, one file each (the library has no CLI types).
+
+pub mod real;

@@ -1,0 +1,125 @@
+//! `splitfuzz real`: the host kernel as an oracle for `deposit`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use splitfuzz::host::Host;
+use splitfuzz::prog::Program;
+use splitfuzz::say;
+use splitfuzz::verdict::{check_program, Stats, Verdict};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// `splitfuzz real FILE... | --generate N --seed S [-v]`: exit 0 when every
+/// program agreed, 1 on a divergence; Err (exit 2) on bad input.
+pub fn real_main(
+    files: &[PathBuf],
+    generate_n: Option<usize>,
+    seed: u64,
+    verbose: bool,
+) -> Result<ExitCode> {
+    let host = Host::read();
+    if let Err(why) = host.thp_usable() {
+        bail!("the host cannot run THP programs: {why}");
+    }
+    say!("host: {}", host.describe());
+    let mut progs: Vec<(String, Program)> = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let p = Program::parse(&text).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        progs.push((f.display().to_string(), p));
+    }
+    let mut skipped = std::collections::BTreeMap::new();
+    if let Some(n) = generate_n {
+        for (i, p) in host
+            .generate(n, seed, false, "deposit", &mut skipped)
+            .into_iter()
+            .enumerate()
+        {
+            progs.push((format!("gen#{i} (seed {seed})"), p));
+        }
+    }
+    if progs.is_empty() {
+        bail!("no programs: give FILEs or --generate N");
+    }
+    let t0 = Instant::now();
+    let mut stats = Stats::default();
+    for (name, p) in &progs {
+        let c = match check_program(&host, p) {
+            Ok(c) => c,
+            Err(e) => {
+                say!("{name}: the host run failed: {e:#}");
+                for l in p.to_text().lines() {
+                    say!("    | {l}");
+                }
+                return Err(e);
+            }
+        };
+        stats.add(&c, p);
+        match &c.verdict {
+            Verdict::Agree { thp_fail } => {
+                let fb = if thp_fail.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (host THP fallbacks fed to the model: fail thp at={})",
+                        thp_fail
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                };
+                say!("{name}: agree, {} ops{fb}", p.ops.len());
+            }
+            Verdict::Unsupported(why) => say!("{name}: unsupported on this host: {why}"),
+            Verdict::ModelViolation(v) => say!("{name}: model violation (deposit): {v}"),
+            Verdict::Diverge {
+                d,
+                thp_fail,
+                khugepaged,
+            } => {
+                say!(
+                    "{name}: DIVERGE at op {} `{}`{} field {}: model {} kernel {}{}{}",
+                    d.op,
+                    p.op_text(d.op),
+                    d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
+                    d.field,
+                    d.model,
+                    d.kernel,
+                    if thp_fail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (with fail thp at={thp_fail:?})")
+                    },
+                    if *khugepaged {
+                        " (khugepaged collapsed pages during the run)"
+                    } else {
+                        ""
+                    }
+                );
+                if verbose || generate_n.is_some() {
+                    for l in p.to_text().lines() {
+                        say!("    | {l}");
+                    }
+                }
+            }
+        }
+        if verbose {
+            if let (Some(m), Some(h)) = (&c.model, &c.host) {
+                print!("{}", h.text());
+                if m.text() != h.text() {
+                    for l in m.text().lines() {
+                        say!("model: {l}");
+                    }
+                }
+            }
+        }
+    }
+    stats.print(t0.elapsed(), &skipped);
+    Ok(if stats.diverged > 0 || stats.violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

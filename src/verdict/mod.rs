@@ -1,0 +1,143 @@
+//! A kernel's run judged against the model: fit the model to the THP
+//! allocations the kernel failed by itself, then agree or diverge.
+
+pub mod stats;
+
+use crate::host::{host_run, Host, HostRun};
+use crate::model::policy::{Policy, Preset};
+use crate::observe::{compare::*, line::*, model_run::*};
+use crate::prog::Program;
+use anyhow::{bail, Result};
+pub use stats::Stats;
+/// Run the model under `policy` with the program's fault plan and compare it
+/// with the kernel's run. Where an op diverges and the kernel fell back from
+/// THP allocations by itself during it (/proc/vmstat), the model is re-run with
+/// those THP calls failed too (`fail thp at=...`), keeping what explains the
+/// kernel best. Returns the model run, the THP calls fed, and the divergence.
+pub fn fit_model(
+    prog: &Program,
+    policy: &Policy,
+    linux: (u32, u32),
+    hr: &HostRun,
+) -> (ModelRun, Vec<u32>, Option<Divergence>) {
+    fit_model_by(hr, &|f| model_run_with(prog, policy, linux, f))
+}
+
+/// `fit_model` with any model: `run(thp_fail)` runs it with those THP calls
+/// failed besides its own plan.
+pub fn fit_model_by(
+    hr: &HostRun,
+    run: &dyn Fn(&[u32]) -> ModelRun,
+) -> (ModelRun, Vec<u32>, Option<Divergence>) {
+    let mut fails: Vec<u32> = Vec::new();
+    let mut mr = run(&fails);
+    let mut d = model_divergence(&mr, &hr.t);
+    let mut rounds = 0;
+    while let Some(dv) = &d {
+        if rounds >= 16 || hr.fallbacks.get(dv.op).copied().unwrap_or(0) == 0 {
+            break;
+        }
+        rounds += 1;
+        let (lo, hi) = mr.thp_calls[dv.op];
+        let mut best: Option<(usize, Vec<u32>, ModelRun, Option<Divergence>)> = None;
+        for c in lo + 1..=hi {
+            if fails.contains(&c) {
+                continue;
+            }
+            let mut f = fails.clone();
+            f.push(c);
+            f.sort_unstable();
+            let r = run(&f);
+            let nd = model_divergence(&r, &hr.t);
+            let score = nd.as_ref().map(|x| x.op).unwrap_or(usize::MAX);
+            if score > dv.op && best.as_ref().is_none_or(|b| score > b.0) {
+                best = Some((score, f, r, nd));
+            }
+        }
+        match best {
+            Some((_, f, r, nd)) => {
+                fails = f;
+                mr = r;
+                d = nd;
+            }
+            None => break,
+        }
+    }
+    (mr, fails, d)
+}
+
+/// The verdict on one program.
+pub enum Verdict {
+    Agree {
+        /// THP allocations the host failed, fed to the model.
+        thp_fail: Vec<u32>,
+    },
+    Diverge {
+        d: Divergence,
+        thp_fail: Vec<u32>,
+        khugepaged: bool,
+    },
+    Unsupported(String),
+    ModelViolation(String),
+}
+
+pub struct Checked {
+    pub verdict: Verdict,
+    pub model: Option<Transcript>,
+    pub host: Option<Transcript>,
+}
+
+/// Run a program on both sides and compare.
+pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
+    if let Some(why) = host.program_unsupported(prog) {
+        return Ok(Checked {
+            verdict: Verdict::Unsupported(why),
+            model: None,
+            host: None,
+        });
+    }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let hr = host_run(prog)?;
+        if let Some((i, why)) = &hr.unsupported {
+            return Ok(Checked {
+                verdict: Verdict::Unsupported(format!("op {i}: {why}")),
+                model: None,
+                host: None,
+            });
+        }
+        if let Some(i) = hr.hung {
+            bail!("op {i} `{}` did not return within 60 s", prog.op_text(i));
+        }
+        if let Some((i, e)) = &hr.broken {
+            bail!("op {i} `{}`: {e}", prog.op_text(*i));
+        }
+        let mut p = prog.clone();
+        p.faults = Default::default();
+        let (mr, fails, d) = fit_model(&p, &Policy::preset(Preset::Deposit), host.linux(), &hr);
+        if let Some(v) = &mr.violation {
+            if d.is_none() {
+                return Ok(Checked {
+                    verdict: Verdict::ModelViolation(v.clone()),
+                    model: Some(mr.t),
+                    host: Some(hr.t),
+                });
+            }
+        }
+        let verdict = match d {
+            None => Verdict::Agree { thp_fail: fails },
+            Some(_) if hr.khugepaged && attempts < 3 => continue,
+            Some(d) => Verdict::Diverge {
+                d,
+                thp_fail: fails,
+                khugepaged: hr.khugepaged,
+            },
+        };
+        return Ok(Checked {
+            verdict,
+            model: Some(mr.t),
+            host: Some(hr.t),
+        });
+    }
+}
