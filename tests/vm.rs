@@ -10,7 +10,9 @@ mod common;
 
 use splitfuzz::model::policy::{Policy, Preset};
 use splitfuzz::prog::Program;
-use splitfuzz::vm::run::{run_batch, Job, Judged, VmOptions, VmVerdict};
+use splitfuzz::vm::batch::{run_batch, Job, Judged};
+use splitfuzz::vm::judge::VmVerdict;
+use splitfuzz::vm::qemu::VmOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -21,7 +23,7 @@ fn options() -> Option<VmOptions> {
         println!("SKIPPED: no kernel in cache (run splitfuzz vm build)");
         return None;
     };
-    if let Err(e) = splitfuzz::vm::run::qemu_binary() {
+    if let Err(e) = splitfuzz::vm::qemu::qemu_binary() {
         println!("SKIPPED: {e}");
         return None;
     }
@@ -359,7 +361,7 @@ fn emitted_c_reproducers_inject_at_the_same_call_in_the_guest() {
         let c = splitfuzz::csource::emit_c(&Program::parse(text).unwrap()).unwrap();
         bins.push(common::compile_c(&dir, name, &c));
     }
-    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    let res = splitfuzz::vm::batch::exec_binaries(&o, &bins).expect("the guest runs them");
     assert_eq!(res.len(), cases.len());
     for ((name, _, want), (_, code, text)) in cases.iter().zip(&res) {
         assert_eq!(code, &Some(*want), "{name}:\n{text}");
@@ -398,7 +400,7 @@ fn emitted_memcg_reproducers_set_the_limit_themselves() {
         );
         bins.push(common::compile_c(&dir, &format!("m{i}"), &c));
     }
-    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    let res = splitfuzz::vm::batch::exec_binaries(&o, &bins).expect("the guest runs them");
     assert_eq!(res.len(), cases.len());
     for ((f, want), (_, code, text)) in cases.iter().zip(&res) {
         assert_eq!(code, &Some(*want), "{f}:\n{text}");

@@ -203,7 +203,7 @@ pub fn build_with(exe: &Path, programs: &str, extra: &[PathBuf]) -> Result<Vec<u
         }
     }
     if !extra.is_empty() {
-        c.file(super::guest::EXEC_LIST, 0o644, list.as_bytes());
+        c.file(super::protocol::EXEC_LIST, 0o644, list.as_bytes());
     }
     for lib in libs {
         let real = std::fs::canonicalize(&lib).unwrap_or(lib.clone());
@@ -214,7 +214,7 @@ pub fn build_with(exe: &Path, programs: &str, extra: &[PathBuf]) -> Result<Vec<u
         }
         c.file(&s, 0o755, &data);
     }
-    c.file(super::guest::PROGRAMS, 0o644, programs.as_bytes());
+    c.file(super::protocol::PROGRAMS, 0o644, programs.as_bytes());
     Ok(c.finish())
 }
 

@@ -8,9 +8,14 @@
 //!   (`real::host_run_opts`) with fault plans armed.
 //! * [`run`]: `vm run`, QEMU and the comparison with the model.
 
+pub mod batch;
 pub mod build;
+pub mod console;
 pub mod guest;
 pub mod initramfs;
+pub mod judge;
+pub mod protocol;
+pub mod qemu;
 pub mod run;
 
 use anyhow::{anyhow, Result};
@@ -202,14 +207,14 @@ fn vm_options(
     kvm: bool,
     verbose: bool,
     keep: Option<PathBuf>,
-) -> Result<run::VmOptions> {
+) -> Result<qemu::VmOptions> {
     let kernel = match kernel {
         Some(k) => k,
         None => build::default_kernel().ok_or_else(|| {
             anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
         })?,
     };
-    Ok(run::VmOptions {
+    Ok(qemu::VmOptions {
         kernel,
         exe: std::env::current_exe().map_err(|e| anyhow!("locating this executable: {e}"))?,
         timeout: timeout.max(1),

@@ -1,0 +1,436 @@
+//! One program's run in the guest, gathered from its data-channel messages
+//! and console lines, judged against the model.
+
+use super::console::is_complaint;
+use super::protocol::{End, Msg};
+use crate::check::Invariant;
+use crate::host::HostRun;
+use crate::model::policy::Policy;
+use crate::observe::{self, Divergence, Transcript};
+use crate::prog::Program;
+use crate::verdict;
+use std::fmt::Write as _;
+
+/// One program's run in the guest.
+#[derive(Clone, Debug)]
+pub struct GuestRun {
+    pub hr: HostRun,
+    pub end: End,
+    /// Kernel log lines of this program, with the op they were printed during
+    /// (None: before the first op; `ops.len()`: after the last, the teardown).
+    pub log: Vec<(Option<usize>, String)>,
+    /// The last op the executor started (from the kernel-log markers).
+    pub last_op: Option<usize>,
+    /// After a hang: a task of the program survived SIGKILL.
+    pub stuck: bool,
+    /// The guest kernel's version (from its `ready` line).
+    pub linux: (u32, u32),
+}
+
+impl GuestRun {
+    pub fn new(n: usize) -> GuestRun {
+        GuestRun {
+            hr: HostRun {
+                t: Transcript {
+                    results: vec![None; n],
+                    obs: vec![Vec::new(); n],
+                    allocs: vec![None; n],
+                },
+                fallbacks: vec![0; n],
+                memcg_events: vec![None; n],
+                ..Default::default()
+            },
+            end: End::Crashed,
+            log: Vec::new(),
+            last_op: None,
+            stuck: false,
+            linux: crate::model::mm::LINUX_DEFAULT,
+        }
+    }
+
+    /// Take one of the program's data-channel messages; `cur` is the op the
+    /// observation lines belong to (the last `op` message).
+    pub fn feed(&mut self, m: &Msg, cur: &mut usize) {
+        let n = self.hr.t.results.len();
+        let ok = |i: usize| i < n;
+        match m {
+            Msg::Op { i, res } if ok(*i) => {
+                self.hr.t.results[*i] = Some(res.clone());
+                *cur = *i;
+            }
+            Msg::Alloc { i, pte, thp } if ok(*i) => self.hr.t.allocs[*i] = Some((*pte, *thp)),
+            Msg::Fallbacks { i, n } if ok(*i) => self.hr.fallbacks[*i] = *n,
+            Msg::Memcg { i, events } if ok(*i) => self.hr.memcg_events[*i] = Some(events.clone()),
+            Msg::Khugepaged(b) => self.hr.khugepaged = *b,
+            Msg::Stuck(b) => self.stuck = *b,
+            Msg::Obs(l) if *cur < n => self.hr.t.obs[*cur].push(l.clone()),
+            _ => {}
+        }
+    }
+
+    pub fn complaints(&self) -> Vec<(Option<usize>, &str)> {
+        self.log
+            .iter()
+            .filter(|(_, l)| is_complaint(l))
+            .map(|(o, l)| (*o, l.as_str()))
+            .collect()
+    }
+}
+
+/// What a program's run in the guest says about the model.
+#[derive(Clone, Debug)]
+pub enum VmVerdict {
+    Agree {
+        thp_fail: Vec<u32>,
+    },
+    /// `kind`: the field that differs, or hang / crash / stall / broken / complaint.
+    Diverge {
+        kind: String,
+        op: usize,
+        detail: String,
+        thp_fail: Vec<u32>,
+    },
+    Unsupported {
+        op: usize,
+        why: String,
+    },
+    /// The model broke an invariant: a finding (lazy policies) or a model
+    /// error (deposit); `reproduced`: the kernel did what the model did, up to
+    /// and including the violating op.
+    Finding {
+        invariant: Invariant,
+        text: String,
+        op: usize,
+        reproduced: bool,
+        evidence: String,
+        deposit: bool,
+    },
+}
+
+fn div_text(p: &Program, d: &Divergence) -> String {
+    format!(
+        "op {} `{}`{} field {}: model {} kernel {}",
+        d.op,
+        p.op_text(d.op),
+        d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
+        d.field,
+        d.model,
+        d.kernel
+    )
+}
+
+fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
+    let mut s = String::new();
+    if let Some(ev) = op.and_then(|i| g.hr.memcg_events.get(i).cloned().flatten()) {
+        let _ = write!(s, "\n      memory.events after the op: {ev}");
+    }
+    let mut n = 0;
+    for (o, l) in &g.log {
+        if op.is_some() && *o != op {
+            continue;
+        }
+        if n == max {
+            s.push_str("\n      ...");
+            break;
+        }
+        let _ = write!(s, "\n      kernel: {}", l.trim());
+        n += 1;
+    }
+    s
+}
+
+/// Does the model explain the kernel's hang at op `i`? The model ends an op
+/// with `oom-loop` where the real task retries forever: a user fault whose
+/// VM_FAULT_OOM the #PF handler retries (arch/x86/mm/fault.c
+/// do_user_addr_fault → mm/oom_kill.c pagefault_out_of_memory(), which only
+/// logs), or a uffd handler whose UFFDIO_WRITEPROTECT keeps failing.
+fn model_oom_loop(mr: &observe::ModelRun, i: usize) -> bool {
+    mr.t.results.get(i).and_then(|r| r.as_deref()) == Some("oom-loop")
+}
+
+/// Judge one program's guest run against the model under `policy`.
+pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> VmVerdict {
+    judge_with(p, policy, g, &|f| {
+        crate::observe::model_run_with(p, policy, g.linux, f)
+    })
+}
+
+/// `judge` against any model run: `model(thp_fail)` (the memcg trigger's
+/// realised plan: `memcg.rs`).
+pub fn judge_with(
+    p: &Program,
+    policy: &Policy,
+    g: &GuestRun,
+    model: &dyn Fn(&[u32]) -> observe::ModelRun,
+) -> VmVerdict {
+    let (mr, thp_fail, d) = verdict::fit_model_by(&g.hr, model);
+    let n = p.ops.len();
+    let complaints = g.complaints();
+    let before = |k: usize| {
+        if k == 0 {
+            None
+        } else {
+            observe::compare::first_divergence_upto(&mr.t, &g.hr.t, k - 1)
+        }
+    };
+    if let (Some((k, inv)), Some(text)) = (mr.violation_at, &mr.violation) {
+        let pre = before(k);
+        let at_k_complaints: Vec<&str> = complaints
+            .iter()
+            .filter(|(o, _)| *o == Some(k))
+            .map(|(_, l)| *l)
+            .collect();
+        let stopped_early = match &g.end {
+            End::Hung(i) | End::Unsupported(i, _) | End::Broken(i, _) if *i < k => Some(*i),
+            End::Crashed | End::Stalled => g.last_op.filter(|&i| i < k),
+            _ => None,
+        };
+        // A difference before the stop explains more than the stop.
+        let stop_first = stopped_early.filter(|&i| pre.as_ref().is_none_or(|d| d.op >= i));
+        let (reproduced, evidence) = if let Some(i) = stop_first {
+            (
+                false,
+                format!(
+                    "the kernel stopped before the violating op {k}: op {i} `{}` {}{}",
+                    p.op_text(i),
+                    match &g.end {
+                        End::Hung(_) => format!(
+                            "did not return within the bound (the model: {})",
+                            mr.t.results.get(i).cloned().flatten().unwrap_or_default()
+                        ),
+                        End::Unsupported(_, why) => format!("cannot run here: {why}"),
+                        End::Broken(_, why) => format!("broke: {why}"),
+                        End::Crashed => "took the kernel down".into(),
+                        _ => "and the guest stopped answering".into(),
+                    },
+                    evidence_lines(g, Some(i), 12)
+                ),
+            )
+        } else if let Some(dv) = &pre {
+            (
+                false,
+                format!(
+                    "the kernel differs before the violating op: {}",
+                    div_text(p, dv)
+                ),
+            )
+        } else {
+            match inv {
+                Invariant::NoLivelock => match &g.end {
+                    End::Hung(i) if *i == k => (
+                        true,
+                        format!(
+                            "op {k} `{}` did not return within the bound; {}{}",
+                            p.op_text(k),
+                            if g.stuck {
+                                "its task survived SIGKILL after the failures stopped (kernel backtraces below)"
+                            } else {
+                                "its task ended once the failures stopped"
+                            },
+                            evidence_lines(g, Some(k), 30)
+                        ),
+                    ),
+                    _ => (
+                        false,
+                        format!(
+                            "op {k} `{}` returned {}{}",
+                            p.op_text(k),
+                            g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into()),
+                            evidence_lines(g, Some(k), 6)
+                        ),
+                    ),
+                },
+                Invariant::KernelAssertion => {
+                    let crashed = g.end == End::Crashed && g.last_op == Some(k);
+                    if crashed || !at_k_complaints.is_empty() {
+                        (true, format!("op {k} `{}`: kernel complaint{}", p.op_text(k), evidence_lines(g, Some(k), 20)))
+                    } else {
+                        (false, format!("op {k} `{}`: no kernel complaint, the op returned {}", p.op_text(k), g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into())))
+                    }
+                }
+                _ if k >= n => {
+                    let tear: Vec<&str> = complaints.iter().filter(|(o, _)| *o == Some(n)).map(|(_, l)| *l).collect();
+                    if tear.is_empty() {
+                        (false, "no kernel complaint at teardown".into())
+                    } else {
+                        (true, format!("kernel complaints at teardown{}", evidence_lines(g, Some(n), 12)))
+                    }
+                }
+                _ => match &d {
+                    None if g.hr.t.results.get(k).is_some_and(|r| r.is_some()) => (
+                        true,
+                        format!(
+                            "op {k} `{}`: the kernel's result and state match the model's (the violating state){}",
+                            p.op_text(k),
+                            evidence_lines(g, Some(k), 6)
+                        ),
+                    ),
+                    None => (false, format!("op {k} `{}` did not complete ({:?})", p.op_text(k), g.end)),
+                    Some(dv) => (false, format!("the kernel differs: {}", div_text(p, dv))),
+                },
+            }
+        };
+        return VmVerdict::Finding {
+            invariant: inv,
+            text: text.clone(),
+            op: k,
+            reproduced,
+            evidence,
+            deposit: policy.deposit,
+        };
+    }
+    let stop = match &g.end {
+        End::Ok => None,
+        End::Hung(i) => Some((*i, "hang")),
+        End::Unsupported(i, _) => Some((*i, "unsupported")),
+        End::Broken(i, _) => Some((*i, "broken")),
+        End::Crashed => Some((g.last_op.unwrap_or(0), "crash")),
+        End::Stalled => Some((g.last_op.unwrap_or(0), "stall")),
+    };
+    if let Some((i, kind)) = stop {
+        if let Some(dv) = before(i) {
+            return VmVerdict::Diverge {
+                kind: dv.field.split('@').next().unwrap_or("").to_string(),
+                op: dv.op,
+                detail: div_text(p, &dv),
+                thp_fail,
+            };
+        }
+        return match (&g.end, kind) {
+            (End::Unsupported(_, why), _) => VmVerdict::Unsupported {
+                op: i,
+                why: why.clone(),
+            },
+            (End::Hung(_), _) if model_oom_loop(&mr, i) => VmVerdict::Agree { thp_fail },
+            (_, kind) => VmVerdict::Diverge {
+                kind: kind.to_string(),
+                op: i,
+                detail: format!(
+                    "op {i} `{}`: {}{}",
+                    p.op_text(i),
+                    match &g.end {
+                        End::Hung(_) => format!(
+                            "did not return within the bound (the model: {})",
+                            mr.t.results.get(i).cloned().flatten().unwrap_or_default()
+                        ),
+                        End::Broken(_, why) => format!("executor: {why}"),
+                        End::Crashed => "the kernel went down".into(),
+                        _ => "the guest stopped answering".into(),
+                    },
+                    evidence_lines(g, Some(i), 20)
+                ),
+                thp_fail,
+            },
+        };
+    }
+    if let Some(dv) = d {
+        return VmVerdict::Diverge {
+            kind: dv.field.split('@').next().unwrap_or("").to_string(),
+            op: dv.op,
+            detail: div_text(p, &dv),
+            thp_fail,
+        };
+    }
+    if let Some((o, l)) = complaints.first() {
+        let op = o.unwrap_or(0);
+        return VmVerdict::Diverge {
+            kind: "complaint".into(),
+            op,
+            detail: format!(
+                "{}: {}{}",
+                o.map(|i| format!("op {i} `{}`", p.op_text(i)))
+                    .unwrap_or_else(|| "before the first op".into()),
+                l.trim(),
+                evidence_lines(g, *o, 20)
+            ),
+            thp_fail,
+        };
+    }
+    VmVerdict::Agree { thp_fail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::policy::Preset;
+
+    fn guest_run(p: &Program, t: Transcript) -> GuestRun {
+        let mut g = GuestRun::new(p.ops.len());
+        g.hr.t = t;
+        g.end = End::Ok;
+        g
+    }
+
+    #[test]
+    fn judge_agrees_with_the_model_and_catches_each_kind_of_difference() {
+        let p = Program::parse(
+            "fail pte_alloc nth=2\nmmap 0 2M thp\ntouch 0 2M write\nmadvise 0 256K dontneed\n",
+        )
+        .unwrap();
+        let pol = Policy::preset(Preset::Deposit);
+        let m = crate::observe::model_run_with(&p, &pol, (7, 2), &[]);
+        assert!(m.violation.is_none());
+        // The model's own transcript agrees.
+        let g = guest_run(&p, m.t.clone());
+        assert!(matches!(judge(&p, &pol, &g), VmVerdict::Agree { .. }));
+        // A different allocation count is a divergence in `alloc`.
+        let mut t = m.t.clone();
+        let a = t.allocs[1].unwrap();
+        t.allocs[1] = Some((a.0 + 1, a.1));
+        match judge(&p, &pol, &guest_run(&p, t)) {
+            VmVerdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("alloc", 1)),
+            v => panic!("{v:?}"),
+        }
+        // A hang where the model returns is a divergence.
+        let mut g = guest_run(&p, m.t.clone());
+        g.hr.t.results[2] = None;
+        g.end = End::Hung(2);
+        match judge(&p, &pol, &g) {
+            VmVerdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("hang", 2)),
+            v => panic!("{v:?}"),
+        }
+        // A kernel complaint is a divergence even when every line agrees.
+        let mut g = guest_run(&p, m.t.clone());
+        g.log
+            .push((Some(1), "[ 3.0] BUG: Bad page state in process x".into()));
+        match judge(&p, &pol, &g) {
+            VmVerdict::Diverge { kind, op, .. } => {
+                assert_eq!((kind.as_str(), op), ("complaint", 1))
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn judge_findings_reproduce_only_with_the_kernel_evidence() {
+        // lazy-v3 livelock: every pte_alloc_one() fails during a split retry loop.
+        let p = Program::parse(
+            "policy lazy-v3\nfail pte_alloc from=1\nmmap 0 4M thp\ntouch 0 2M write\nuffd-register 0 4M\nuffd-wp 0 1M on\n",
+        )
+        .unwrap();
+        let pol = Policy::preset(Preset::LazyV3);
+        let m = crate::observe::model_run_with(&p, &pol, (7, 2), &[]);
+        let (k, inv) = m.violation_at.expect("the finding still violates");
+        assert_eq!(inv, Invariant::NoLivelock);
+        let mut g = guest_run(&p, m.t.clone());
+        g.hr.t.results[k] = None;
+        g.end = End::Hung(k);
+        assert!(matches!(
+            judge(&p, &pol, &g),
+            VmVerdict::Finding {
+                reproduced: true,
+                ..
+            }
+        ));
+        // The op returned: not reproduced.
+        let mut g = guest_run(&p, m.t.clone());
+        g.hr.t.results[k] = Some("ok".into());
+        assert!(matches!(
+            judge(&p, &pol, &g),
+            VmVerdict::Finding {
+                reproduced: false,
+                ..
+            }
+        ));
+    }
+}
