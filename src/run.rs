@@ -157,7 +157,7 @@ pub fn run_on(
         if let Err(v) = check::check_state(k, func) {
             return Some(v);
         }
-        match check::check_reference(
+        match check::reference::check_reference(
             k,
             &reference,
             &exp,

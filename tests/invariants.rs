@@ -1,6 +1,7 @@
 //! One test per invariant: break the state, see that invariant fire.
 
-use splitfuzz::check::{self, check_state, Invariant, Reference};
+use splitfuzz::check::reference::Reference;
+use splitfuzz::check::{self, check_state, Invariant};
 use splitfuzz::model::mm::{KErr, Kernel, Pmd, TableState};
 use splitfuzz::run::{self, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
@@ -82,11 +83,18 @@ fn no_silent_skip_fires_on_wrong_contents_and_on_v3_dontneed() {
     let line = Program::parse("madvise 0 1M dontneed").unwrap().ops[0].clone();
     let exp = before.expected(&line, 2, k.geom);
     // The op "returned success" but nothing happened: the pages still hold data.
-    let v = check::check_reference(&k, &before, &exp, true, "madvise_dontneed_single_vma", "x")
-        .unwrap_err();
+    let v = check::reference::check_reference(
+        &k,
+        &before,
+        &exp,
+        true,
+        "madvise_dontneed_single_vma",
+        "x",
+    )
+    .unwrap_err();
     assert_eq!(v.invariant, Invariant::NoSilentSkip);
     // A failed op may leave old contents.
-    assert!(check::check_reference(&k, &before, &exp, false, "f", "x").is_ok());
+    assert!(check::reference::check_reference(&k, &before, &exp, false, "f", "x").is_ok());
     program_fires(
         "fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
         Preset::LazyV3,

@@ -1,10 +1,10 @@
-//! The oracle: the flat reference model of what every page of every process
-//! must hold, by the system calls' semantics alone (no page tables, no
-//! policy). `Reference::expected` gives an op's effect; `observe` reads the
-//! model's state in the same terms. The check that compares them,
-//! `invariants::check_reference`, lives with the other checks.
+//! The reference model: what every page of every process must hold, by the
+//! system calls' semantics alone (no page tables, no policy).
+//! `Reference::expected` gives an op's effect; `observe` reads the model's
+//! state in the same terms; `check_reference` compares them (no-silent-skip).
 
-use crate::base::Geometry;
+use super::{attribute, v};
+use crate::base::{Geometry, Invariant, Severity, Violation};
 use crate::model::mm::Kernel;
 use crate::prog::{Advice, Op, OpLine};
 
@@ -338,5 +338,121 @@ pub fn observe(k: &Kernel) -> Reference {
                 })
             })
             .collect(),
+    }
+}
+
+/// no-silent-skip: compare the model with the reference. A successful op must
+/// have its whole effect; a failed one leaves each page old or new (or `alt`).
+/// Returns the reference to carry on with.
+pub fn check_reference(
+    k: &Kernel,
+    before: &Reference,
+    exp: &Expected,
+    ok: bool,
+    func: &'static str,
+    what: &str,
+) -> Result<Reference, Violation> {
+    let actual = observe(k);
+    let nmm = actual.mms.len();
+    let mut next = actual.clone();
+    for mi in 0..nmm {
+        let Some(a) = &actual.mms[mi] else { continue };
+        let get = |r: &Reference| r.mms.get(mi).cloned().flatten();
+        let cands: Vec<Vec<RefPage>> = if ok {
+            get(&exp.success).into_iter().collect()
+        } else {
+            [
+                get(before),
+                get(&exp.success),
+                exp.alt.as_ref().and_then(get),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        };
+        if cands.is_empty() {
+            continue;
+        }
+        for (page, ap) in a.iter().enumerate() {
+            // Fast path: a candidate is exactly what the model shows and no
+            // candidate carries an "either" flag here, so the slow path would
+            // leave `next` (a copy of `actual`) as it is.
+            let plain = |c: &Vec<RefPage>| {
+                let x = &c[page];
+                !x.maybe_zero && !x.any_val && x.wp != 2
+            };
+            if cands[0][page] == *ap && cands.iter().all(plain) {
+                continue;
+            }
+            let Some(_) = cands.iter().find(|c| c[page].accepts(ap)) else {
+                let want = cands[0][page];
+                let blame = attribute(k, mi, page, func);
+                let msg = if ok {
+                    format!(
+                        "{what} returned success but the page {} (expected {})",
+                        describe(ap),
+                        describe(&want)
+                    )
+                } else {
+                    format!(
+                        "{what} failed and left the page {}, neither its old nor its new state",
+                        describe(ap)
+                    )
+                };
+                let mut viol = v(k, Invariant::NoSilentSkip, blame, mi, page, msg);
+                if ap.mapped && ap.val == 0 && !ap.any_val && cands.iter().any(|c| !c[page].mapped)
+                {
+                    // A range that should be unmapped (after success, or in
+                    // the state a failure may leave) stays mapped, empty: no
+                    // data is lost or kept (it moved or was zapped), the VMA
+                    // and its address range leak, and an access that must
+                    // fault reads zero (mremap's unmap_source_vma(), also on
+                    // the new range after a failed move).
+                    viol.severity = Severity::Leak;
+                    viol.message.push_str(
+                        ": the range stays mapped and empty (a leaked VMA, no data lost)",
+                    );
+                }
+                return Err(viol);
+            };
+            if let Some(n) = next.mms[mi].as_mut() {
+                // Every acceptable state that allowed zero keeps allowing it.
+                let mz = cands
+                    .iter()
+                    .any(|c| c[page].accepts(ap) && c[page].maybe_zero);
+                n[page].maybe_zero = mz && ap.val != 0;
+                n[page].any_val = cands.iter().any(|c| c[page].accepts(ap) && c[page].any_val);
+                // Likewise an undecidable uffd-wp bit stays undecided (a lazyfree
+                // page may still be discarded, dropping its bit).
+                if cands.iter().any(|c| c[page].accepts(ap) && c[page].wp == 2) {
+                    n[page].wp = 2;
+                }
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn describe(p: &RefPage) -> String {
+    if !p.mapped {
+        "is unmapped".into()
+    } else {
+        format!(
+            "{} reads {:#x}{}{}",
+            if p.write { "rw" } else { "ro" },
+            p.val,
+            if p.any_val {
+                " (any value)"
+            } else if p.maybe_zero {
+                " (or 0)"
+            } else {
+                ""
+            },
+            match p.wp {
+                1 => ", uffd-wp",
+                2 => ", maybe uffd-wp",
+                _ => "",
+            }
+        )
     }
 }
