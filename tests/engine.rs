@@ -205,3 +205,79 @@ fn replan_keeps_the_ops_and_changes_only_the_plan() {
     }
     assert!(kinds.iter().all(|&k| k > 300), "{kinds:?}");
 }
+
+/// A campaign never rewrites a curated finding: one whose curated reproducer
+/// is no longer is reported as that file (nothing written), and a shorter one
+/// is written to the campaign's own folder and offered, the curated file left
+/// byte for byte as it was.
+#[test]
+fn curated_findings_are_never_rewritten() {
+    use splitfuzz::fuzz::engine::Curated;
+    let tmp = std::env::temp_dir().join(format!("splitfuzz-curated-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let sig = "no-silent-skip zap_pmd_range";
+    let file = "lazy-v3/no-silent-skip-zap_pmd_range.txt";
+    let first = campaign(&tmp.join("first"));
+    let found = first.findings.iter().find(|f| f.signature == sig).unwrap();
+    assert_eq!(found.curated, Curated::New, "no curated folder: new");
+    let minimal = std::fs::read_to_string(&found.path).unwrap();
+
+    // A curated reproducer one op longer (an op after the violating one).
+    let long = format!("{minimal}munmap 0 32M\n");
+    let cfg = RunConfig::new(Policy::preset(Preset::LazyV3), Geometry::SMALL);
+    let p = Program::parse(&long).unwrap();
+    assert_eq!(run(&p, &cfg).signature().as_deref(), Some(sig));
+    let known = tmp.join("known-long");
+    std::fs::create_dir_all(known.join("lazy-v3")).unwrap();
+    std::fs::write(known.join(file), &long).unwrap();
+    let out = tmp.join("second");
+    let r = fuzz(&FuzzOptions {
+        max_runs: Some(30_000),
+        seed: 1,
+        crashes_dir: out.clone(),
+        known_dir: Some(known.clone()),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
+    })
+    .unwrap();
+    let f = r.findings.iter().find(|f| f.signature == sig).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(known.join(file)).unwrap(),
+        long,
+        "the curated file is untouched"
+    );
+    assert_eq!(
+        f.path,
+        out.join(file),
+        "the shorter one goes to the run's folder"
+    );
+    assert_eq!(
+        f.curated,
+        Curated::Shorter {
+            curated: known.join(file),
+            curated_ops: p.ops.len()
+        }
+    );
+    assert!(r.table().contains("offered: copy it there to adopt it"));
+
+    // A curated reproducer as short as the campaign's: reported, nothing written.
+    let known = tmp.join("known-min");
+    std::fs::create_dir_all(known.join("lazy-v3")).unwrap();
+    std::fs::write(known.join(file), &minimal).unwrap();
+    let out = tmp.join("third");
+    let r = fuzz(&FuzzOptions {
+        max_runs: Some(30_000),
+        seed: 1,
+        crashes_dir: out.clone(),
+        known_dir: Some(known.clone()),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
+    })
+    .unwrap();
+    let f = r.findings.iter().find(|f| f.signature == sig).unwrap();
+    assert_eq!(
+        (f.path.clone(), f.curated.clone()),
+        (known.join(file), Curated::Saved)
+    );
+    assert!(!out.join(file).exists());
+    assert_eq!(std::fs::read_to_string(known.join(file)).unwrap(), minimal);
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -42,7 +42,15 @@ pub struct FuzzOptions {
     pub max_runs: Option<u64>,
     pub jobs: usize,
     pub seed: u64,
+    /// Where this campaign writes its minimized reproducers:
+    /// DIR/<policy>/<invariant>-<function>.txt (+ .bin). The CLI's default is
+    /// the run directory's crashes/, never the curated crashes/.
     pub crashes_dir: PathBuf,
+    /// The curated findings (read only): a finding whose signature has a
+    /// reproducer here that is no longer than this run's is reported as that
+    /// file; a shorter one is written to `crashes_dir` and offered, never
+    /// swapped in.
+    pub known_dir: Option<PathBuf>,
     /// Seeds the campaign; its new inputs are added to it at the end.
     pub corpus_dir: Option<PathBuf>,
     pub progress: Progress,
@@ -56,7 +64,7 @@ pub struct FuzzOptions {
 
 impl FuzzOptions {
     /// A campaign of `max_runs` executions with one job, seed 0, no progress,
-    /// reproducers under `crashes/`.
+    /// reproducers in the temp dir, no curated findings.
     pub fn new(policy: Policy, geometry: Geometry) -> FuzzOptions {
         FuzzOptions {
             policy,
@@ -65,7 +73,8 @@ impl FuzzOptions {
             max_runs: None,
             jobs: 1,
             seed: 0,
-            crashes_dir: PathBuf::from("crashes"),
+            crashes_dir: std::env::temp_dir().join("splitfuzz-crashes"),
+            known_dir: None,
             corpus_dir: None,
             progress: Progress::Off,
             stop: None,
@@ -89,6 +98,41 @@ pub struct Finding {
     pub message: String,
     /// The overrides that act on the minimized reproducer.
     pub fix: FixHint,
+    /// How the finding relates to the curated findings (`known_dir`).
+    pub curated: Curated,
+}
+
+/// A finding against the curated findings of `FuzzOptions::known_dir`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Curated {
+    /// No curated reproducer has its signature (or no `known_dir`).
+    #[default]
+    New,
+    /// `path` is the curated reproducer: this run's is no shorter.
+    Saved,
+    /// This run's reproducer (`path`) is shorter than the curated one, which
+    /// stays as it is: copy it over to adopt it.
+    Shorter {
+        curated: PathBuf,
+        curated_ops: usize,
+    },
+}
+
+impl Curated {
+    /// The words the findings table and the finding lines use.
+    pub fn describe(&self, ops: usize) -> String {
+        match self {
+            Curated::New => "new (not among the curated findings)".into(),
+            Curated::Saved => "already saved".into(),
+            Curated::Shorter {
+                curated,
+                curated_ops,
+            } => format!(
+                "a shorter reproducer ({ops} ops) than the saved {} ({curated_ops} ops), offered: copy it there to adopt it",
+                curated.display()
+            ),
+        }
+    }
 }
 
 /// One sample of a campaign over time.
@@ -228,7 +272,12 @@ impl Report {
             ));
         }
         for f in &self.findings {
-            s.push_str(&format!("   - {}\n     {}\n", f.message, f.fix.summary()));
+            s.push_str(&format!(
+                "   - {}\n     {}\n     reproducer: {}\n",
+                f.message,
+                f.fix.summary(),
+                f.curated.describe(f.ops)
+            ));
         }
         s
     }
@@ -337,6 +386,15 @@ struct Saved {
     ops: usize,
     message: String,
     fix: FixHint,
+    curated: Curated,
+}
+
+/// A reproducer at `path` that still gives signature `sig`: (its ops, its message).
+fn still_reproduces(path: &Path, sig: &str, cfg: &RunConfig) -> Option<(Program, String)> {
+    let p = Program::parse(&std::fs::read_to_string(path).ok()?).ok()?;
+    let out = run(&p, cfg);
+    (out.signature().as_deref() == Some(sig))
+        .then(|| (p, out.violation.map(|v| v.to_string()).unwrap_or_default()))
 }
 
 fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<Saved> {
@@ -349,27 +407,44 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<Sav
         .as_ref()
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let dir = opts.crashes_dir.join(opts.policy.label());
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{}.txt", slug(&sig)));
-    // Keep an existing reproducer of the same signature if it is no longer.
-    if let Ok(old) = std::fs::read_to_string(&path) {
-        if let Ok(p) = Program::parse(&old) {
-            if run(&p, cfg).signature().as_deref() == Some(sig.as_str())
-                && p.ops.len() <= min.ops.len()
-            {
-                let msg = run(&p, cfg)
-                    .violation
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                let fix = fixes::hint(&p, cfg);
+    let file = format!("{}.txt", slug(&sig));
+    // A curated reproducer of the same signature is read, never written.
+    let mut curated = Curated::New;
+    if let Some(known) = opts
+        .known_dir
+        .as_ref()
+        .map(|d| d.join(opts.policy.label()).join(&file))
+    {
+        if let Some((p, message)) = still_reproduces(&known, &sig, cfg) {
+            if p.ops.len() <= min.ops.len() {
                 return Ok(Saved {
-                    path,
+                    fix: fixes::hint(&p, cfg),
+                    path: known,
                     ops: p.ops.len(),
-                    message: msg,
-                    fix,
+                    message,
+                    curated: Curated::Saved,
                 });
             }
+            curated = Curated::Shorter {
+                curated: known,
+                curated_ops: p.ops.len(),
+            };
+        }
+    }
+    let dir = opts.crashes_dir.join(opts.policy.label());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(&file);
+    // Keep this run directory's reproducer of the same signature (a campaign
+    // run again into it) if it is no longer.
+    if let Some((p, message)) = still_reproduces(&path, &sig, cfg) {
+        if p.ops.len() <= min.ops.len() {
+            return Ok(Saved {
+                fix: fixes::hint(&p, cfg),
+                path,
+                ops: p.ops.len(),
+                message,
+                curated,
+            });
         }
     }
     let fix = fixes::hint(&min, cfg);
@@ -403,12 +478,25 @@ fn save_finding(opts: &FuzzOptions, bytes: &[u8], cfg: &RunConfig) -> Result<Sav
         .with_context(|| format!("cannot write {}", path.display()))?;
     let bin = path.with_extension("bin");
     std::fs::write(&bin, bytes).with_context(|| format!("cannot write {}", bin.display()))?;
+    let curated = match curated {
+        // Asked to write into the curated folder itself (--crashes crashes).
+        Curated::Shorter { .. } if Some(&path) == curated_path(&curated) => Curated::Saved,
+        c => c,
+    };
     Ok(Saved {
         path,
         ops: min.ops.len(),
         message: msg,
         fix,
+        curated,
     })
+}
+
+fn curated_path(c: &Curated) -> Option<&PathBuf> {
+    match c {
+        Curated::Shorter { curated, .. } => Some(curated),
+        _ => None,
+    }
 }
 
 /// What every job shares: the corpus, the coverage map (the union of every
@@ -629,6 +717,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                                             ops: 0,
                                             message: v.to_string(),
                                             fix: FixHint::default(),
+                                            curated: Curated::New,
                                         },
                                     );
                                     true
@@ -645,10 +734,12 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
                                     f.ops = sv.ops;
                                     f.message = format!("{} [minimized reproducer]", sv.message);
                                     f.fix = sv.fix;
+                                    f.curated = sv.curated;
                                     let line = format!(
-                                        "new finding: {label} {sig} at {:.2}s (exec {n}): {}; {}",
+                                        "new finding: {label} {sig} at {:.2}s (exec {n}): {} ({}); {}",
                                         f.first_time.as_secs_f64(),
                                         f.path.display(),
+                                        f.curated.describe(f.ops),
                                         f.fix.summary()
                                     );
                                     let _ = tx.send(Msg::Finding(line));
