@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use splitfuzz::fuzz::engine::{self, FuzzOptions, Progress};
 use splitfuzz::fuzz::report::{CampaignFile, RunFile};
 use splitfuzz::model::policy::{Policy, Preset};
-use splitfuzz::prog::minimize;
+
 use splitfuzz::prog::{Expect, Program};
 use splitfuzz::run::{self, OpResult, RunConfig};
 use splitfuzz::Geometry;
@@ -921,7 +921,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Minimize { file, p, f, out } => {
             let prog = load(&file, f.format)?;
             let (cfg, _) = resolve(&p, &prog, Some(&file))?;
-            let Some(min) = minimize::minimize(&prog, &cfg) else {
+            let Some(min) = splitfuzz::run::minimize(&prog, &cfg) else {
                 bail!(
                     "{}: no violation under {}, nothing to minimize",
                     file.display(),

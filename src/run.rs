@@ -260,3 +260,36 @@ pub fn program_policy(
     }
     Ok(p)
 }
+
+/// Minimize a violating program keeping its signature (invariant + kernel
+/// function): ops after the violating one go first, then `prog::minimize::
+/// shrink`. The result names its policy and overrides and expects its
+/// violation. None if the program does not violate.
+pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
+    let v = run(prog, cfg).violation?;
+    let sig = v.signature();
+    let mut cur = prog.clone();
+    cur.expect = None;
+    // Ops after the violating one cannot matter (the implicit exit stays).
+    if v.op_index < cur.ops.len() {
+        cur.ops.truncate(v.op_index + 1);
+    }
+    let keeps = |p: &Program| run(p, cfg).signature().as_deref() == Some(sig.as_str());
+    let mut cur = crate::prog::minimize::shrink(&cur, &keeps);
+    let fin = run(&cur, cfg)
+        .violation
+        .expect("minimized program keeps its violation");
+    cur.policy = Some(cfg.policy.preset.name().to_string());
+    cur.overrides = cfg
+        .policy
+        .overrides
+        .iter()
+        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
+        .collect();
+    cur.expect = Some(crate::prog::Expect::Violation {
+        invariant: fin.invariant.name().into(),
+        function: fin.function,
+        severity: Some(fin.severity.name().into()),
+    });
+    Some(cur)
+}

@@ -159,7 +159,7 @@ fn huge_zero_fires() {
 #[test]
 fn clean_teardown_fires() {
     let k = state(THP, Preset::Deposit);
-    let v = check::check_mm(&k, 0).expect("an mm with pages is not clean");
+    let v = k.check_mm(0).expect("an mm with pages is not clean");
     assert_eq!(v.invariant, Invariant::CleanTeardown);
     assert!(v.message.contains("Bad rss-counter"), "{v}");
     let mut k = state("mmap 0 4M\n", Preset::Deposit);

@@ -5,7 +5,7 @@
 //! at the end of a program. Violations carry the invariant, the kernel function,
 //! the op index, the mm and the address.
 
-use crate::model::mm::{Kernel, Pmd};
+use crate::model::mm::Kernel;
 use crate::prog::{Advice, Op};
 mod counters;
 mod folios;
@@ -26,15 +26,7 @@ pub(crate) fn v(
     page: usize,
     msg: String,
 ) -> Violation {
-    Violation {
-        invariant: inv,
-        severity: inv.default_severity(),
-        function: func.to_string(),
-        op_index: k.op_index,
-        mm,
-        addr: k.geom.addr_of(page),
-        message: msg,
-    }
+    k.violation(inv, func, mm, page, msg)
 }
 
 /// The kernel function an op enters first (used when nothing more specific is known).
@@ -86,48 +78,6 @@ pub fn attribute(k: &Kernel, mm: usize, page: usize, fallback: &'static str) -> 
         .or_else(|| hit(EventKind::SplitFailed, true))
         .or_else(|| hit(EventKind::SplitFailed, false))
         .unwrap_or(fallback)
-}
-
-/// A huge PMD straddling a VMA boundary at `at`, if any.
-pub fn straddling_huge_pmd(k: &Kernel, mm: usize, at: usize) -> Option<String> {
-    let p = k.ptrs();
-    if at % p == 0 || at >= k.pages() {
-        return None;
-    }
-    let slot = at / p;
-    if k.mms[mm].pmds[slot].is_huge() {
-        return Some(format!(
-            "the VMA boundary at {:#x} falls inside a huge PMD [{:#x}, {:#x}) that the failed split left in place",
-            k.geom.addr_of(at),
-            k.geom.addr_of(slot * p),
-            k.geom.addr_of(slot * p + p)
-        ));
-    }
-    None
-}
-
-/// `check_mm()` at mm free: `Bad rss-counter state`, `non-zero pgtables_bytes`,
-/// non-empty `pmd_huge_pte`, PMD entries left.
-pub fn check_mm(k: &Kernel, mi: usize) -> Option<Violation> {
-    let mm = &k.mms[mi];
-    let msg = if mm.rss_anon != 0 || mm.rss_swap != 0 {
-        format!(
-            "BUG: Bad rss-counter state: MM_ANONPAGES {} MM_SWAPENTS {}",
-            mm.rss_anon, mm.rss_swap
-        )
-    } else if mm.nr_ptes != 0 {
-        format!(
-            "BUG: non-zero pgtables_bytes on freeing mm: {}",
-            mm.nr_ptes * 4096
-        )
-    } else if mm.deposit.iter().any(|d| !d.is_empty()) {
-        "VM_BUG_ON_MM(mm->pmd_huge_pte): deposited tables left at mm free".into()
-    } else if let Some(s) = mm.pmds.iter().position(|p| *p != Pmd::None) {
-        format!("PMD slot {s} not cleared at exit: {:?}", mm.pmds[s])
-    } else {
-        return None;
-    };
-    Some(v(k, Invariant::CleanTeardown, "check_mm", mi, 0, msg))
 }
 
 /// After every mm has exited: all tables and folios freed, swap empty, huge zero

@@ -1140,31 +1140,10 @@ pub fn reclaim_demand(prog: &Program, cfg: &RunConfig) -> ReclaimDemand {
 /// reclaim table demand stays at `best`.
 fn shrink_keeping(prog: &Program, cfg: &RunConfig, best: u32) -> Program {
     let keeps = |p: &Program| reclaim_demand(p, cfg).value() >= best;
-    let mut cur = prog.clone();
-    if best == 0 || !keeps(&cur) {
-        return cur;
+    if best == 0 || !keeps(prog) {
+        return prog.clone();
     }
-    for clear in [true, false] {
-        let mut t = cur.clone();
-        if clear {
-            t.faults.pte_alloc = Default::default();
-        } else {
-            t.faults.thp = Default::default();
-        }
-        if keeps(&t) {
-            cur = t;
-        }
-    }
-    let mut i = cur.ops.len();
-    while i > 0 {
-        i -= 1;
-        let mut t = cur.clone();
-        t.ops.remove(i);
-        if keeps(&t) {
-            cur = t;
-        }
-    }
-    cur
+    crate::prog::minimize::shrink(prog, &keeps)
 }
 
 /// Mutate programs (the engine's mutation) keeping those that raise the max

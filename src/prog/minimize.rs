@@ -1,13 +1,10 @@
-//! Shrink a violating program by whole ops, fault-plan entries and sizes while
-//! keeping the same signature (invariant + kernel function).
+//! Minimization by predicate: shrink a program by whole ops (re-targeting its
+//! fault plans), program flags, fault-plan entries and sizes, while a
+//! predicate keeps holding. `run::minimize` keeps a finding's signature with
+//! it; `diff --maximize` keeps a reclaim's table demand.
 
 use crate::prog::Plan;
-use crate::prog::{Expect, Op, Program, GRID, PAGE_SIZE, PMD_SIZE};
-use crate::run::{run, RunConfig};
-
-fn signature(p: &Program, cfg: &RunConfig) -> Option<String> {
-    run(p, cfg).signature()
-}
+use crate::prog::{Op, Program, GRID, PAGE_SIZE, PMD_SIZE};
 
 fn smaller_plans(p: &Plan) -> Vec<Plan> {
     let mut v = vec![Plan::Never];
@@ -193,17 +190,10 @@ fn smaller_ops(op: &Op) -> Vec<Op> {
 }
 
 /// Minimize `prog` under `cfg`. None when it does not violate.
-pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
-    let out = run(prog, cfg);
-    let v = out.violation?;
-    let sig = v.signature();
+/// The smallest program this finds for which `keeps` holds, starting from
+/// `prog` (which must satisfy it); deterministic.
+pub fn shrink(prog: &Program, keeps: &dyn Fn(&Program) -> bool) -> Program {
     let mut cur = prog.clone();
-    cur.expect = None;
-    // Ops after the violating one cannot matter (the implicit exit stays).
-    if v.op_index < cur.ops.len() {
-        cur.ops.truncate(v.op_index + 1);
-    }
-    let keeps = |p: &Program| signature(p, cfg).as_deref() == Some(sig.as_str());
     let mut changed = true;
     let mut rounds = 0;
     while changed && rounds < 20 {
@@ -218,7 +208,7 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
             if keeps(&c) {
                 cur = c;
                 changed = true;
-            } else if let Some(c) = retarget(&c, &keeps) {
+            } else if let Some(c) = retarget(&c, keeps) {
                 cur = c;
                 changed = true;
             }
@@ -266,20 +256,5 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
             }
         }
     }
-    let fin = run(&cur, cfg)
-        .violation
-        .expect("minimized program keeps its violation");
-    cur.policy = Some(cfg.policy.preset.name().to_string());
-    cur.overrides = cfg
-        .policy
-        .overrides
-        .iter()
-        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
-        .collect();
-    cur.expect = Some(Expect::Violation {
-        invariant: fin.invariant.name().into(),
-        function: fin.function,
-        severity: Some(fin.severity.name().into()),
-    });
-    Some(cur)
+    cur
 }

@@ -187,7 +187,7 @@ pub enum Expect {
 impl Expect {
     /// Does a run's violation (or its absence) meet this expectation? `Err`
     /// says in words what differed.
-    pub fn check(&self, got: Option<&crate::check::Violation>) -> Result<(), String> {
+    pub fn check(&self, got: Option<&crate::base::Violation>) -> Result<(), String> {
         match (self, got) {
             (Expect::Ok, None) => Ok(()),
             (Expect::Ok, Some(v)) => Err(format!(
@@ -675,7 +675,7 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
         }
         "override" => {
             want(1)?;
-            crate::model::policy::Policy::preset(crate::model::policy::Preset::LazyV3).apply_override(args[0])?;
+            crate::base::caller::parse_override(args[0])?;
             p.overrides.push(args[0].to_string());
             return Ok(());
         }
@@ -706,10 +706,10 @@ fn parse_line(line: &str, p: &mut Program) -> Result<(), String> {
                     severity: None,
                 },
                 ["violation", inv, func, sev] => {
-                    if crate::check::Severity::from_name(sev).is_none() {
+                    if crate::base::Severity::from_name(sev).is_none() {
                         return Err(format!(
                             "unknown severity '{sev}' ({})",
-                            crate::check::Severity::ALL
+                            crate::base::Severity::ALL
                                 .map(|s| s.name())
                                 .join(", ")
                         ));

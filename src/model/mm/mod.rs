@@ -463,7 +463,19 @@ impl Kernel {
         page: usize,
         msg: String,
     ) -> KErr {
-        KErr::Bug(Box::new(Violation {
+        KErr::Bug(Box::new(self.violation(inv, func, mm, page, msg)))
+    }
+
+    /// A violation of `inv` in `func` at page `page` of mm `mm`, now.
+    pub fn violation(
+        &self,
+        inv: Invariant,
+        func: &str,
+        mm: usize,
+        page: usize,
+        msg: String,
+    ) -> Violation {
+        Violation {
             invariant: inv,
             severity: inv.default_severity(),
             function: func.to_string(),
@@ -471,7 +483,7 @@ impl Kernel {
             mm,
             addr: self.geom.addr_of(page),
             message: msg,
-        }))
+        }
     }
 
     pub fn event(&mut self, kind: EventKind, func: &'static str, mm: usize, lo: usize, hi: usize) {
@@ -488,7 +500,7 @@ impl Kernel {
     pub fn bug_sev(
         &self,
         inv: Invariant,
-        sev: crate::check::Severity,
+        sev: crate::base::Severity,
         func: &'static str,
         mm: usize,
         page: usize,
@@ -511,7 +523,7 @@ impl Kernel {
         page: usize,
         killable: bool,
     ) -> KResult<()> {
-        use crate::check::Severity;
+        use crate::base::Severity;
         *iters += 1;
         self.stats.retries += 1;
         if self.alloc.pte_fails_forever() || *iters > RETRY_LIMIT {
@@ -567,7 +579,7 @@ impl Kernel {
         if self.tables[t as usize].state == TableState::Freed {
             return Err(self.bug_sev(
                 Invariant::TableConservation,
-                crate::check::Severity::Crash,
+                crate::base::Severity::Crash,
                 site,
                 mm,
                 0,
@@ -717,7 +729,7 @@ impl Kernel {
             let rc = fo.refcount;
             return Err(self.bug_sev(
                 Invariant::FolioCounts,
-                crate::check::Severity::Crash,
+                crate::base::Severity::Crash,
                 func,
                 mm,
                 0,

@@ -34,7 +34,7 @@ impl Kernel {
         self.mms[mm].vmas[vi].end = at;
         self.mms[mm].vmas.insert(vi + 1, right);
         cov!(self, "__split_vma");
-        if let Some(msg) = crate::check::straddling_huge_pmd(self, mm, at) {
+        if let Some(msg) = self.straddling_huge_pmd(mm, at) {
             return Err(self.bug(
                 Invariant::VmaContainment,
                 "vma_adjust_trans_huge",
@@ -182,5 +182,23 @@ impl Kernel {
             };
             l.can_merge_with_next(r)
         })
+    }
+
+    /// A huge PMD straddling a VMA boundary at `at`, if any.
+    pub fn straddling_huge_pmd(&self, mm: usize, at: usize) -> Option<String> {
+        let p = self.ptrs();
+        if at % p == 0 || at >= self.pages() {
+            return None;
+        }
+        let slot = at / p;
+        if self.mms[mm].pmds[slot].is_huge() {
+            return Some(format!(
+                "the VMA boundary at {:#x} falls inside a huge PMD [{:#x}, {:#x}) that the failed split left in place",
+                self.geom.addr_of(at),
+                self.geom.addr_of(slot * p),
+                self.geom.addr_of(slot * p + p)
+            ));
+        }
+        None
     }
 }
