@@ -57,19 +57,14 @@ fn deposit_programs_run_or_say_why_not() {
             let c = check_program(&h, &p).unwrap();
             match c.verdict {
                 Verdict::Agree { .. } => agreed += 1,
-                Verdict::Unsupported(why) => {
+                Verdict::Unsupported { why, .. } => {
                     eprintln!("{}: unsupported on this host: {why}", path.display());
                     assert!(h.program_unsupported(&p).is_some());
                 }
-                Verdict::Diverge { d, .. } => panic!(
-                    "{}: diverged at op {} field {}: model {} kernel {}",
-                    path.display(),
-                    d.op,
-                    d.field,
-                    d.model,
-                    d.kernel
-                ),
-                Verdict::ModelViolation(v) => panic!("{}: {v}", path.display()),
+                Verdict::Diverge { detail, .. } => {
+                    panic!("{}: diverged at {detail}", path.display())
+                }
+                Verdict::Finding { text, .. } => panic!("{}: {text}", path.display()),
             }
         }
     }
@@ -103,18 +98,11 @@ fn generated_batch_agrees() {
         let c = check_program(&h, p).unwrap();
         match c.verdict {
             Verdict::Agree { .. } => {}
-            Verdict::Diverge { d, .. } => diverged.push(format!(
-                "op {} `{}` mm {:?} field {}: model {} kernel {}\n{}",
-                d.op,
-                p.ops[d.op],
-                d.mm,
-                d.field,
-                d.model,
-                d.kernel,
-                p.to_text()
-            )),
-            Verdict::Unsupported(w) => panic!("generator produced an unsupported program: {w}"),
-            Verdict::ModelViolation(v) => panic!("model violation: {v}"),
+            Verdict::Diverge { detail, .. } => diverged.push(format!("{detail}\n{}", p.to_text())),
+            Verdict::Unsupported { why, .. } => {
+                panic!("generator produced an unsupported program: {why}")
+            }
+            Verdict::Finding { text, .. } => panic!("model violation: {text}"),
         }
     }
     if strict {

@@ -10,8 +10,8 @@ mod common;
 
 use splitfuzz::model::policy::{Policy, Preset};
 use splitfuzz::prog::Program;
+use splitfuzz::verdict::Verdict;
 use splitfuzz::vm::batch::{run_batch, Job, Judged};
-use splitfuzz::vm::judge::VmVerdict;
 use splitfuzz::vm::qemu::VmOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -73,7 +73,7 @@ fn assert_agree(jobs: &[Job], judged: &[Judged]) {
     let bad: Vec<String> = jobs
         .iter()
         .zip(judged)
-        .filter(|(_, j)| !matches!(j.verdict, VmVerdict::Agree { .. }))
+        .filter(|(_, j)| !matches!(j.verdict, Verdict::Agree { .. }))
         .map(|(job, j)| {
             // The kernel's last lines (a crash or complaint says why there).
             let log: Vec<&str> = j.run.log.iter().map(|(_, l)| l.as_str()).collect();
@@ -213,9 +213,9 @@ fn deposit_programs_and_generated_programs_with_plans_agree() {
     let (unsupported, rest): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .zip(judged)
-        .partition(|(_, j)| matches!(j.verdict, VmVerdict::Unsupported { .. }));
+        .partition(|(_, j)| matches!(j.verdict, Verdict::Unsupported { .. }));
     for (job, j) in &unsupported {
-        let VmVerdict::Unsupported { why, .. } = &j.verdict else {
+        let Verdict::Unsupported { why, .. } = &j.verdict else {
             unreachable!()
         };
         assert!(
@@ -308,7 +308,7 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
     let judged = run(&o, &jobs);
     for (job, j) in jobs.iter().zip(&judged) {
         match &j.verdict {
-            VmVerdict::Finding {
+            Verdict::Finding {
                 reproduced,
                 evidence,
                 ..
@@ -323,8 +323,7 @@ fn lazy_findings_are_not_reproduced_on_stock_7_2() {
             }
             // The model shows no violation in the guest's setting: nothing
             // to reproduce (vm run says "not reproduced" with the reason).
-            VmVerdict::Unsupported { .. } | VmVerdict::Diverge { .. } | VmVerdict::Agree { .. } => {
-            }
+            Verdict::Unsupported { .. } | Verdict::Diverge { .. } | Verdict::Agree { .. } => {}
         }
     }
 }

@@ -5,9 +5,10 @@ use splitfuzz::host::Host;
 use splitfuzz::prog::Program;
 use splitfuzz::say;
 use splitfuzz::verdict::{check_program, Stats, Verdict};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `splitfuzz real FILE... | --generate N --seed S [-v]`: exit 0 when every
 /// program agreed, 1 on a divergence; Err (exit 2) on bad input.
@@ -55,7 +56,7 @@ pub fn real_main(
                 return Err(e);
             }
         };
-        stats.add(&c, p);
+        stats.add(p, &c.verdict);
         match &c.verdict {
             Verdict::Agree { thp_fail } => {
                 let fb = if thp_fail.is_empty() {
@@ -72,21 +73,19 @@ pub fn real_main(
                 };
                 say!("{name}: agree, {} ops{fb}", p.ops.len());
             }
-            Verdict::Unsupported(why) => say!("{name}: unsupported on this host: {why}"),
-            Verdict::ModelViolation(v) => say!("{name}: model violation (deposit): {v}"),
+            Verdict::Unsupported { op, why } => say!(
+                "{name}: unsupported on this host: {}",
+                Verdict::unsupported_text(*op, why)
+            ),
+            Verdict::Finding { text, .. } => say!("{name}: model violation (deposit): {text}"),
             Verdict::Diverge {
-                d,
+                detail,
                 thp_fail,
                 khugepaged,
+                ..
             } => {
                 say!(
-                    "{name}: DIVERGE at op {} `{}`{} field {}: model {} kernel {}{}{}",
-                    d.op,
-                    p.op_text(d.op),
-                    d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
-                    d.field,
-                    d.model,
-                    d.kernel,
+                    "{name}: DIVERGE at {detail}{}{}",
                     if thp_fail.is_empty() {
                         String::new()
                     } else {
@@ -116,10 +115,38 @@ pub fn real_main(
             }
         }
     }
-    stats.print(t0.elapsed(), &skipped);
-    Ok(if stats.diverged > 0 || stats.violations > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    print_stats(&stats, t0.elapsed(), &skipped);
+    Ok(
+        if stats.diverged_total() > 0 || stats.model_violations > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// The closing summary of `real`.
+fn print_stats(s: &Stats, t: Duration, skipped: &BTreeMap<String, usize>) {
+    say!(
+        "real: {} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}%), diverged {}, model violations {}; {} agreed only after feeding host THP fallbacks; {:.1}s",
+        s.programs,
+        s.run(),
+        s.unsupported_total(),
+        s.ops_run,
+        s.agreed,
+        s.agreed_percent(),
+        s.diverged_total(),
+        s.model_violations,
+        s.fed,
+        t.as_secs_f64()
+    );
+    for (f, n) in &s.diverged {
+        say!("  divergences in field {f}: {n}");
+    }
+    for (o, n) in &s.diverged_at {
+        say!("  divergences at op {o}: {n}");
+    }
+    for (why, n) in skipped {
+        say!("  generator skipped {n} unsupported op(s): {why}");
+    }
 }

@@ -258,6 +258,22 @@ pub struct HostRun {
     pub memcg_events: Vec<Option<String>>,
 }
 
+impl HostRun {
+    /// The run of a program of `n` ops before any op ran.
+    pub fn new(n: usize) -> HostRun {
+        HostRun {
+            t: Transcript {
+                results: vec![None; n],
+                obs: vec![Vec::new(); n],
+                allocs: vec![None; n],
+            },
+            fallbacks: vec![0; n],
+            memcg_events: vec![None; n],
+            ..Default::default()
+        }
+    }
+}
+
 /// A line in the kernel log (for attributing kernel messages to ops).
 pub fn kmsg(line: &str) {
     let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
@@ -465,16 +481,7 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
     let mut nprocs = 1;
     let kh0 = khugepaged_collapsed();
     let n = prog.ops.len();
-    let mut run = HostRun {
-        t: Transcript {
-            results: vec![None; n],
-            obs: vec![Vec::new(); n],
-            allocs: vec![None; n],
-        },
-        fallbacks: vec![0; n],
-        memcg_events: vec![None; n],
-        ..Default::default()
-    };
+    let mut run = HostRun::new(n);
     let limit_of = |i: usize| {
         opts.memcg
             .as_ref()

@@ -3,6 +3,7 @@
 
 pub mod stats;
 
+use crate::base::Invariant;
 use crate::host::{host_run, Host, HostRun};
 use crate::model::policy::{Policy, Preset};
 use crate::observe::{compare::*, line::*, model_run::*};
@@ -66,19 +67,71 @@ pub fn fit_model_by(
     (mr, fails, d)
 }
 
-/// The verdict on one program.
+/// What a kernel's run of one program (on the host or in the guest) says
+/// about the model: the one verdict type of `real`, `vm run` and the tests.
+#[derive(Clone, Debug)]
 pub enum Verdict {
-    Agree {
-        /// THP allocations the host failed, fed to the model.
-        thp_fail: Vec<u32>,
-    },
+    /// Every op agrees. `thp_fail`: THP allocations the kernel failed by
+    /// itself, fed to the model.
+    Agree { thp_fail: Vec<u32> },
+    /// The first difference. `kind`: the field that differs (`res`, `alloc`,
+    /// `pages`, ...), or hang / crash / stall / broken / complaint; `detail`:
+    /// the op and both sides, with the kernel's evidence.
     Diverge {
-        d: Divergence,
+        kind: String,
+        op: usize,
+        detail: String,
         thp_fail: Vec<u32>,
+        /// khugepaged collapsed pages during the run (a host's own activity).
         khugepaged: bool,
     },
-    Unsupported(String),
-    ModelViolation(String),
+    /// The program cannot run on this kernel (at op `op`, or at all).
+    Unsupported { op: Option<usize>, why: String },
+    /// The model broke an invariant: a finding (lazy policies) or a model
+    /// error (deposit); `reproduced`: the kernel did what the model did, up to
+    /// and including the violating op.
+    Finding {
+        invariant: Invariant,
+        text: String,
+        op: usize,
+        reproduced: bool,
+        evidence: String,
+        deposit: bool,
+    },
+}
+
+impl Verdict {
+    /// A divergence `d` of program `p` as a verdict.
+    pub fn diverge(p: &Program, d: &Divergence, thp_fail: Vec<u32>, khugepaged: bool) -> Verdict {
+        Verdict::Diverge {
+            kind: d.field.split('@').next().unwrap_or("").to_string(),
+            op: d.op,
+            detail: div_text(p, d),
+            thp_fail,
+            khugepaged,
+        }
+    }
+
+    /// The reason of an Unsupported verdict, as `real` prints it.
+    pub fn unsupported_text(op: Option<usize>, why: &str) -> String {
+        match op {
+            Some(i) => format!("op {i}: {why}"),
+            None => why.to_string(),
+        }
+    }
+}
+
+/// `op I `TEXT` [mm M] field F: model X kernel Y`.
+pub fn div_text(p: &Program, d: &Divergence) -> String {
+    format!(
+        "op {} `{}`{} field {}: model {} kernel {}",
+        d.op,
+        p.op_text(d.op),
+        d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
+        d.field,
+        d.model,
+        d.kernel
+    )
 }
 
 pub struct Checked {
@@ -91,7 +144,7 @@ pub struct Checked {
 pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
     if let Some(why) = host.program_unsupported(prog) {
         return Ok(Checked {
-            verdict: Verdict::Unsupported(why),
+            verdict: Verdict::Unsupported { op: None, why },
             model: None,
             host: None,
         });
@@ -102,7 +155,10 @@ pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
         let hr = host_run(prog)?;
         if let Some((i, why)) = &hr.unsupported {
             return Ok(Checked {
-                verdict: Verdict::Unsupported(format!("op {i}: {why}")),
+                verdict: Verdict::Unsupported {
+                    op: Some(*i),
+                    why: why.clone(),
+                },
                 model: None,
                 host: None,
             });
@@ -116,10 +172,17 @@ pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
         let mut p = prog.clone();
         p.faults = Default::default();
         let (mr, fails, d) = fit_model(&p, &Policy::preset(Preset::Deposit), host.linux(), &hr);
-        if let Some(v) = &mr.violation {
+        if let (Some(text), Some((op, invariant))) = (&mr.violation, mr.violation_at) {
             if d.is_none() {
                 return Ok(Checked {
-                    verdict: Verdict::ModelViolation(v.clone()),
+                    verdict: Verdict::Finding {
+                        invariant,
+                        text: text.clone(),
+                        op,
+                        reproduced: true,
+                        evidence: String::new(),
+                        deposit: true,
+                    },
                     model: Some(mr.t),
                     host: Some(hr.t),
                 });
@@ -128,11 +191,7 @@ pub fn check_program(host: &Host, prog: &Program) -> Result<Checked> {
         let verdict = match d {
             None => Verdict::Agree { thp_fail: fails },
             Some(_) if hr.khugepaged && attempts < 3 => continue,
-            Some(d) => Verdict::Diverge {
-                d,
-                thp_fail: fails,
-                khugepaged: hr.khugepaged,
-            },
+            Some(d) => Verdict::diverge(prog, &d, fails, hr.khugepaged),
         };
         return Ok(Checked {
             verdict,

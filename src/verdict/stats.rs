@@ -1,75 +1,102 @@
-//! Counts over a batch of verdicts.
+//! Counts over a batch of verdicts, for `real` and `vm run` alike.
 
-use super::*;
+use super::Verdict;
 use crate::prog::{Op, Program};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 #[derive(Default)]
 pub struct Stats {
     pub programs: usize,
+    /// Ops of every program counted.
     pub ops: usize,
+    /// Ops of the programs that ran (not unsupported).
+    pub ops_run: usize,
     pub agreed: usize,
-    pub diverged: usize,
-    pub unsupported: usize,
-    pub violations: usize,
-    pub fed_fallbacks: usize,
-    pub by_field: std::collections::BTreeMap<String, usize>,
-    pub by_op: std::collections::BTreeMap<String, usize>,
+    /// Agreed only after feeding the kernel's own THP failures to the model.
+    pub fed: usize,
+    /// Divergences by kind (the field, or hang / crash / ...).
+    pub diverged: BTreeMap<String, usize>,
+    /// Divergences by the kind of op they happened at (`madvise dontneed`, `mremap`, ...).
+    pub diverged_at: BTreeMap<String, usize>,
+    /// Unsupported programs by reason.
+    pub unsupported: BTreeMap<String, usize>,
+    /// Violations of the model under deposit (model errors).
+    pub model_violations: usize,
+    pub reproduced: usize,
+    pub not_reproduced: usize,
 }
 
 impl Stats {
-    pub fn add(&mut self, c: &Checked, p: &Program) {
+    pub fn add(&mut self, p: &Program, v: &Verdict) {
         self.programs += 1;
-        match &c.verdict {
+        self.ops += p.ops.len();
+        if !matches!(v, Verdict::Unsupported { .. }) {
+            self.ops_run += p.ops.len();
+        }
+        match v {
             Verdict::Agree { thp_fail } => {
                 self.agreed += 1;
-                self.ops += p.ops.len();
-                self.fed_fallbacks += !thp_fail.is_empty() as usize;
+                self.fed += !thp_fail.is_empty() as usize;
             }
-            Verdict::Diverge { d, .. } => {
-                self.diverged += 1;
-                self.ops += p.ops.len();
-                let f = d.field.split('@').next().unwrap_or(&d.field).to_string();
-                *self.by_field.entry(f).or_default() += 1;
-                let op = p.op_text(d.op);
-                let kind = op.split(' ').next().unwrap_or("").to_string();
-                let kind = match &p.ops[d.op].op {
-                    Op::Madvise { advice, .. } => format!("madvise {}", advice.name()),
-                    _ => kind,
-                };
-                *self.by_op.entry(kind).or_default() += 1;
+            Verdict::Diverge { kind, op, .. } => {
+                *self.diverged.entry(kind.clone()).or_default() += 1;
+                *self.diverged_at.entry(op_kind(p, *op)).or_default() += 1;
             }
-            Verdict::Unsupported(_) => self.unsupported += 1,
-            Verdict::ModelViolation(_) => {
-                self.violations += 1;
-                self.ops += p.ops.len();
+            Verdict::Unsupported { why, .. } => {
+                let key = why.split(':').next().unwrap_or(why).to_string();
+                *self.unsupported.entry(key).or_default() += 1
+            }
+            Verdict::Finding { deposit: true, .. } => self.model_violations += 1,
+            Verdict::Finding { reproduced, .. } => {
+                if *reproduced {
+                    self.reproduced += 1
+                } else {
+                    self.not_reproduced += 1
+                }
             }
         }
     }
 
-    pub fn print(&self, t: Duration, skipped: &std::collections::BTreeMap<String, usize>) {
-        let run = self.programs - self.unsupported;
-        say!(
-            "real: {} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}%), diverged {}, model violations {}; {} agreed only after feeding host THP fallbacks; {:.1}s",
-            self.programs,
-            run,
-            self.unsupported,
-            self.ops,
-            self.agreed,
-            if run == 0 { 100.0 } else { 100.0 * self.agreed as f64 / run as f64 },
-            self.diverged,
-            self.violations,
-            self.fed_fallbacks,
-            t.as_secs_f64()
-        );
-        for (f, n) in &self.by_field {
-            say!("  divergences in field {f}: {n}");
+    /// A program that expected a finding whose model shows none in the
+    /// kernel's setting: counted as not reproduced.
+    pub fn add_not_reproduced(&mut self, p: &Program) {
+        self.programs += 1;
+        self.ops += p.ops.len();
+        self.ops_run += p.ops.len();
+        self.not_reproduced += 1;
+    }
+
+    pub fn diverged_total(&self) -> usize {
+        self.diverged.values().sum()
+    }
+
+    pub fn unsupported_total(&self) -> usize {
+        self.unsupported.values().sum()
+    }
+
+    /// Programs that ran.
+    pub fn run(&self) -> usize {
+        self.programs - self.unsupported_total()
+    }
+
+    /// Agreed programs in percent of those that ran.
+    pub fn agreed_percent(&self) -> f64 {
+        let run = self.run();
+        if run == 0 {
+            100.0
+        } else {
+            100.0 * self.agreed as f64 / run as f64
         }
-        for (o, n) in &self.by_op {
-            say!("  divergences at op {o}: {n}");
-        }
-        for (why, n) in skipped {
-            say!("  generator skipped {n} unsupported op(s): {why}");
+    }
+}
+
+/// The kind of op `i` of `p`: its first word, `madvise ADVICE` for madvise.
+fn op_kind(p: &Program, i: usize) -> String {
+    match p.ops.get(i).map(|l| &l.op) {
+        Some(Op::Madvise { advice, .. }) => format!("madvise {}", advice.name()),
+        _ => {
+            let t = p.op_text(i);
+            t.split(' ').next().unwrap_or("").to_string()
         }
     }
 }

@@ -3,12 +3,13 @@
 //! executables.
 
 use super::console::console_segment;
-use super::judge::{judge, judge_with, GuestRun, VmVerdict};
+use super::judge::{judge, judge_with, GuestRun};
 use super::protocol::{Batch, End, ExitStatus, Msg};
 use super::qemu::{boot, remove_stale_run_dirs, Session, VmOptions};
 use crate::host;
 use crate::model::policy::Policy;
 use crate::prog::Program;
+use crate::verdict::Verdict;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub struct Job {
 
 /// The result of one job.
 pub struct Judged {
-    pub verdict: VmVerdict,
+    pub verdict: Verdict,
     pub run: GuestRun,
 }
 

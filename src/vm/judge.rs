@@ -6,9 +6,9 @@ use super::protocol::{End, Msg};
 use crate::check::Invariant;
 use crate::host::HostRun;
 use crate::model::policy::Policy;
-use crate::observe::{self, Divergence, Transcript};
+use crate::observe::{self};
 use crate::prog::Program;
-use crate::verdict;
+use crate::verdict::{self, div_text, Verdict};
 use std::fmt::Write as _;
 
 /// One program's run in the guest.
@@ -30,16 +30,7 @@ pub struct GuestRun {
 impl GuestRun {
     pub fn new(n: usize) -> GuestRun {
         GuestRun {
-            hr: HostRun {
-                t: Transcript {
-                    results: vec![None; n],
-                    obs: vec![Vec::new(); n],
-                    allocs: vec![None; n],
-                },
-                fallbacks: vec![0; n],
-                memcg_events: vec![None; n],
-                ..Default::default()
-            },
+            hr: HostRun::new(n),
             end: End::Crashed,
             log: Vec::new(),
             last_op: None,
@@ -77,48 +68,6 @@ impl GuestRun {
     }
 }
 
-/// What a program's run in the guest says about the model.
-#[derive(Clone, Debug)]
-pub enum VmVerdict {
-    Agree {
-        thp_fail: Vec<u32>,
-    },
-    /// `kind`: the field that differs, or hang / crash / stall / broken / complaint.
-    Diverge {
-        kind: String,
-        op: usize,
-        detail: String,
-        thp_fail: Vec<u32>,
-    },
-    Unsupported {
-        op: usize,
-        why: String,
-    },
-    /// The model broke an invariant: a finding (lazy policies) or a model
-    /// error (deposit); `reproduced`: the kernel did what the model did, up to
-    /// and including the violating op.
-    Finding {
-        invariant: Invariant,
-        text: String,
-        op: usize,
-        reproduced: bool,
-        evidence: String,
-        deposit: bool,
-    },
-}
-
-fn div_text(p: &Program, d: &Divergence) -> String {
-    format!(
-        "op {} `{}`{} field {}: model {} kernel {}",
-        d.op,
-        p.op_text(d.op),
-        d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
-        d.field,
-        d.model,
-        d.kernel
-    )
-}
-
 fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
     let mut s = String::new();
     if let Some(ev) = op.and_then(|i| g.hr.memcg_events.get(i).cloned().flatten()) {
@@ -149,7 +98,7 @@ fn model_oom_loop(mr: &observe::ModelRun, i: usize) -> bool {
 }
 
 /// Judge one program's guest run against the model under `policy`.
-pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> VmVerdict {
+pub fn judge(p: &Program, policy: &Policy, g: &GuestRun) -> Verdict {
     judge_with(p, policy, g, &|f| {
         crate::observe::model_run_with(p, policy, g.linux, f)
     })
@@ -162,7 +111,7 @@ pub fn judge_with(
     policy: &Policy,
     g: &GuestRun,
     model: &dyn Fn(&[u32]) -> observe::ModelRun,
-) -> VmVerdict {
+) -> Verdict {
     let (mr, thp_fail, d) = verdict::fit_model_by(&g.hr, model);
     let n = p.ops.len();
     let complaints = g.complaints();
@@ -270,7 +219,7 @@ pub fn judge_with(
                 },
             }
         };
-        return VmVerdict::Finding {
+        return Verdict::Finding {
             invariant: inv,
             text: text.clone(),
             op: k,
@@ -289,20 +238,15 @@ pub fn judge_with(
     };
     if let Some((i, kind)) = stop {
         if let Some(dv) = before(i) {
-            return VmVerdict::Diverge {
-                kind: dv.field.split('@').next().unwrap_or("").to_string(),
-                op: dv.op,
-                detail: div_text(p, &dv),
-                thp_fail,
-            };
+            return Verdict::diverge(p, &dv, thp_fail, g.hr.khugepaged);
         }
         return match (&g.end, kind) {
-            (End::Unsupported(_, why), _) => VmVerdict::Unsupported {
-                op: i,
+            (End::Unsupported(_, why), _) => Verdict::Unsupported {
+                op: Some(i),
                 why: why.clone(),
             },
-            (End::Hung(_), _) if model_oom_loop(&mr, i) => VmVerdict::Agree { thp_fail },
-            (_, kind) => VmVerdict::Diverge {
+            (End::Hung(_), _) if model_oom_loop(&mr, i) => Verdict::Agree { thp_fail },
+            (_, kind) => Verdict::Diverge {
                 kind: kind.to_string(),
                 op: i,
                 detail: format!(
@@ -320,20 +264,16 @@ pub fn judge_with(
                     evidence_lines(g, Some(i), 20)
                 ),
                 thp_fail,
+                khugepaged: g.hr.khugepaged,
             },
         };
     }
     if let Some(dv) = d {
-        return VmVerdict::Diverge {
-            kind: dv.field.split('@').next().unwrap_or("").to_string(),
-            op: dv.op,
-            detail: div_text(p, &dv),
-            thp_fail,
-        };
+        return Verdict::diverge(p, &dv, thp_fail, g.hr.khugepaged);
     }
     if let Some((o, l)) = complaints.first() {
         let op = o.unwrap_or(0);
-        return VmVerdict::Diverge {
+        return Verdict::Diverge {
             kind: "complaint".into(),
             op,
             detail: format!(
@@ -344,14 +284,16 @@ pub fn judge_with(
                 evidence_lines(g, *o, 20)
             ),
             thp_fail,
+            khugepaged: g.hr.khugepaged,
         };
     }
-    VmVerdict::Agree { thp_fail }
+    Verdict::Agree { thp_fail }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::Transcript;
     use crate::model::policy::Preset;
 
     fn guest_run(p: &Program, t: Transcript) -> GuestRun {
@@ -372,13 +314,13 @@ mod tests {
         assert!(m.violation.is_none());
         // The model's own transcript agrees.
         let g = guest_run(&p, m.t.clone());
-        assert!(matches!(judge(&p, &pol, &g), VmVerdict::Agree { .. }));
+        assert!(matches!(judge(&p, &pol, &g), Verdict::Agree { .. }));
         // A different allocation count is a divergence in `alloc`.
         let mut t = m.t.clone();
         let a = t.allocs[1].unwrap();
         t.allocs[1] = Some((a.0 + 1, a.1));
         match judge(&p, &pol, &guest_run(&p, t)) {
-            VmVerdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("alloc", 1)),
+            Verdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("alloc", 1)),
             v => panic!("{v:?}"),
         }
         // A hang where the model returns is a divergence.
@@ -386,7 +328,7 @@ mod tests {
         g.hr.t.results[2] = None;
         g.end = End::Hung(2);
         match judge(&p, &pol, &g) {
-            VmVerdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("hang", 2)),
+            Verdict::Diverge { kind, op, .. } => assert_eq!((kind.as_str(), op), ("hang", 2)),
             v => panic!("{v:?}"),
         }
         // A kernel complaint is a divergence even when every line agrees.
@@ -394,7 +336,7 @@ mod tests {
         g.log
             .push((Some(1), "[ 3.0] BUG: Bad page state in process x".into()));
         match judge(&p, &pol, &g) {
-            VmVerdict::Diverge { kind, op, .. } => {
+            Verdict::Diverge { kind, op, .. } => {
                 assert_eq!((kind.as_str(), op), ("complaint", 1))
             }
             v => panic!("{v:?}"),
@@ -417,7 +359,7 @@ mod tests {
         g.end = End::Hung(k);
         assert!(matches!(
             judge(&p, &pol, &g),
-            VmVerdict::Finding {
+            Verdict::Finding {
                 reproduced: true,
                 ..
             }
@@ -427,7 +369,7 @@ mod tests {
         g.hr.t.results[k] = Some("ok".into());
         assert!(matches!(
             judge(&p, &pol, &g),
-            VmVerdict::Finding {
+            Verdict::Finding {
                 reproduced: false,
                 ..
             }

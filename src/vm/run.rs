@@ -11,63 +11,20 @@
 //! the kernel printed them (the executor marks each op in the kernel log).
 
 use super::batch::{exec_binaries, run_batch, Job, Judged};
-use super::judge::VmVerdict;
 use super::qemu::VmOptions;
 use crate::host;
 use crate::model::policy::{Policy, Preset};
 use crate::prog::Program;
+use crate::verdict::{Stats, Verdict};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-#[derive(Default)]
-pub struct Stats {
-    pub programs: usize,
-    pub ops: usize,
-    pub agreed: usize,
-    pub diverged: BTreeMap<String, usize>,
-    pub unsupported: BTreeMap<String, usize>,
-    pub model_violations: usize,
-    pub reproduced: usize,
-    pub not_reproduced: usize,
-    pub fed: usize,
-}
-
-impl Stats {
-    pub fn add(&mut self, p: &Program, v: &VmVerdict) {
-        self.programs += 1;
-        self.ops += p.ops.len();
-        match v {
-            VmVerdict::Agree { thp_fail } => {
-                self.agreed += 1;
-                self.fed += !thp_fail.is_empty() as usize;
-            }
-            VmVerdict::Diverge { kind, .. } => *self.diverged.entry(kind.clone()).or_default() += 1,
-            VmVerdict::Unsupported { why, .. } => {
-                let key = why.split(':').next().unwrap_or(why).to_string();
-                *self.unsupported.entry(key).or_default() += 1
-            }
-            VmVerdict::Finding { deposit: true, .. } => self.model_violations += 1,
-            VmVerdict::Finding { reproduced, .. } => {
-                if *reproduced {
-                    self.reproduced += 1
-                } else {
-                    self.not_reproduced += 1
-                }
-            }
-        }
-    }
-
-    pub fn diverged_total(&self) -> usize {
-        self.diverged.values().sum()
-    }
-}
-
 pub fn print_verdict(name: &str, p: &Program, j: &Judged, verbose: bool) {
     match &j.verdict {
-        VmVerdict::Agree { thp_fail } => {
+        Verdict::Agree { thp_fail } => {
             let fb = if thp_fail.is_empty() {
                 String::new()
             } else {
@@ -75,16 +32,17 @@ pub fn print_verdict(name: &str, p: &Program, j: &Judged, verbose: bool) {
             };
             say!("{name}: agree, {} ops{fb}", p.ops.len());
         }
-        VmVerdict::Unsupported { op, why } => {
-            say!("{name}: unsupported at op {op} `{}`: {why}", p.op_text(*op))
+        Verdict::Unsupported { op, why } => {
+            let op = op.unwrap_or(0);
+            say!("{name}: unsupported at op {op} `{}`: {why}", p.op_text(op))
         }
-        VmVerdict::Diverge { kind, detail, .. } => {
+        Verdict::Diverge { kind, detail, .. } => {
             say!("{name}: DIVERGE ({kind}) at {detail}");
             for l in p.to_text().lines() {
                 say!("    | {l}");
             }
         }
-        VmVerdict::Finding {
+        Verdict::Finding {
             invariant,
             text,
             reproduced,
@@ -264,12 +222,10 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         // reproduce: say so, with the kernel's first difference.
         let expects = matches!(p.expect, Some(crate::prog::Expect::Violation { .. }));
         match &j.verdict {
-            VmVerdict::Agree { .. } | VmVerdict::Diverge { .. } if expects => {
-                stats.programs += 1;
-                stats.ops += p.ops.len();
-                stats.not_reproduced += 1;
+            Verdict::Agree { .. } | Verdict::Diverge { .. } if expects => {
+                stats.add_not_reproduced(p);
                 let how = match &j.verdict {
-                    VmVerdict::Diverge { detail, .. } => format!("; the kernel: {detail}"),
+                    Verdict::Diverge { detail, .. } => format!("; the kernel: {detail}"),
                     _ => "; the kernel agrees with it".into(),
                 };
                 say!(
@@ -283,7 +239,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
                 print_verdict(&jobs[i].name, p, j, o.verbose);
                 if let (
                     Some(_),
-                    VmVerdict::Finding {
+                    Verdict::Finding {
                         reproduced,
                         deposit: false,
                         ..
@@ -303,7 +259,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         }
     })?;
     let t = t0.elapsed().as_secs_f64();
-    let run = stats.programs - stats.unsupported.values().sum::<usize>();
+    let run = stats.run();
     say!(
         "vm run: {}{} programs ({} run, {} unsupported), {} ops; agreed {} ({:.1}% of run), diverged {}, model violations {}; findings reproduced {}, not reproduced {}; {} agreed after feeding kernel THP fallbacks; {} boots; {:.1}s ({:.1} programs/minute)",
         if r.memcg {
@@ -316,7 +272,7 @@ pub fn vm_run_main(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
         stats.programs - run,
         stats.ops,
         stats.agreed,
-        if run == 0 { 100.0 } else { 100.0 * stats.agreed as f64 / run as f64 },
+        stats.agreed_percent(),
         stats.diverged_total(),
         stats.model_violations,
         stats.reproduced,
