@@ -1,8 +1,8 @@
-//! Every invariant in one place (kernel-model.md §9), plus the flat reference
-//! model behind "no silently skipped range".
+//! Every invariant in one place (docs/model.md §9, docs/invariants.md), plus
+//! the flat reference model behind "no silently skipped range" (reference.rs).
 //!
-//! `check_state` runs after every op; `check_mm` at each exit; `check_teardown`
-//! at the end of a program. Violations carry the invariant, the kernel function,
+//! `check_state` runs after every op; the model's `check_mm` (kernel/fork.c)
+//! at each exit; `check_teardown` at the end of a program. Violations carry the invariant, the kernel function,
 //! the op index, the mm and the address.
 
 use crate::model::mm::Kernel;

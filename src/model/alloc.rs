@@ -1,5 +1,5 @@
 //! Pluggable allocator fault injection: which `pte_alloc_one()` and THP folio
-//! allocations fail. The plan is part of the program (kernel-model.md §8, §12).
+//! allocations fail. The plan is part of the program (docs/model.md §8, §12).
 
 use crate::prog::Plan;
 

@@ -1,4 +1,4 @@
-//! The mm state machine: state (kernel-model.md §1) and the primitive operations
+//! The mm state machine: state (docs/model.md §1) and the primitive operations
 //! of §2 (`pte_alloc_one`, `pmd_install`, `pgtable_trans_huge_deposit`, ...).
 //! One submodule per kernel file/path; function names are the kernel's.
 
