@@ -3,9 +3,10 @@
 //!
 //! The presets follow the posted code caller by caller. Every (preset, caller)
 //! cell carries the patch (version/number) and the kernel function it follows,
-//! or says GUESS and why. The reference is the per-caller reading of v1, v2 and
-//! v3 on Linux 7.2.13 (docs/model.md, Corrections and §10; docs/policies.md): v1 is the RFC (2026-02-11) whose only code is v2 14's lazy
-//! allocation on void split functions; v2 is RFC v2 (2026-02-26, 21 patches);
+//! or says GUESS and why. The reference is the per-caller reading of v1, v2
+//! and v3 on Linux 7.2.13 (docs/model.md, Corrections and §10;
+//! docs/policies.md): v1 is the RFC (2026-02-11) whose only code is v2 14's
+//! lazy allocation on void split functions; v2 is RFC v2 (2026-02-26, 21 patches);
 //! v3 is v3 (2026-03-27, 24 patches). v2 01-12 are v3 01-12 in code; v3 13
 //! (pagemap_scan) has no v2 counterpart.
 
