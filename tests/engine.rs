@@ -187,7 +187,7 @@ fn replan_keeps_the_ops_and_changes_only_the_plan() {
         let len = rng.gen_range(2..120);
         let orig: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         let mut v = orig.clone();
-        splitfuzz::fuzz::engine::replan(&mut rng, &mut v);
+        splitfuzz::prog::mutate::replan(&mut rng, &mut v);
         let (a, b) = (Program::decode(&orig), Program::decode(&v));
         assert_eq!(a.ops, b.ops);
         assert_eq!(a.faults.thp, b.faults.thp);

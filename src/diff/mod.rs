@@ -1103,10 +1103,6 @@ impl Summary {
     }
 }
 
-// ------------------------------------------------------------------ generation
-
-/// Programs from the decoder over seeded random bytes (fault plans kept).
-
 // ------------------------------------------------------------------ maximize
 
 /// The upper bound of reclaim's table demand in this model: one rmap-walk
@@ -1169,7 +1165,7 @@ pub fn maximize(policy: &Policy, geometry: Geometry, runs: u64, seed: u64) -> Ma
                 rng.gen_range(0..corpus.len())
             };
             let b = rng.gen_range(0..corpus.len());
-            crate::fuzz::engine::mutate(&mut rng, &corpus[a], &corpus[b])
+            crate::prog::mutate::mutate(&mut rng, &corpus[a], &corpus[b])
         };
         let prog = Program::decode(&input);
         let v = reclaim_demand(&prog, &cfg).value();

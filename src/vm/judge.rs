@@ -293,8 +293,8 @@ pub fn judge_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::Transcript;
     use crate::model::policy::Preset;
+    use crate::observe::Transcript;
 
     fn guest_run(p: &Program, t: Transcript) -> GuestRun {
         let mut g = GuestRun::new(p.ops.len());
