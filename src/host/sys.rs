@@ -28,7 +28,6 @@ pub(crate) const PAGE_IS_PFNZERO: u64 = 1 << 5;
 pub(crate) const PAGE_IS_HUGE: u64 = 1 << 6;
 
 pub(crate) const THP: &str = "/sys/kernel/mm/transparent_hugepage";
-/// Our kernel patch's fault-plan interface (kernel/patches/).
 
 // ------------------------------------------------------------------ kernel interfaces
 
