@@ -251,10 +251,7 @@ pub fn program_policy(
 ) -> Result<Policy, String> {
     use crate::model::policy::Preset;
     let name = cli.or(prog.policy.as_deref()).unwrap_or("lazy-v3");
-    let preset = Preset::from_name(name).ok_or_else(|| {
-        format!("unknown policy '{name}' (deposit, lazy-v1, lazy-v3, lazy-fixed)")
-    })?;
-    let mut p = Policy::preset(preset);
+    let mut p = Policy::preset(Preset::parse(name)?);
     for o in prog.overrides.iter().chain(cli_overrides) {
         p.apply_override(o)?;
     }

@@ -119,6 +119,41 @@ fn fuzz_checks_every_option_before_the_first_campaign() {
 }
 
 #[test]
+fn an_unknown_policy_is_one_line_naming_every_preset_in_every_subcommand() {
+    let d = tmp("bogus-policy");
+    std::fs::write(d.join("prog.txt"), COPY_PMD).unwrap();
+    for args in [
+        &["diff", "--policy", "bogus", "--generate", "1"][..],
+        &["diff", "--policy", "bogus", "prog.txt"][..],
+        &[
+            "fuzz",
+            "--policy",
+            "bogus",
+            "--crashes",
+            "cr",
+            "--out",
+            "run",
+        ][..],
+        &["run", "--policy", "bogus", "prog.txt"][..],
+        &["check", "--policy", "bogus", "prog.txt"][..],
+        &["minimize", "--policy", "bogus", "prog.txt"][..],
+    ] {
+        let o = sf(&d, args);
+        assert_eq!(code(&o), 2, "{args:?}");
+        let e = text(&o.stderr);
+        assert_eq!(e.lines().count(), 1, "{args:?}: one line: {e}");
+        assert!(
+            e.starts_with("splitfuzz: unknown policy 'bogus'"),
+            "{args:?}: {e}"
+        );
+        for p in ["deposit", "lazy-v1", "lazy-v2", "lazy-v3", "lazy-fixed"] {
+            assert!(e.contains(p), "{args:?}: {p} missing from {e}");
+        }
+        assert!(text(&o.stdout).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn durations_take_units_and_time_is_the_whole_run() {
     let d = tmp("durations");
     // 1h30m and 1d parse (--runs ends these campaigns).

@@ -1,4 +1,5 @@
-//! `splitfuzz diff`: what changes for users if the series lands.
+//! The deposit-vs-lazy differential behind `splitfuzz diff` (its command line
+//! is src/cli/diff.rs): what changes for users if the series lands.
 //!
 //! Every program runs twice through the one op executor (`run::run_on`): under
 //! `deposit` (today's kernel) and under a lazy policy P, with the same program
@@ -46,7 +47,6 @@ use crate::model::mm::{FolioId, Kernel, Pmd, TableState};
 use crate::model::policy::{Policy, Preset};
 use crate::prog::{parse_size, Advice, Op, OpLine, Program, MAX_MMS};
 use crate::run::{self, OpResult, RunConfig};
-use anyhow::{anyhow, bail, Result};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::cell::Cell;
@@ -1183,136 +1183,6 @@ pub fn maximize(policy: &Policy, geometry: Geometry, runs: u64, seed: u64) -> Ma
         runs,
         kept: corpus.len(),
     }
-}
-
-// ------------------------------------------------------------------ CLI
-
-/// `splitfuzz diff` arguments.
-#[derive(clap::Args, Clone, Debug)]
-pub struct DiffArgs {
-    /// Programs (text or raw fuzzer bytes).
-    pub files: Vec<std::path::PathBuf>,
-    /// The policy compared with deposit.
-    #[arg(long)]
-    pub policy: String,
-    /// Change one split caller of --policy: CALLER=STRATEGY (repeatable).
-    #[arg(long = "override", value_name = "CALLER=STRATEGY")]
-    pub overrides: Vec<String>,
-    /// Generate N programs from the decoder (fault plans included).
-    #[arg(long)]
-    pub generate: Option<usize>,
-    /// Seed of --generate and of the --maximize search.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// PTEs per table: small (8, fast) or kernel (512).
-    #[arg(long, default_value = "small")]
-    pub geometry: String,
-    /// Every pte_alloc_one() fails from op K on, in both runs (a sustained
-    /// failure at the same point of both, unlike the per-policy call counts of
-    /// `fail pte_alloc`).
-    #[arg(long, value_name = "K")]
-    pub oom_from_op: Option<usize>,
-    /// Search for the worst case of a number instead: `reclaim-tables`.
-    #[arg(long, value_name = "WHAT")]
-    pub maximize: Option<String>,
-    /// Executions of the --maximize search.
-    #[arg(long)]
-    pub runs: Option<u64>,
-    /// Print each program's text beside its report.
-    #[arg(short, long)]
-    pub verbose: bool,
-}
-
-fn say(s: &str) {
-    use std::io::Write as _;
-    if std::io::stdout().write_all(s.as_bytes()).is_err() {
-        std::process::exit(1);
-    }
-}
-
-/// `splitfuzz diff`: `files` are the loaded FILE arguments (name, program).
-pub fn main(a: &DiffArgs, files: Vec<(String, Program)>) -> Result<std::process::ExitCode> {
-    let geometry = Geometry::from_name(&a.geometry)
-        .ok_or_else(|| anyhow!("unknown geometry '{}' (small or kernel)", a.geometry))?;
-    let policy = run::program_policy(&Program::default(), Some(&a.policy), &a.overrides)
-        .map_err(|e| anyhow!(e))?;
-    if let Some(what) = &a.maximize {
-        if what != "reclaim-tables" {
-            bail!("unknown --maximize target '{what}' (reclaim-tables)");
-        }
-        if !files.is_empty() || a.generate.is_some() || a.oom_from_op.is_some() {
-            bail!("--maximize takes no FILE, --generate or --oom-from-op");
-        }
-        let runs = a.runs.unwrap_or(20_000);
-        let r = maximize(&policy, geometry, runs, a.seed);
-        let mut s = format!(
-            "== maximize reclaim tables per reclaimed folio under {policy} ({} geometry, seed {}, {} runs): worst {} (first reached at run {}, {} input(s) kept); bound in this model {} (one rmap-walk allocation per VMA visited: at most one VMA per page of the folio in each of at most {} mms): {}\n",
-            geometry.name(),
-            a.seed,
-            r.runs,
-            r.best,
-            r.found_at,
-            r.kept,
-            demand_bound(geometry),
-            MAX_MMS,
-            if r.best >= demand_bound(geometry) {
-                "reached"
-            } else {
-                "not reached"
-            }
-        );
-        if r.best > 0 {
-            s.push_str(&r.program.to_text());
-        }
-        say(&s);
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    if a.runs.is_some() {
-        bail!("--runs goes with --maximize");
-    }
-    let mut progs = files;
-    if let Some(n) = a.generate {
-        if !progs.is_empty() {
-            bail!("give FILEs or --generate N, not both");
-        }
-        progs = crate::prog::generate::generate(n, a.seed)
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (format!("gen#{i} (seed {})", a.seed), p))
-            .collect();
-    }
-    if progs.is_empty() {
-        bail!("diff needs FILE..., --generate N or --maximize reclaim-tables");
-    }
-    let mut summary = Summary::default();
-    let show_same = a.generate.is_none();
-    for (name, prog) in &progs {
-        let pol = run::program_policy(prog, Some(&a.policy), &a.overrides)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
-        let cfg = DiffConfig {
-            policy: pol,
-            geometry,
-            oom_from_op: a.oom_from_op,
-        };
-        let pd = diff_program(prog, &cfg);
-        summary.add(name, prog, &pd);
-        if !pd.diffs.is_empty() || show_same || pd.policy_reclaim.consumed_nothing_freed.is_some() {
-            let mut s = program_report(name, prog, &pd, &cfg);
-            if a.verbose {
-                for l in prog.to_text().lines() {
-                    let _ = writeln!(s, "  | {l}");
-                }
-            }
-            say(&s);
-        }
-    }
-    let cfg = DiffConfig {
-        policy,
-        geometry,
-        oom_from_op: a.oom_from_op,
-    };
-    say(&format!("\n{}", summary.table(&cfg)));
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -274,19 +274,11 @@ fn open_stats_csv(opts: &FuzzOptions) -> Result<Option<(PathBuf, std::fs::File)>
 /// Seeds: whatever the corpus folder already holds (sorted, so runs repeat).
 fn read_seeds(opts: &FuzzOptions) -> Result<Vec<Vec<u8>>> {
     match &opts.corpus_dir {
-        Some(d) if d.is_dir() => {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-                .with_context(|| format!("cannot read {}", d.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
-            files.sort();
-            files
-                .iter()
-                .map(|f| std::fs::read(f).with_context(|| format!("cannot read {}", f.display())))
-                .collect()
-        }
+        Some(d) if d.is_dir() => input_files(d)
+            .with_context(|| format!("cannot read {}", d.display()))?
+            .iter()
+            .map(|f| std::fs::read(f).with_context(|| format!("cannot read {}", f.display())))
+            .collect(),
         _ => Ok(Vec::new()),
     }
 }
@@ -566,6 +558,17 @@ pub fn features(cov: &[u8]) -> impl Iterator<Item = usize> + '_ {
         .enumerate()
         .filter(|(_, c)| **c != 0)
         .map(|(i, c)| i * 8 + bucket(*c))
+}
+
+/// The files of a corpus folder, sorted by name (so runs repeat).
+pub fn input_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Corpus minimization with the model's own coverage (no instrumentation):

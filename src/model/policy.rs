@@ -47,6 +47,11 @@ impl Preset {
     pub fn names() -> String {
         Preset::ALL.map(|p| p.name()).join(", ")
     }
+    /// The preset named `s`, or the one message for an unknown name (every
+    /// preset listed, from [`Preset::ALL`]).
+    pub fn parse(s: &str) -> Result<Preset, String> {
+        Preset::from_name(s).ok_or_else(|| format!("unknown policy '{s}' ({})", Preset::names()))
+    }
     pub fn summary(self) -> &'static str {
         match self {
             Preset::Deposit => "today's kernel (and PowerPC hash): a PTE table is deposited with every anon huge PMD, split withdraws it and never fails",
@@ -252,8 +257,11 @@ mod tests {
     use super::*;
     #[test]
     fn presets_roundtrip_and_override() {
+        let unknown = Preset::parse("bogus").unwrap_err();
         for p in Preset::ALL {
             assert_eq!(Preset::from_name(p.name()), Some(p));
+            assert_eq!(Preset::parse(p.name()), Ok(p));
+            assert!(unknown.contains(p.name()), "{unknown}");
         }
         let mut p = Policy::preset(Preset::LazyV3);
         assert_eq!(p.strategy(SplitCaller::ZapPmdRange), Strategy::Skip);

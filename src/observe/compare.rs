@@ -13,6 +13,22 @@ pub struct Divergence {
     pub kernel: String,
 }
 
+impl Divergence {
+    /// Where and how `prog`'s runs differ: "op N `OP` mm M field F: model X
+    /// kernel Y" (no mm part for a per-op field).
+    pub fn describe(&self, prog: &crate::prog::Program) -> String {
+        format!(
+            "op {} `{}`{} field {}: model {} kernel {}",
+            self.op,
+            prog.op_text(self.op),
+            self.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
+            self.field,
+            self.model,
+            self.kernel
+        )
+    }
+}
+
 pub(crate) fn fields(line: &str) -> Vec<(&str, &str)> {
     let w: Vec<&str> = line.split(' ').collect();
     w.chunks(2)
@@ -177,4 +193,31 @@ pub fn first_divergence_upto(
 pub fn model_divergence(mr: &ModelRun, kernel: &Transcript) -> Option<Divergence> {
     let last = mr.violation_at.map(|v| v.0).unwrap_or(usize::MAX);
     first_divergence_upto(&mr.t, kernel, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prog::Program;
+
+    #[test]
+    fn a_divergence_names_the_op_the_mm_and_the_field() {
+        let p = Program::parse("mmap 0 2M thp\ntouch 0 2M write\n").unwrap();
+        let mut d = Divergence {
+            op: 1,
+            mm: Some(0),
+            field: "anon".into(),
+            model: "2048".into(),
+            kernel: "0".into(),
+        };
+        assert_eq!(
+            d.describe(&p),
+            format!("op 1 `{}` mm 0 field anon: model 2048 kernel 0", p.ops[1])
+        );
+        (d.op, d.mm) = (5, None);
+        assert_eq!(
+            d.describe(&p),
+            "op 5 `(teardown)` field anon: model 2048 kernel 0"
+        );
+    }
 }

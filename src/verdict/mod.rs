@@ -106,7 +106,7 @@ impl Verdict {
         Verdict::Diverge {
             kind: d.field.split('@').next().unwrap_or("").to_string(),
             op: d.op,
-            detail: div_text(p, d),
+            detail: d.describe(p),
             thp_fail,
             khugepaged,
         }
@@ -119,19 +119,6 @@ impl Verdict {
             None => why.to_string(),
         }
     }
-}
-
-/// `op I `TEXT` [mm M] field F: model X kernel Y`.
-pub fn div_text(p: &Program, d: &Divergence) -> String {
-    format!(
-        "op {} `{}`{} field {}: model {} kernel {}",
-        d.op,
-        p.op_text(d.op),
-        d.mm.map(|m| format!(" mm {m}")).unwrap_or_default(),
-        d.field,
-        d.model,
-        d.kernel
-    )
 }
 
 pub struct Checked {

@@ -8,7 +8,7 @@ use crate::host::HostRun;
 use crate::model::policy::Policy;
 use crate::observe::{self};
 use crate::prog::Program;
-use crate::verdict::{self, div_text, Verdict};
+use crate::verdict::{self, Verdict};
 use std::fmt::Write as _;
 
 /// One program's run in the guest.
@@ -160,7 +160,7 @@ pub fn judge_with(
                 false,
                 format!(
                     "the kernel differs before the violating op: {}",
-                    div_text(p, dv)
+                    dv.describe(p)
                 ),
             )
         } else {
@@ -215,7 +215,7 @@ pub fn judge_with(
                         ),
                     ),
                     None => (false, format!("op {k} `{}` did not complete ({:?})", p.op_text(k), g.end)),
-                    Some(dv) => (false, format!("the kernel differs: {}", div_text(p, dv))),
+                    Some(dv) => (false, format!("the kernel differs: {}", dv.describe(p))),
                 },
             }
         };
