@@ -44,9 +44,16 @@ pub struct FuzzArgs {
     /// PTEs per table: small (8, fast) or kernel (512, as on x86-64).
     #[arg(long, default_value = "small", value_name = "GEOMETRY")]
     geometry: String,
-    /// Where minimized reproducers go: DIR/<policy>/<invariant>-<function>.txt (+ .bin).
+    /// Where this run's minimized reproducers go:
+    /// DIR/<policy>/<invariant>-<function>.txt (+ .bin) (default: the run
+    /// directory's crashes/).
+    #[arg(long, value_name = "DIR")]
+    crashes: Option<PathBuf>,
+    /// The curated findings, read only: a finding saved there no longer than
+    /// this run's reproducer is reported as that file; a shorter reproducer is
+    /// written to --crashes and offered, the saved file left as it is.
     #[arg(long, default_value = "crashes", value_name = "DIR")]
-    crashes: PathBuf,
+    known: PathBuf,
     /// Seed the campaign from the inputs in DIR and add its new inputs to DIR.
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
@@ -75,6 +82,8 @@ struct Plan {
     stats_every: Duration,
     run_dir: PathBuf,
     stats_csv: PathBuf,
+    /// Where this run's reproducers go.
+    crashes: PathBuf,
 }
 
 /// Exit 1 when a violation was found, 0 when none; 2 (Err, or a campaign's
@@ -123,12 +132,13 @@ fn prepare(a: &FuzzArgs) -> Result<Plan> {
         }
         policies.push(p);
     }
-    writable_dir(&a.crashes, "crashes folder")?;
     if let Some(c) = &a.corpus {
         writable_dir(c, "corpus folder")?;
     }
     let run_dir = a.out.clone().unwrap_or_else(default_run_dir);
     writable_dir(&run_dir, "run directory")?;
+    let crashes = a.crashes.clone().unwrap_or_else(|| run_dir.join("crashes"));
+    writable_dir(&crashes, "crashes folder")?;
     let stats_csv = run_dir.join("stats.csv");
     std::fs::write(&stats_csv, format!("{}\n", engine::StatsRow::CSV_HEADER))
         .with_context(|| format!("cannot write {}", stats_csv.display()))?;
@@ -147,6 +157,7 @@ fn prepare(a: &FuzzArgs) -> Result<Plan> {
         stats_every,
         run_dir,
         stats_csv,
+        crashes,
     })
 }
 
@@ -215,7 +226,8 @@ fn campaigns(a: &FuzzArgs, plan: &Plan, run: &mut RunFile) -> Result<(bool, Vec<
             max_runs: a.runs,
             jobs: a.jobs,
             seed: a.seed,
-            crashes_dir: a.crashes.clone(),
+            crashes_dir: plan.crashes.clone(),
+            known_dir: Some(a.known.clone()),
             corpus_dir: a.corpus.clone(),
             progress: plan.progress,
             stop: Some(&STOP),
