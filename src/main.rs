@@ -53,7 +53,7 @@ enum Cmd {
     /// The real kernel in a VM: build a guest kernel, run programs on it.
     Vm {
         #[command(subcommand)]
-        cmd: splitfuzz::vm::VmCmd,
+        cmd: cli::vm::VmCmd,
     },
     /// Print a standalone C reproducer (libc only) for a program.
     EmitC(cli::emit_c::EmitCArgs),
@@ -124,7 +124,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Minimize(a) => cli::minimize::main(a),
         Cmd::Policies => cli::policies::main(),
         Cmd::Real(a) => cli::real::main(a),
-        Cmd::Vm { cmd } => splitfuzz::vm::vm_main(cmd),
+        Cmd::Vm { cmd } => cli::vm::main(cmd),
         Cmd::EmitC(a) => cli::emit_c::main(a),
         Cmd::Cmin(a) => cli::cmin::main(a),
         Cmd::Diff(a) => cli::diff::main(a),

@@ -137,6 +137,9 @@ fn an_unknown_policy_is_one_line_naming_every_preset_in_every_subcommand() {
         &["run", "--policy", "bogus", "prog.txt"][..],
         &["check", "--policy", "bogus", "prog.txt"][..],
         &["minimize", "--policy", "bogus", "prog.txt"][..],
+        &[
+            "vm", "run", "--kernel", "none", "--policy", "bogus", "prog.txt",
+        ][..],
     ] {
         let o = sf(&d, args);
         assert_eq!(code(&o), 2, "{args:?}");
@@ -930,4 +933,24 @@ fn emit_c_memcg_trigger() {
     // A bad trigger is a usage error.
     let o = sf(&d, &["emit-c", "--trigger", "oom", zap.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// `vm run` and `vm exec` take at least one vCPU and a bound of at least one
+/// second: 0 is a usage error (exit 2), before any kernel is looked for.
+#[test]
+fn vm_rejects_zero_cpus_and_zero_timeouts() {
+    let d = tmp("vm-zero");
+    std::fs::write(d.join("prog.txt"), COPY_PMD).unwrap();
+    for args in [
+        &["vm", "run", "--smp", "0", "prog.txt"][..],
+        &["vm", "run", "--timeout", "0", "prog.txt"][..],
+        &["vm", "exec", "--smp", "0", "x"][..],
+        &["vm", "exec", "--timeout", "0", "x"][..],
+    ] {
+        let o = sf(&d, args);
+        assert_eq!(code(&o), 2, "{args:?}");
+        let e = text(&o.stderr);
+        assert!(e.contains("invalid value '0'"), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
 }

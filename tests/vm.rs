@@ -194,7 +194,7 @@ fn deposit_programs_and_generated_programs_with_plans_agree() {
         })
         .collect();
     let mut skipped = Default::default();
-    let host = splitfuzz::vm::run::guest_host();
+    let host = splitfuzz::vm::guest::capabilities();
     for (i, p) in host
         .generate(40, 11, true, "deposit", &mut skipped)
         .into_iter()

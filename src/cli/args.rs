@@ -404,3 +404,12 @@ mod tests {
         assert!(parse_duration("soon", "--time").is_err());
     }
 }
+
+/// How `vm run` (and `emit-c`) realise a program's fault plan.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Fault injection through our kernel patch (/sys/kernel/debug/splitfuzz).
+    Inject,
+    /// A memory-cgroup limit during the ops that hold the planned failures.
+    Memcg,
+}

@@ -1,9 +1,9 @@
 //! `splitfuzz emit-c`: a standalone C reproducer of a program.
 
+use super::args::Trigger;
 use super::args::{load, FormatArg};
 use super::say_text;
 use anyhow::{anyhow, Result};
-use splitfuzz::vm::Trigger;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

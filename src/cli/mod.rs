@@ -10,7 +10,7 @@
 //! | `minimize` | minimize.rs |
 //! | `policies` | policies.rs |
 //! | `real` | real.rs |
-//! | `vm` | src/vm/ (the library, for now) |
+//! | `vm build`, `vm run`, `vm exec` | vm.rs, vm_run.rs |
 //! | `emit-c` | emit_c.rs |
 //! | `cmin` | cmin.rs |
 //! | `diff` | diff.rs |
@@ -34,6 +34,8 @@ pub mod real;
 pub mod report;
 pub mod repro;
 pub mod run;
+pub mod vm;
+pub mod vm_run;
 
 use splitfuzz::prog::Expect;
 use splitfuzz::say;

@@ -326,3 +326,23 @@ fn run_execs(ch: &mut Channel, list: &str, timeout: u64) -> Result<()> {
     ch.send(&Msg::Done);
     Ok(())
 }
+
+/// The guest's capabilities, as the generator sees them.
+pub fn capabilities() -> host::Host {
+    host::Host {
+        thp_enabled: "madvise".into(),
+        defrag: "madvise".into(),
+        use_zero_page: true,
+        max_ptes_none: 511,
+        swap_kb: 262_144,
+        numa_nodes: 2,
+        fail_nth: true,
+        io_uring: true,
+        uffd_wp: true,
+        fail_plans: true,
+        uffd_move: true,
+        uffd_async: true,
+        drop_caches: true,
+        kernel: "guest".into(),
+    }
+}

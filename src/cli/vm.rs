@@ -1,0 +1,211 @@
+//! `splitfuzz vm ...`: the arguments of `vm build`, `vm run`, `vm exec` (and
+//! the hidden `vm guest` the initramfs starts), and their dispatch. `vm run`
+//! and `vm exec` themselves are in vm_run.rs; the machinery is the library's
+//! src/vm/.
+
+use super::args::Trigger;
+use super::vm_run;
+use anyhow::{anyhow, Result};
+use splitfuzz::vm::build;
+use splitfuzz::vm::qemu::VmOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `splitfuzz vm ...`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum VmCmd {
+    /// Build (or find in the cache) a guest kernel: the pinned Debian
+    /// linux-source 7.2 (or --source DIR), tinyconfig + kernel/config.fragment,
+    /// kernel/patches/ and each --patch. Prints the bzImage path.
+    Build {
+        /// A Linux source tree to build instead of the pinned package (never modified).
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// A patch (-p1) to apply after ours; repeatable.
+        #[arg(long = "patch", value_name = "FILE")]
+        patches: Vec<PathBuf>,
+        /// Accept a newer 7.2.x when the pinned package is gone from the suite.
+        #[arg(long)]
+        allow_newer: bool,
+        /// make -j (default: the number of CPUs).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// No progress bar (a line every 200 compile units instead).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Boot the kernel under QEMU and run programs in it, comparing every op
+    /// with the model (policy P, kernel geometry). Exit 1 on a divergence.
+    Run {
+        files: Vec<PathBuf>,
+        /// Generate N programs (every op, with fault plans) instead.
+        #[arg(long)]
+        generate: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Model policy (default: each file's policy line, else deposit).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Seconds an op may take before it counts as hung (at least 1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Virtual CPUs of the guest (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        smp: u32,
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        /// Use KVM instead of TCG (guests crash under KVM on some machines).
+        #[arg(long)]
+        kvm: bool,
+        /// Keep the initramfs and the serial logs in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print each program's kernel log lines and transcript.
+        #[arg(short, long)]
+        verbose: bool,
+        /// How a fault plan is realised: `inject` (our kernel patch fails the
+        /// planned allocation) or `memcg` (no injection: the program runs in a
+        /// memory cgroup, at its limit during the ops holding the planned
+        /// failures; programs the model cannot predict so are reported).
+        #[arg(long, value_enum, default_value_t = Trigger::Inject)]
+        trigger: Trigger,
+        /// With --trigger memcg: run the programs the model cannot predict at
+        /// the limits too (judged against the model at the limits, which
+        /// does not fail their other charges: expect differences).
+        #[arg(long)]
+        run_inexpressible: bool,
+    },
+    /// Run executables in the guest (e.g. `emit-c` reproducers built here,
+    /// with their shared libraries) and print their output; exit 1 unless
+    /// every one exits 0.
+    Exec {
+        binaries: Vec<PathBuf>,
+        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Seconds each executable may run (at least 1).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Virtual CPUs of the guest (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        smp: u32,
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        #[arg(long)]
+        kvm: bool,
+    },
+    /// (inside the guest) run /programs.txt; started by the initramfs.
+    #[command(hide = true)]
+    Guest,
+}
+
+/// Dispatch a `vm` subcommand.
+pub fn main(cmd: VmCmd) -> Result<ExitCode> {
+    match cmd {
+        VmCmd::Build {
+            source,
+            patches,
+            allow_newer,
+            jobs,
+            quiet,
+        } => {
+            let jobs = if jobs == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                jobs
+            };
+            let bz = build::build(&build::BuildOptions {
+                source,
+                patches,
+                allow_newer,
+                jobs,
+                progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            })?;
+            println!("{}", bz.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        VmCmd::Run {
+            files,
+            generate,
+            seed,
+            kernel,
+            policy,
+            timeout,
+            smp,
+            memory,
+            kvm,
+            keep,
+            verbose,
+            trigger,
+            run_inexpressible,
+        } => {
+            if run_inexpressible && trigger != Trigger::Memcg {
+                return Err(anyhow!("--run-inexpressible needs --trigger memcg"));
+            }
+            if files.is_empty() && generate.is_none() {
+                return Err(anyhow!("vm run needs FILE... or --generate N"));
+            }
+            let o = vm_options(kernel, timeout, smp, memory, kvm, verbose, keep)?;
+            vm_run::run(
+                &o,
+                &vm_run::RunRequest {
+                    files,
+                    generate,
+                    seed,
+                    policy,
+                    memcg: trigger == Trigger::Memcg,
+                    run_inexpressible,
+                },
+            )
+        }
+        VmCmd::Exec {
+            binaries,
+            kernel,
+            timeout,
+            smp,
+            memory,
+            kvm,
+        } => {
+            if binaries.is_empty() {
+                return Err(anyhow!("vm exec needs BINARY..."));
+            }
+            let o = vm_options(kernel, timeout, smp, memory, kvm, false, None)?;
+            vm_run::exec(&o, &binaries)
+        }
+        VmCmd::Guest => splitfuzz::vm::guest::guest_main(),
+    }
+}
+
+/// The guest options of `vm run` and `vm exec`: the given bzImage or the
+/// cached default kernel, this executable as the guest's runner.
+fn vm_options(
+    kernel: Option<PathBuf>,
+    timeout: u64,
+    smp: u32,
+    memory: String,
+    kvm: bool,
+    verbose: bool,
+    keep: Option<PathBuf>,
+) -> Result<VmOptions> {
+    let kernel = match kernel {
+        Some(k) => k,
+        None => build::default_kernel().ok_or_else(|| {
+            anyhow!("no kernel in the cache: run `splitfuzz vm build` (or give --kernel BZIMAGE)")
+        })?,
+    };
+    Ok(VmOptions {
+        kernel,
+        exe: std::env::current_exe().map_err(|e| anyhow!("locating this executable: {e}"))?,
+        timeout,
+        smp,
+        memory,
+        kvm,
+        verbose,
+        keep,
+    })
+}
