@@ -1,6 +1,6 @@
 //! `splitfuzz emit-c FILE`: a standalone C reproducer (libc only) of a program:
 //! the same system calls as the shared executor of `splitfuzz real` and `vm
-//! run` (`real.rs`), one process per mm driven over pipes, and after every op
+//! run` (src/host/), one process per mm driven over pipes, and after every op
 //! the same observation lines (`op I res R` and one `mm ...` line per live
 //! process).
 //!
@@ -21,6 +21,28 @@
 //! plan it first writes 2 to /proc/sys/vm/drop_caches, so that the huge zero
 //! folio's first use allocates, as in the model's fresh kernel. `splitfuzz vm
 //! exec BINARY...` runs reproducers in the guest.
+//!
+//! # Two executors
+//!
+//! The reproducer's runtime, runtime.c (a C file, copied verbatim), is a
+//! second executor beside the Rust one in src/host/. We keep both: the
+//! reproducer must build with nothing but a C compiler on a kernel
+//! developer's machine, and the Rust executor is what the host oracle, the
+//! guest and the tests share (and it reports more than the transcript). A
+//! reproducer that checked only its finding's symptom would need less C, but
+//! every reproducer compares every observation and allocation count with the
+//! model, which the `vm exec` tests and the memcg reproducers rely on. The
+//! price, drift between the two, is paid by tests that run the same programs
+//! through both and require the same transcript byte for byte: on the host
+//! (tests/real.rs `c_and_rust_executors_agree`) and in the guest
+//! (tests/vm.rs `c_and_rust_executors_agree_in_the_guest`). docs/csource.md
+//! has the reasoning.
+//!
+//! A reproducer is: a comment with the program (`head_comment`), runtime.c
+//! up to its `#include "program.h"` line, in place of that line the
+//! program's #defines and tables (`defines`, `op_tables`,
+//! `expected_tables`; program.h is an example), the rest of runtime.c, and
+//! the program's `do_op()` (`do_op`).
 
 use crate::base::NPAGES;
 use crate::host::{ARENA_BASE, GUARD_HI, GUARD_LO};
@@ -58,7 +80,7 @@ fn c_str(t: &str) -> String {
 }
 
 /// The policy a reproducer predicts: the program's `policy` line, else deposit.
-pub fn emit_policy(prog: &Program) -> Result<crate::model::policy::Policy, String> {
+pub fn emit_policy(prog: &Program) -> Result<Policy, String> {
     let name = prog.policy.as_deref().unwrap_or("deposit");
     run::program_policy(prog, Some(name), &[])
 }
