@@ -122,38 +122,110 @@ fn generated_batch_agrees() {
     }
 }
 
-#[test]
-fn emitted_c_prints_what_real_observes() {
-    let Some(_) = host() else { return };
-    let cc = std::process::Command::new("cc").arg("--version").output();
-    if cc.is_err() {
-        eprintln!("SKIPPED: no C compiler");
-        return;
+/// The transcript `text` before op `k`'s lines.
+fn before_op(text: &str, k: usize) -> &str {
+    match text.find(&format!("op {k} res ")) {
+        Some(at) => &text[..at],
+        None => text,
     }
-    let dir = std::env::temp_dir().join(format!("splitfuzz-emit-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (i, (name, p)) in host_programs().into_iter().enumerate() {
-        let c = splitfuzz::csource::emit_c(&p).unwrap();
-        let bin = common::compile_c(&dir, &format!("repro{i}"), &c);
-        let run = std::process::Command::new(&bin).output().unwrap();
-        let c_text = String::from_utf8(run.stdout).unwrap();
-        let host = host::host_run(&p).unwrap();
-        assert_eq!(c_text, host.t.text(), "{name}");
+}
+
+/// One program through both executors on this kernel: the Rust one
+/// (`host_run`) and the compiled `emit-c` reproducer, whose stdout is the
+/// same transcript: equal, or where the host cannot run an op of it, equal up
+/// to that op (the callers of the Rust executor leave such programs out; the
+/// reproducer reports the op it cannot run, exit 2, or runs on). Returns
+/// whether the whole program ran, the transcript lines compared, the
+/// reproducer's exit status and stderr.
+fn run_both(
+    h: &Host,
+    dir: &std::path::Path,
+    name: &str,
+    p: &Program,
+) -> (bool, usize, Option<i32>, String) {
+    let c = splitfuzz::csource::emit_c(p).unwrap();
+    let bin = common::compile_c(dir, name, &c);
+    let run = std::process::Command::new(&bin).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    let c_text = String::from_utf8(run.stdout).unwrap();
+    let rust = host::host_run(p).unwrap();
+    let rust_text = rust.t.text();
+    let what = format!("{name}: the executors differ\n{}", p.to_text());
+    assert!(
+        rust.hung.is_none() && rust.broken.is_none(),
+        "{what}: the Rust executor hung or broke: {:?} {:?}",
+        rust.hung,
+        rust.broken
+    );
+    if h.program_unsupported(p).is_none() {
+        assert!(rust.unsupported.is_none(), "{what}: {:?}", rust.unsupported);
+        assert_eq!(c_text, rust_text, "{what}");
+        assert_ne!(run.status.code(), Some(2), "{what}: {stderr}");
+        return (true, c_text.lines().count(), run.status.code(), stderr);
+    }
+    // The first op this host cannot run (0: the program as a whole).
+    let k = p
+        .ops
+        .iter()
+        .position(|l| h.unsupported(&l.op).is_some())
+        .unwrap_or(0);
+    let upto = before_op(&c_text, k);
+    assert_eq!(upto, before_op(&rust_text, k), "{what}");
+    (false, upto.lines().count(), run.status.code(), stderr)
+}
+
+/// The two executors (docs/csource.md) agree: the deposit programs without a
+/// fault plan and generated programs give the same transcript, byte for byte,
+/// through the Rust executor and through the C reproducer.
+#[test]
+fn c_and_rust_executors_agree() {
+    let Some(h) = host() else { return };
+    let Some(dir) = common::c_scratch_dir("emit-c-agree") else {
+        return;
+    };
+    let deposit = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/deposit");
+    let mut files: Vec<_> = std::fs::read_dir(deposit)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let (mut n, mut unsupported, mut lines) = (0, 0, 0);
+    for (i, path) in files.iter().enumerate() {
+        let p = Program::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        if !p.faults.pte_alloc.is_never() || !p.faults.thp.is_never() {
+            continue;
+        }
+        let name = path.display().to_string();
+        let (ran, l, code, stderr) = run_both(&h, &dir, &format!("d{i}"), &p);
+        n += 1;
+        lines += l;
+        if !ran {
+            unsupported += 1;
+            continue;
+        }
         // The embedded prediction is Linux 7.2's: it judges this host only
         // where this host's version behaves the same.
-        let here = observe::model_run(&p, Host::read().linux(), &[]).t.text();
+        let here = observe::model_run(&p, h.linux(), &[]).t.text();
         let v72 = observe::model_run(&p, (7, 2), &[]).t.text();
         if here == v72 {
-            assert_eq!(
-                run.status.code(),
-                Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&run.stderr)
-            );
+            assert_eq!(code, Some(0), "{name}: {stderr}");
         } else {
             eprintln!("{name}: 7.2 and this host's kernel differ; exit status not checked");
         }
     }
+    let mut skipped = Default::default();
+    let generated = h.generate(40, 1, false, "deposit", &mut skipped);
+    for (i, p) in generated.iter().enumerate() {
+        let (ran, l, _, _) = run_both(&h, &dir, &format!("g{i}"), p);
+        unsupported += !ran as usize;
+        lines += l;
+    }
+    println!(
+        "executors agree on {n} deposit programs and {} generated ones, {lines} transcript lines ({unsupported} only up to an op this host cannot run)",
+        generated.len()
+    );
+    assert!(n >= 11 && generated.len() == 40, "{n}");
+    assert!(host_programs().len() <= n - unsupported, "{unsupported}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

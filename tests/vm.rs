@@ -419,3 +419,92 @@ fn emitted_memcg_reproducers_set_the_limit_themselves() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The transcript lines (`op I res R`, `mm ...`) of a reproducer's output in
+/// the guest (`vm exec` interleaves its stdout and stderr).
+fn transcript_lines(out: &str) -> String {
+    out.lines()
+        .filter(|l| l.starts_with("mm ") || l.split(' ').nth(2) == Some("res"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The two executors agree in the guest (docs/csource.md), where plans, swap
+/// and two NUMA nodes let every op run: each program gives the same
+/// transcript through `vm run` (the Rust executor) and through its `emit-c`
+/// reproducer in `vm exec` (the C one), up to an op that hangs or that
+/// neither can run (a reclaim of a shared folio).
+#[test]
+fn c_and_rust_executors_agree_in_the_guest() {
+    let _g = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(o) = options() else { return };
+    let Some(dir) = common::c_scratch_dir("vm-agree") else {
+        return;
+    };
+    let mut progs: Vec<(String, Program)> = programs("tests/programs/deposit")
+        .into_iter()
+        .chain(programs("crashes/lazy-v3"))
+        .map(|f| {
+            let p = Program::parse(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            (f.display().to_string(), p)
+        })
+        .collect();
+    let mut skipped = Default::default();
+    let generated =
+        splitfuzz::vm::run::guest_host().generate(20, 12, true, "deposit", &mut skipped);
+    progs.extend(
+        generated
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("gen#{i} (seed 12)"), p)),
+    );
+    let jobs: Vec<Job> = progs
+        .iter()
+        .map(|(name, p)| Job {
+            name: name.clone(),
+            prog: p.clone(),
+            policy: Policy::preset(Preset::Deposit),
+            memcg: None,
+        })
+        .collect();
+    let judged = run(&o, &jobs);
+    let bins: Vec<PathBuf> = progs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| {
+            common::compile_c(
+                &dir,
+                &format!("a{i}"),
+                &splitfuzz::csource::emit_c(p).unwrap(),
+            )
+        })
+        .collect();
+    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    assert_eq!(res.len(), progs.len());
+    let (mut stopped, mut lines) = (0, 0);
+    for (((name, p), j), (_, _, out)) in progs.iter().zip(&judged).zip(&res) {
+        let (c, rust) = (transcript_lines(out), j.run.hr.t.text());
+        let stop = j.run.hr.hung.or(j.run.hr.unsupported.as_ref().map(|u| u.0));
+        let (c, rust) = match stop {
+            Some(k) => {
+                stopped += 1;
+                let cut = |t: &str| t.split(&format!("op {k} res ")).next().unwrap().to_string();
+                (cut(&c), cut(&rust))
+            }
+            None => (c, rust),
+        };
+        assert_eq!(
+            c,
+            rust,
+            "{name}: the executors differ\n{}{out}",
+            p.to_text()
+        );
+        lines += c.lines().count();
+    }
+    println!(
+        "executors agree in the guest on {} programs, {lines} transcript lines ({stopped} up to an op that hung or could not run)",
+        progs.len()
+    );
+    assert!(lines > 10 * progs.len(), "{lines}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
