@@ -451,7 +451,7 @@ fn c_and_rust_executors_agree_in_the_guest() {
         .collect();
     let mut skipped = Default::default();
     let generated =
-        splitfuzz::vm::run::guest_host().generate(20, 12, true, "deposit", &mut skipped);
+        splitfuzz::vm::guest::capabilities().generate(20, 12, true, "deposit", &mut skipped);
     progs.extend(
         generated
             .into_iter()
@@ -479,7 +479,7 @@ fn c_and_rust_executors_agree_in_the_guest() {
             )
         })
         .collect();
-    let res = splitfuzz::vm::run::exec_binaries(&o, &bins).expect("the guest runs them");
+    let res = splitfuzz::vm::batch::exec_binaries(&o, &bins).expect("the guest runs them");
     assert_eq!(res.len(), progs.len());
     let (mut stopped, mut lines) = (0, 0);
     for (((name, p), j), (_, _, out)) in progs.iter().zip(&judged).zip(&res) {
