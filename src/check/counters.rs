@@ -3,7 +3,6 @@
 //! the huge zero folio's refcount matches the mms that use it.
 
 use super::state::Scratch;
-use super::v;
 use crate::base::{Invariant, Violation};
 use crate::model::mm::Kernel;
 
@@ -17,8 +16,7 @@ pub(super) fn check_rss(
 ) -> Result<(), Violation> {
     let mm = &k.mms[mi];
     if mm.rss_anon != rss {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::Rss,
             func,
             mi,
@@ -30,8 +28,7 @@ pub(super) fn check_rss(
         ));
     }
     if mm.rss_swap != swapents {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::Rss,
             func,
             mi,
@@ -51,8 +48,7 @@ pub(super) fn check_swap_slots(
     for &s in &k.live_swap {
         let r = sc.swap_refs.get(s);
         if k.swap[s as usize].count as i64 != r {
-            return Err(v(
-                k,
+            return Err(k.violation(
                 Invariant::Rss,
                 func,
                 0,
@@ -65,8 +61,7 @@ pub(super) fn check_swap_slots(
         }
     }
     if let Some(s) = sc.swap_refs.keys().find(|s| !k.live_swap.contains(s)) {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::Rss,
             func,
             0,
@@ -81,8 +76,7 @@ pub(super) fn check_swap_slots(
 /// the shrinker's, or none at all.
 pub(super) fn check_huge_zero(k: &Kernel, func: &'static str, users: u32) -> Result<(), Violation> {
     if k.huge_zero_refcount != 0 && k.huge_zero_refcount != 1 + users {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::HugeZero,
             func,
             0,

@@ -3,7 +3,6 @@
 //! unreferenced, no pinned one freed.
 
 use super::state::Scratch;
-use super::v;
 use crate::base::{Invariant, Violation};
 use crate::model::mm::Kernel;
 
@@ -14,8 +13,7 @@ pub(super) fn check_folios(k: &Kernel, func: &'static str, sc: &Scratch) -> Resu
         let tm = sc.pte_maps.get(f);
         let pn = sc.pins.get(f);
         if fo.freed {
-            return Err(v(
-                k,
+            return Err(k.violation(
                 Invariant::FolioCounts,
                 func,
                 0,
@@ -28,9 +26,7 @@ pub(super) fn check_folios(k: &Kernel, func: &'static str, sc: &Scratch) -> Resu
             || fo.large_mapcount != pm + tm
             || fo.pincount != pn
         {
-            return Err(v(
-                k,
-                Invariant::FolioCounts,
+            return Err(k.violation(Invariant::FolioCounts,
                 func,
                 0,
                 0,
@@ -41,8 +37,7 @@ pub(super) fn check_folios(k: &Kernel, func: &'static str, sc: &Scratch) -> Resu
             ));
         }
         if fo.refcount == 0 {
-            return Err(v(
-                k,
+            return Err(k.violation(
                 Invariant::FolioCounts,
                 func,
                 0,
@@ -52,8 +47,7 @@ pub(super) fn check_folios(k: &Kernel, func: &'static str, sc: &Scratch) -> Resu
         }
     }
     if let Some(f) = sc.pins.keys().find(|f| !k.live_folios.contains(f)) {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::FolioCounts,
             func,
             0,

@@ -18,17 +18,6 @@ pub use state::check_state;
 
 pub use crate::base::{Invariant, Severity, Violation};
 
-pub(crate) fn v(
-    k: &Kernel,
-    inv: Invariant,
-    func: &str,
-    mm: usize,
-    page: usize,
-    msg: String,
-) -> Violation {
-    k.violation(inv, func, mm, page, msg)
-}
-
 /// The kernel function an op enters first (used when nothing more specific is known).
 pub fn op_function(op: &Op) -> &'static str {
     match op {
@@ -84,8 +73,7 @@ pub fn attribute(k: &Kernel, mm: usize, page: usize, fallback: &'static str) -> 
 /// back to the shrinker's reference.
 pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
     if let Some(mi) = k.mms.iter().position(|m| m.alive) {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::CleanTeardown,
             "exit_mmap",
             mi,
@@ -95,8 +83,7 @@ pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
     }
     if let Some(&t) = k.live_tables.first() {
         let tb = &k.tables[t as usize];
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::CleanTeardown,
             "free_pgtables",
             tb.mm,
@@ -108,8 +95,7 @@ pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
         ));
     }
     if let Some(f) = k.folios.iter().position(|f| !f.freed) {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::CleanTeardown,
             "exit_mmap",
             0,
@@ -118,8 +104,7 @@ pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
         ));
     }
     if let Some(s) = k.swap.iter().position(|s| s.count != 0) {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::CleanTeardown,
             "exit_mmap",
             0,
@@ -128,8 +113,7 @@ pub fn check_teardown(k: &Kernel) -> Result<(), Violation> {
         ));
     }
     if k.huge_zero_refcount > 1 {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::HugeZero,
             "mm_put_huge_zero_folio",
             0,

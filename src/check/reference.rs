@@ -3,7 +3,7 @@
 //! `Reference::expected` gives an op's effect; `observe` reads the model's
 //! state in the same terms; `check_reference` compares them (no-silent-skip).
 
-use super::{attribute, v};
+use super::attribute;
 use crate::base::{Geometry, Invariant, Severity, Violation};
 use crate::model::mm::Kernel;
 use crate::prog::{Advice, Op, OpLine};
@@ -399,7 +399,7 @@ pub fn check_reference(
                         describe(ap)
                     )
                 };
-                let mut viol = v(k, Invariant::NoSilentSkip, blame, mi, page, msg);
+                let mut viol = k.violation(Invariant::NoSilentSkip, blame, mi, page, msg);
                 if ap.mapped && ap.val == 0 && !ap.any_val && cands.iter().any(|c| !c[page].mapped)
                 {
                     // A range that should be unmapped (after success, or in

@@ -4,7 +4,6 @@
 //! never used after free).
 
 use super::state::Scratch;
-use super::v;
 use crate::base::{Invariant, Violation};
 use crate::model::mm::{Kernel, TableState};
 
@@ -23,8 +22,7 @@ pub(super) fn check_deposits(
         for &t in list {
             sc.deposited.add(t);
             if k.tables[t as usize].state != TableState::Deposited {
-                return Err(v(
-                    k,
+                return Err(k.violation(
                     Invariant::TableConservation,
                     func,
                     mi,
@@ -38,8 +36,7 @@ pub(super) fn check_deposits(
         }
         let want = if k.policy.deposit { huge_per_pt[pt] } else { 0 };
         if list.len() != want {
-            return Err(v(
-                k,
+            return Err(k.violation(
                 Invariant::DepositPairing,
                 func,
                 mi,
@@ -66,8 +63,7 @@ pub(super) fn check_nr_ptes(
 ) -> Result<(), Violation> {
     let mm = &k.mms[mi];
     if mm.nr_ptes != tables + dep {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::NrPtes,
             func,
             mi,
@@ -106,7 +102,7 @@ pub(super) fn check_live_tables(
             )),
         };
         if let Some(msg) = bad {
-            return Err(v(k, Invariant::TableConservation, func, tb.mm, 0, msg));
+            return Err(k.violation(Invariant::TableConservation, func, tb.mm, 0, msg));
         }
     }
     // Every referenced table is live (a freed one was caught above as use after free).
@@ -116,8 +112,7 @@ pub(super) fn check_live_tables(
         .chain(sc.deposited.keys())
         .find(|t| !k.live_tables.contains(t))
     {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::TableConservation,
             func,
             0,

@@ -4,8 +4,8 @@
 //! a writable mapping without PageAnonExclusive, a table left in a PMD with
 //! no VMA or installed after it was freed.
 
+use super::attribute;
 use super::state::Scratch;
-use super::{attribute, v};
 use crate::base::{Invariant, Violation};
 use crate::model::mm::{Kernel, Pmd, Pte, TableId, TableState};
 
@@ -42,8 +42,7 @@ pub(super) fn walk_mm(
                 .map(|vi| mm.vmas[vi].end >= s + p)
                 .unwrap_or(false);
             if !inside {
-                return Err(v(
-                    k,
+                return Err(k.violation(
                     Invariant::VmaContainment,
                     attribute(k, mi, s, func),
                     mi,
@@ -57,8 +56,7 @@ pub(super) fn walk_mm(
             }
             c.huge_per_pt[k.geom.pmd_table_of(slot)] += 1;
             if matches!(pmd, Pmd::HugeZero) && !mm.huge_zero {
-                return Err(v(
-                    k,
+                return Err(k.violation(
                     Invariant::HugeZero,
                     func,
                     mi,
@@ -74,8 +72,7 @@ pub(super) fn walk_mm(
                 sc.pmd_maps.add(folio);
                 let fo = &k.folios[folio as usize];
                 if fo.freed {
-                    return Err(v(
-                        k,
+                    return Err(k.violation(
                         Invariant::FolioCounts,
                         func,
                         mi,
@@ -84,8 +81,7 @@ pub(super) fn walk_mm(
                     ));
                 }
                 if write && !fo.anon_exclusive[0] {
-                    return Err(v(
-                        k,
+                    return Err(k.violation(
                         Invariant::FolioCounts,
                         func,
                         mi,
@@ -99,7 +95,7 @@ pub(super) fn walk_mm(
                 c.tables += 1;
                 sc.installed.add(t);
                 if !vma_cover {
-                    return Err(v(k, Invariant::TableConservation, func, mi, s, format!("page table {t} left behind in a PMD with no VMA (free_pgtables should have freed it)")));
+                    return Err(k.violation(Invariant::TableConservation, func, mi, s, format!("page table {t} left behind in a PMD with no VMA (free_pgtables should have freed it)")));
                 }
                 walk_table(k, func, mi, s, t, sc, &mut c)?;
             }
@@ -121,8 +117,7 @@ fn walk_table(
     let mm = &k.mms[mi];
     let tb = &k.tables[t as usize];
     if tb.state == TableState::Freed {
-        return Err(v(
-            k,
+        return Err(k.violation(
             Invariant::TableConservation,
             func,
             mi,
@@ -133,8 +128,7 @@ fn walk_table(
     for (i, e) in tb.ptes.iter().enumerate() {
         let page = s + i;
         if *e != Pte::None && mm.vma_at(page).is_none() {
-            return Err(v(
-                k,
+            return Err(k.violation(
                 Invariant::VmaContainment,
                 attribute(k, mi, page, func),
                 mi,
@@ -149,8 +143,7 @@ fn walk_table(
                 c.rss += 1;
                 sc.pte_maps.add(folio);
                 if k.folios[folio as usize].freed {
-                    return Err(v(
-                        k,
+                    return Err(k.violation(
                         Invariant::FolioCounts,
                         func,
                         mi,
@@ -159,8 +152,7 @@ fn walk_table(
                     ));
                 }
                 if write && !k.folios[folio as usize].anon_exclusive[idx as usize] {
-                    return Err(v(
-                        k,
+                    return Err(k.violation(
                         Invariant::FolioCounts,
                         func,
                         mi,

@@ -43,23 +43,14 @@ pub enum VmCmd {
         generate: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
-        #[arg(long)]
-        kernel: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
         /// Model policy (default: each file's policy line, else deposit).
         #[arg(long)]
         policy: Option<String>,
         /// Seconds an op may take before it counts as hung (at least 1).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
-        /// Virtual CPUs of the guest (at least 1).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-        smp: u32,
-        #[arg(long, default_value = "2G")]
-        memory: String,
-        /// Use KVM instead of TCG (guests crash under KVM on some machines).
-        #[arg(long)]
-        kvm: bool,
         /// Keep the initramfs and the serial logs in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -83,23 +74,32 @@ pub enum VmCmd {
     /// every one exits 0.
     Exec {
         binaries: Vec<PathBuf>,
-        /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
-        #[arg(long)]
-        kernel: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
         /// Seconds each executable may run (at least 1).
         #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
-        /// Virtual CPUs of the guest (at least 1).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-        smp: u32,
-        #[arg(long, default_value = "2G")]
-        memory: String,
-        #[arg(long)]
-        kvm: bool,
     },
     /// (inside the guest) run /programs.txt; started by the initramfs.
     #[command(hide = true)]
     Guest,
+}
+
+/// The guest machine of `vm run` and `vm exec`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GuestArgs {
+    /// The bzImage (default: the cached kernel `vm build` makes with no arguments).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Virtual CPUs of the guest (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    smp: u32,
+    /// Guest memory (QEMU's -m).
+    #[arg(long, default_value = "2G")]
+    memory: String,
+    /// Use KVM instead of TCG (guests crash under KVM on some machines).
+    #[arg(long)]
+    kvm: bool,
 }
 
 /// Dispatch a `vm` subcommand.
@@ -133,12 +133,9 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
             files,
             generate,
             seed,
-            kernel,
+            guest,
             policy,
             timeout,
-            smp,
-            memory,
-            kvm,
             keep,
             verbose,
             trigger,
@@ -150,7 +147,7 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
             if files.is_empty() && generate.is_none() {
                 return Err(anyhow!("vm run needs FILE... or --generate N"));
             }
-            let o = vm_options(kernel, timeout, smp, memory, kvm, verbose, keep)?;
+            let o = vm_options(guest, timeout, verbose, keep)?;
             vm_run::run(
                 &o,
                 &vm_run::RunRequest {
@@ -165,16 +162,13 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
         }
         VmCmd::Exec {
             binaries,
-            kernel,
+            guest,
             timeout,
-            smp,
-            memory,
-            kvm,
         } => {
             if binaries.is_empty() {
                 return Err(anyhow!("vm exec needs BINARY..."));
             }
-            let o = vm_options(kernel, timeout, smp, memory, kvm, false, None)?;
+            let o = vm_options(guest, timeout, false, None)?;
             vm_run::exec(&o, &binaries)
         }
         VmCmd::Guest => splitfuzz::vm::guest::guest_main(),
@@ -184,14 +178,17 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
 /// The guest options of `vm run` and `vm exec`: the given bzImage or the
 /// cached default kernel, this executable as the guest's runner.
 fn vm_options(
-    kernel: Option<PathBuf>,
+    g: GuestArgs,
     timeout: u64,
-    smp: u32,
-    memory: String,
-    kvm: bool,
     verbose: bool,
     keep: Option<PathBuf>,
 ) -> Result<VmOptions> {
+    let GuestArgs {
+        kernel,
+        smp,
+        memory,
+        kvm,
+    } = g;
     let kernel = match kernel {
         Some(k) => k,
         None => build::default_kernel().ok_or_else(|| {
