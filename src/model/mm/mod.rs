@@ -2,6 +2,7 @@
 //! of §2 (`pte_alloc_one`, `pmd_install`, `pgtable_trans_huge_deposit`, ...).
 //! One submodule per kernel file/path; function names are the kernel's.
 
+mod debug;
 pub mod exit;
 pub mod fork;
 pub mod gup;
@@ -13,10 +14,13 @@ pub mod mempolicy;
 pub mod mlock;
 pub mod mprotect;
 pub mod mremap;
+mod pgtable;
 pub mod rmap;
 pub mod task_mmu;
 pub mod userfaultfd;
 pub mod vma;
+
+pub use debug::dump;
 
 use crate::base::Geometry;
 use crate::base::{Invariant, Violation};
@@ -553,144 +557,6 @@ impl Kernel {
         Ok(())
     }
 
-    // ------------------------------------------------------------ page tables
-
-    /// `pte_alloc_one()`: may fail (fault plan). No counter change.
-    pub fn pte_alloc_one(&mut self, mm: usize, site: &'static str) -> Option<TableId> {
-        if !self.alloc.alloc(AllocKind::PteTable, site) {
-            cov!(self, "pte_alloc_one:fail");
-            return None;
-        }
-        let id = self.tables.len() as TableId;
-        self.live_tables.insert(id);
-        self.tables.push(PteTable {
-            state: TableState::Allocated,
-            ptes: vec![Pte::None; self.geom.ptrs],
-            site,
-            mm,
-        });
-        tracing::trace!(target: "splitfuzz::model::alloc", "pte_alloc_one -> table {id} (mm {mm}, {site})");
-        Some(id)
-    }
-
-    /// `pte_free()`: a second free of the same table is a violation.
-    pub fn pte_free(&mut self, t: TableId, site: &'static str) -> KResult<()> {
-        let mm = self.tables[t as usize].mm;
-        if self.tables[t as usize].state == TableState::Freed {
-            return Err(self.bug_sev(
-                Invariant::TableConservation,
-                crate::base::Severity::Crash,
-                site,
-                mm,
-                0,
-                format!(
-                    "page table {t} freed twice (first allocated by {})",
-                    self.tables[t as usize].site
-                ),
-            ));
-        }
-        tracing::trace!(target: "splitfuzz::model::alloc", "pte_free table {t} ({site})");
-        self.tables[t as usize].state = TableState::Freed;
-        self.live_tables.remove(&t);
-        Ok(())
-    }
-
-    pub fn mm_inc_nr_ptes(&mut self, mm: usize) {
-        self.mms[mm].nr_ptes += 1;
-    }
-    pub fn mm_dec_nr_ptes(&mut self, mm: usize) {
-        self.mms[mm].nr_ptes -= 1;
-    }
-
-    /// `pmd_populate()`
-    pub fn pmd_populate(&mut self, mm: usize, slot: usize, t: TableId) {
-        self.tables[t as usize].state = TableState::Installed;
-        self.tables[t as usize].mm = mm;
-        self.mms[mm].pmds[slot] = Pmd::Table(t);
-    }
-
-    /// `pmd_alloc()`: the PMD table of `slot` exists from now on (the model
-    /// never fails this order-0 allocation: it is not a fault-plan site).
-    pub fn pmd_alloc(&mut self, mm: usize, slot: usize) {
-        let r = self.geom.pmd_table_of(slot);
-        self.mms[mm].pud[r] = true;
-    }
-
-    /// `mm_find_pmd()` finds a PMD for `slot` (its PUD is present).
-    pub fn pud_present(&self, mm: usize, slot: usize) -> bool {
-        self.arena_neighbours || self.mms[mm].pud[self.geom.pmd_table_of(slot)]
-    }
-
-    /// `__pte_alloc()` = `pte_alloc_one()` + `pmd_install()`.
-    pub fn pte_alloc(&mut self, mm: usize, slot: usize, site: &'static str) -> KResult<()> {
-        self.pmd_alloc(mm, slot);
-        if self.mms[mm].pmds[slot] != Pmd::None {
-            return Ok(());
-        }
-        let Some(t) = self.pte_alloc_one(mm, site) else {
-            return Err(Errno::ENOMEM.into());
-        };
-        // pmd_install(): PMD still none under the lock in this sequential model.
-        self.mm_inc_nr_ptes(mm);
-        self.pmd_populate(mm, slot, t);
-        Ok(())
-    }
-
-    /// `pgtable_trans_huge_deposit()`
-    pub fn deposit(&mut self, mm: usize, slot: usize, t: TableId) {
-        self.tables[t as usize].state = TableState::Deposited;
-        self.tables[t as usize].mm = mm;
-        let pt = self.geom.pmd_table_of(slot);
-        self.mms[mm].deposit[pt].push(t);
-    }
-
-    /// `pgtable_trans_huge_withdraw()`: an empty list is a NULL deref in the kernel.
-    pub fn withdraw(&mut self, mm: usize, slot: usize, func: &'static str) -> KResult<TableId> {
-        let pt = self.geom.pmd_table_of(slot);
-        match self.mms[mm].deposit[pt].pop() {
-            Some(t) => {
-                self.tables[t as usize].state = TableState::Allocated;
-                Ok(t)
-            }
-            None => Err(self.bug(
-                Invariant::KernelAssertion,
-                func,
-                mm,
-                self.geom.slot_start(slot),
-                "pgtable_trans_huge_withdraw() on an empty deposit list (NULL pgtable)".into(),
-            )),
-        }
-    }
-
-    /// `zap_deposited_table()`: withdraw + pte_free + mm_dec_nr_ptes.
-    pub fn zap_deposited_table(
-        &mut self,
-        mm: usize,
-        slot: usize,
-        func: &'static str,
-    ) -> KResult<()> {
-        let t = self.withdraw(mm, slot, func)?;
-        self.pte_free(t, func)?;
-        self.mm_dec_nr_ptes(mm);
-        Ok(())
-    }
-
-    /// Read a PTE through the table, checking the table is live.
-    pub fn pte(&self, t: TableId, i: usize) -> Pte {
-        self.tables[t as usize].ptes[i]
-    }
-    pub fn set_pte(&mut self, t: TableId, i: usize, p: Pte) {
-        self.tables[t as usize].ptes[i] = p;
-    }
-
-    /// The table mapped at `slot`, if any.
-    pub fn table_of(&self, mm: usize, slot: usize) -> Option<TableId> {
-        match self.mms[mm].pmds[slot] {
-            Pmd::Table(t) => Some(t),
-            _ => None,
-        }
-    }
-
     // ------------------------------------------------------------ folios
 
     /// Mark a folio freed (back to the page allocator).
@@ -882,94 +748,4 @@ impl Kernel {
     pub fn strategy(&self, c: SplitCaller) -> crate::model::policy::Strategy {
         self.policy.strategy(c)
     }
-}
-
-/// A readable dump of the whole state (for `repro`).
-pub fn dump(k: &Kernel) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let p = k.ptrs();
-    for (mi, mm) in k.mms.iter().enumerate() {
-        if !mm.alive {
-            let _ = writeln!(s, "  mm {mi}: exited");
-            continue;
-        }
-        let _ = writeln!(
-            s,
-            "  mm {mi}: nr_ptes {} MM_ANONPAGES {} MM_SWAPENTS {} huge_zero {} deposit [{}, {}] pins {}",
-            mm.nr_ptes,
-            mm.rss_anon,
-            mm.rss_swap,
-            mm.huge_zero,
-            mm.deposit[0].len(),
-            mm.deposit[1].len(),
-            mm.pins.len()
-        );
-        for v in &mm.vmas {
-            let _ = writeln!(
-                s,
-                "    vma [{:#x}, {:#x}) {}{} anon_vma {}",
-                k.geom.addr_of(v.start),
-                k.geom.addr_of(v.end),
-                if v.write { "rw" } else { "r-" },
-                if v.thp { " thp" } else { "" },
-                v.anon_vma
-            );
-        }
-        for (slot, pmd) in mm.pmds.iter().enumerate() {
-            let a = k.geom.addr_of(slot * p);
-            match *pmd {
-                Pmd::None => {}
-                Pmd::Table(t) => {
-                    let ptes = &k.tables[t as usize].ptes;
-                    let count = |f: fn(&Pte) -> bool| ptes.iter().filter(|x| f(x)).count();
-                    let _ = writeln!(
-                        s,
-                        "    pmd {a:#x}: table {t} (present {}, zero {}, swap {}, migration {}, none {})",
-                        count(|x| matches!(x, Pte::Present { .. })),
-                        count(|x| matches!(x, Pte::Zero)),
-                        count(|x| matches!(x, Pte::Swap(_))),
-                        count(|x| matches!(x, Pte::Migration { .. })),
-                        count(|x| matches!(x, Pte::None)),
-                    );
-                }
-                Pmd::Huge {
-                    folio,
-                    write,
-                    dirty,
-                } => {
-                    let f = &k.folios[folio as usize];
-                    let _ = writeln!(
-                        s,
-                        "    pmd {a:#x}: huge folio {folio} {}{} (ref {} entire {} large {} pins {} excl {})",
-                        if write { "rw" } else { "ro" },
-                        if dirty { " dirty" } else { "" },
-                        f.refcount,
-                        f.entire_mapcount,
-                        f.large_mapcount,
-                        f.pincount,
-                        f.anon_exclusive[0]
-                    );
-                }
-                Pmd::HugeZero => {
-                    let _ = writeln!(s, "    pmd {a:#x}: huge zero");
-                }
-                Pmd::Migration { folio, .. } => {
-                    let _ = writeln!(s, "    pmd {a:#x}: migration entry for folio {folio}");
-                }
-            }
-        }
-    }
-    let _ = writeln!(
-        s,
-        "  tables allocated {} live {}; folios {} live {}; huge_zero_refcount {}; THP_SPLIT_PMD {} THP_SPLIT_PMD_FAILED {}",
-        k.tables.len(),
-        k.tables.iter().filter(|t| t.state != TableState::Freed).count(),
-        k.folios.len(),
-        k.folios.iter().filter(|f| !f.freed).count(),
-        k.huge_zero_refcount,
-        k.stats.thp_split_pmd,
-        k.stats.thp_split_pmd_failed
-    );
-    s
 }

@@ -1,0 +1,129 @@
+//! Reclaim's page-table demand (Hugh's objection) and `diff --maximize`,
+//! which drives it up with the engine's mutations.
+
+use super::side::*;
+use super::*;
+
+/// Reclaim's table demand in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimDemand {
+    /// Max `pte_alloc_one()` calls of the rmap sites in one `reclaim` op that
+    /// freed its folio or unmapped it into swap, and that op.
+    pub per_reclaimed_folio: Option<(u32, usize)>,
+    /// Max calls in any `reclaim` op (reclaimed or not), and that op.
+    pub max_calls: Option<(u32, usize)>,
+    /// PMD mappings (over all mms) of the folio of the `per_reclaimed_folio` op.
+    pub pmd_maps: usize,
+    /// Tables a `reclaim` op allocated and still holds (splits in the mms it
+    /// got through) while its folio stays mapped (the first such op): Hugh's
+    /// "k tables consumed from reserves, nothing freed".
+    pub consumed_nothing_freed: Option<(u32, usize)>,
+}
+
+impl ReclaimDemand {
+    pub(super) fn of(side: &Side) -> ReclaimDemand {
+        let mut d = ReclaimDemand::default();
+        for (i, r) in side.ops.iter().enumerate() {
+            let Some(rec) = r.reclaim else { continue };
+            if !r.ran {
+                continue;
+            }
+            let (calls, _) = r.rmap_calls();
+            if d.max_calls.is_none_or(|(c, _)| calls > c) {
+                d.max_calls = Some((calls, i));
+            }
+            if !rec.mapped_after {
+                if d.per_reclaimed_folio.is_none_or(|(c, _)| calls > c) {
+                    d.per_reclaimed_folio = Some((calls, i));
+                    d.pmd_maps = rec.pmd_maps;
+                }
+            } else if r.rmap_kept_tables > 0 && d.consumed_nothing_freed.is_none() {
+                d.consumed_nothing_freed = Some((r.rmap_kept_tables, i));
+            }
+        }
+        d
+    }
+    pub fn value(&self) -> u32 {
+        self.per_reclaimed_folio.map_or(0, |x| x.0)
+    }
+}
+
+/// The upper bound of reclaim's table demand in this model: one rmap-walk
+/// allocation per VMA the walk visits (v2 14 / v3 17: once per
+/// `try_to_unmap_one()` call), every VMA linked to the folio's anon_vma whose
+/// pgoff range covers part of it; in one mm those VMAs are disjoint in pgoff,
+/// so at most one per page of the folio, and a program has at most `MAX_MMS`
+/// mms.
+pub fn demand_bound(geometry: Geometry) -> u32 {
+    (MAX_MMS * geometry.ptrs) as u32
+}
+
+#[derive(Clone, Debug)]
+pub struct MaxResult {
+    pub best: u32,
+    pub program: Program,
+    /// The run that first reached `best` (0-based).
+    pub found_at: u64,
+    pub runs: u64,
+    /// Inputs kept (each raised the best).
+    pub kept: usize,
+}
+
+/// Reclaim's table demand of one program under `cfg` (max tables per
+/// reclaimed folio).
+pub fn reclaim_demand(prog: &Program, cfg: &RunConfig) -> ReclaimDemand {
+    ReclaimDemand::of(&run_side(prog, cfg, None, false))
+}
+
+/// Drop fault plans and ops (greedily, last op first) while the program's
+/// reclaim table demand stays at `best`.
+pub(super) fn shrink_keeping(prog: &Program, cfg: &RunConfig, best: u32) -> Program {
+    let keeps = |p: &Program| reclaim_demand(p, cfg).value() >= best;
+    if best == 0 || !keeps(prog) {
+        return prog.clone();
+    }
+    crate::prog::minimize::shrink(prog, &keeps)
+}
+
+/// Mutate programs (the engine's mutation) keeping those that raise the max
+/// tables per reclaimed folio. Deterministic for a seed and `runs`.
+pub fn maximize(policy: &Policy, geometry: Geometry, runs: u64, seed: u64) -> MaxResult {
+    let cfg = RunConfig::new(policy.clone(), geometry);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut corpus: Vec<Vec<u8>> = Vec::new();
+    let mut best = 0u32;
+    let mut best_prog = Program::default();
+    let mut found_at = 0;
+    for run in 0..runs {
+        let input = if corpus.is_empty() || rng.gen_ratio(1, 8) {
+            let len = rng.gen_range(4..160);
+            let mut b = vec![0u8; len];
+            rng.fill_bytes(&mut b);
+            b
+        } else {
+            // Mostly from the best input so far, sometimes from an older one.
+            let a = if rng.gen_ratio(3, 4) {
+                corpus.len() - 1
+            } else {
+                rng.gen_range(0..corpus.len())
+            };
+            let b = rng.gen_range(0..corpus.len());
+            crate::prog::mutate::mutate(&mut rng, &corpus[a], &corpus[b])
+        };
+        let prog = Program::decode(&input);
+        let v = reclaim_demand(&prog, &cfg).value();
+        if v > best {
+            best = v;
+            best_prog = prog;
+            found_at = run;
+            corpus.push(input);
+        }
+    }
+    MaxResult {
+        best,
+        program: shrink_keeping(&best_prog, &cfg, best),
+        found_at,
+        runs,
+        kept: corpus.len(),
+    }
+}
