@@ -218,7 +218,7 @@ fn exec_op(k: &mut Kernel, line: &OpLine, i: usize) -> Result<(), KErr> {
         Op::Mremap { new, .. } => k.mremap(mm, lo, hi - lo, g.page_of(*new, false))?,
         Op::Reclaim { .. } => {
             if let Some(f) = k.folio_at(mm, lo) {
-                k.shrink_folio(f)?;
+                k.reclaim_op(mm, f)?;
             }
         }
         Op::Migrate { .. } => {

@@ -22,6 +22,48 @@ impl Kernel {
         }
     }
 
+    /// `reclaim ADDR`: the executor pages the folio out with MADV_PAGEOUT
+    /// over each run of this mm's pages that map it, in address order,
+    /// stopping at the first error. When no run meets a VM_LOCKED VMA that is
+    /// the folio's reclaim (`shrink_folio`, every mapping mm); when one does,
+    /// it is the madvise walk run by run: madvise_pageout() refuses a
+    /// VM_LOCKED VMA with -EINVAL (mm/madvise.c can_madv_lru_vma()), after
+    /// the VMAs before it in the walk were paged out.
+    pub fn reclaim_op(&mut self, mm: usize, f: FolioId) -> KResult<()> {
+        let runs = self.mapped_runs(mm, f);
+        let locked = runs.iter().any(|&(a, b)| {
+            self.mms[mm].vma_pieces(a, b).iter().any(|&(x, _)| {
+                self.mms[mm]
+                    .vma_at(x)
+                    .is_some_and(|vi| self.mms[mm].vmas[vi].locked)
+            })
+        });
+        if !locked {
+            self.shrink_folio(f)?;
+            return Ok(());
+        }
+        cov!(self, "reclaim:vm_locked");
+        for (a, b) in runs {
+            self.madvise_once(mm, a, b, Advice::Pageout)?;
+        }
+        Ok(())
+    }
+
+    /// The runs of consecutive pages of mm `mm` that map folio `f`, in
+    /// address order (what the executor reads from pagemap).
+    fn mapped_runs(&self, mm: usize, f: FolioId) -> Vec<(usize, usize)> {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for page in 0..self.pages() {
+            if self.folio_at(mm, page) == Some(f) {
+                match runs.last_mut() {
+                    Some(r) if r.1 == page => r.1 = page + 1,
+                    _ => runs.push((page, page + 1)),
+                }
+            }
+        }
+        runs
+    }
+
     fn madvise_once(&mut self, mm: usize, lo: usize, hi: usize, advice: Advice) -> KResult<()> {
         let ranges = self.mms[mm].vma_pieces(lo, hi);
         let covered: usize = ranges.iter().map(|(a, b)| b - a).sum();
