@@ -15,7 +15,7 @@ use std::time::Duration;
 
 // ------------------------------------------------------------------ programs
 
-#[derive(clap::Args, Clone, Copy)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 pub struct FormatArg {
     /// How to read FILE: text (the program format), bytes (raw fuzzer input), or auto:
     /// text when the file is printable UTF-8 with a program line or a `#` comment, else bytes.
@@ -234,11 +234,12 @@ pub fn make_policy<'a>(
 
 /// `crashes/lazy-v1/x.txt` → the policy `lazy-v1`; a folder named after a policy
 /// label with overrides (`lazy-v3+zap_pmd_range=error`) gives them too.
-fn folder_policy(path: &Path) -> Option<(Preset, Vec<String>, String)> {
+pub fn folder_policy(path: &Path) -> Option<(Preset, Vec<String>, String)> {
     let parent = path.parent()?;
     let name = parent.file_name()?.to_str()?;
     let mut parts = name.split('+');
-    let preset = Preset::from_name(parts.next()?)?;
+    // crashes/lazy-v3/ and the fuzz targets' corpus/lazy_v3/ alike.
+    let preset = Preset::from_name(&parts.next()?.replace('_', "-"))?;
     let overrides: Vec<String> = parts.map(String::from).collect();
     let mut p = Policy::preset(preset);
     for o in &overrides {

@@ -3,7 +3,7 @@
 //! and `vm exec` themselves are in vm_run.rs; the machinery is the library's
 //! src/vm/.
 
-use super::args::Trigger;
+use super::args::{FormatArg, Trigger};
 use super::vm_run;
 use anyhow::{anyhow, Result};
 use splitfuzz::vm::build;
@@ -38,6 +38,8 @@ pub enum VmCmd {
     /// with the model (policy P, kernel geometry). Exit 1 on a divergence.
     Run {
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        f: FormatArg,
         /// Generate N programs (every op, with fault plans) instead.
         #[arg(long)]
         generate: Option<usize>,
@@ -131,6 +133,7 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
         }
         VmCmd::Run {
             files,
+            f,
             generate,
             seed,
             guest,
@@ -152,6 +155,7 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
                 &o,
                 &vm_run::RunRequest {
                     files,
+                    format: f.format,
                     generate,
                     seed,
                     policy,

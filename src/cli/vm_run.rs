@@ -1,8 +1,8 @@
 //! `splitfuzz vm run` and `vm exec`: what they run and what they print. The
 //! batch, the guest and the judging are the library's (src/vm/).
 
-use super::args::preset;
-use anyhow::{anyhow, bail, Context, Result};
+use super::args::{folder_policy, load, preset, Format};
+use anyhow::{anyhow, bail, Result};
 use splitfuzz::model::mm::LINUX_DEFAULT;
 use splitfuzz::model::policy::Policy;
 use splitfuzz::prog::{Expect, Program};
@@ -17,6 +17,8 @@ use std::time::Instant;
 
 pub struct RunRequest {
     pub files: Vec<PathBuf>,
+    /// How FILEs are read (text, bytes, or by content).
+    pub format: Format,
     pub generate: Option<usize>,
     pub seed: u64,
     pub policy: Option<String>,
@@ -80,15 +82,21 @@ pub fn run(o: &VmOptions, r: &RunRequest) -> Result<ExitCode> {
 fn jobs(r: &RunRequest) -> Result<(Vec<Job>, BTreeMap<String, usize>)> {
     let mut jobs: Vec<Job> = Vec::new();
     for f in &r.files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let p = Program::parse(&text).map_err(|e| anyhow!("{}: {e}", f.display()))?;
-        let name = r
-            .policy
-            .clone()
-            .or_else(|| p.policy.clone())
-            .unwrap_or_else(|| "deposit".into());
-        let mut policy = Policy::preset(preset(&name)?);
+        // Text programs and fuzzer bytes (corpus files) alike.
+        let p = load(f, r.format)?;
+        // --policy, else the program's `policy` line, else its folder
+        // (crashes/<policy>/, corpus/<target>/), else deposit.
+        let mut policy = match (&r.policy, &p.policy, folder_policy(f)) {
+            (Some(name), _, _) | (None, Some(name), _) => Policy::preset(preset(name)?),
+            (None, None, Some((pre, overrides, _))) => {
+                let mut pol = Policy::preset(pre);
+                for ov in &overrides {
+                    pol.apply_override(ov).map_err(|e| anyhow!("{e}"))?;
+                }
+                pol
+            }
+            (None, None, None) => Policy::preset(preset("deposit")?),
+        };
         for ov in &p.overrides {
             policy
                 .apply_override(ov)
