@@ -126,6 +126,7 @@ pub fn run_on(
     let mut reference = Reference::new(k.pages());
     for (i, line) in prog.ops.iter().enumerate() {
         k.op_index = i;
+        k.alloc.begin_op(i);
         k.events.clear();
         if line.mm >= k.mms.len() || !k.mms[line.mm].alive {
             results.push(OpResult::NoSuchMm);

@@ -2,6 +2,7 @@
 //! reproducers that replay, and repeats itself exactly for a seed and --runs.
 
 use splitfuzz::fuzz::engine::{fuzz, FuzzOptions, Report};
+use splitfuzz::prog::Plan;
 use splitfuzz::run::{run, RunConfig};
 use splitfuzz::{Geometry, Policy, Preset, Program};
 
@@ -180,7 +181,6 @@ fn a_stop_flag_or_the_time_budget_ends_a_campaign() {
 #[test]
 fn replan_keeps_the_ops_and_changes_only_the_plan() {
     use rand::{Rng, SeedableRng};
-    use splitfuzz::prog::Plan;
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
     let mut kinds = [0usize; 3];
     for _ in 0..2000 {
@@ -201,6 +201,7 @@ fn replan_keeps_the_ops_and_changes_only_the_plan() {
             Plan::From(_) => kinds[1] += 1,
             Plan::Never => kinds[2] += 1,
             Plan::At(_) => panic!("replan made an `at` plan"),
+            p @ (Plan::InOp { .. } | Plan::FromOp(_)) => panic!("bytes decode to {p}"),
         }
     }
     assert!(kinds.iter().all(|&k| k > 300), "{kinds:?}");
@@ -280,4 +281,30 @@ fn curated_findings_are_never_rewritten() {
     assert!(!out.join(file).exists());
     assert_eq!(std::fs::read_to_string(known.join(file)).unwrap(), minimal);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Minimizing a program with an op-scoped plan keeps the plan on its op: a
+/// removed op before it moves the plan one op earlier.
+#[test]
+fn minimizing_keeps_op_scoped_plans_on_their_op() {
+    let p = Program::parse(
+        "policy lazy-v3\nfail pte_alloc op=3:nth=1\nmmap 0 4M thp\nmmap 8M 2M\ntouch 0 2M write\nmadvise 0 256K dontneed\n",
+    )
+    .unwrap();
+    let cfg = RunConfig::new(Policy::preset(Preset::LazyV3), Geometry::SMALL);
+    let min = splitfuzz::run::minimize(&p, &cfg).expect("violates");
+    assert_eq!(min.ops.len(), 3, "{}", min.to_text());
+    assert_eq!(
+        min.faults.pte_alloc,
+        Plan::InOp {
+            op: 2,
+            nth: Some(1)
+        },
+        "{}",
+        min.to_text()
+    );
+    assert_eq!(
+        run(&min, &cfg).signature().as_deref(),
+        Some("no-silent-skip zap_pmd_range")
+    );
 }

@@ -103,6 +103,9 @@ pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
     if prog.ops.len() > u32::MAX as usize {
         return Err("too many ops".into());
     }
+    if !memcg && (prog.faults.pte_alloc.is_op_scoped() || prog.faults.thp.is_op_scoped()) {
+        return Err("an op-scoped fault plan (op=I:..., from-op=I) is armed per op, which the C runtime does not do yet: use --trigger memcg, or `vm run` with the text program".into());
+    }
     let policy = emit_policy(prog)?;
     let p = predict(prog, &policy, memcg)?;
     let (includes, runtime) = runtime_parts();

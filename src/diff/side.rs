@@ -2,6 +2,7 @@
 //! op's result, allocations and the state before and after it.
 
 use super::*;
+use crate::model::alloc::Call;
 
 /// What a process can see of one mm.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,11 +135,11 @@ pub(super) struct FromOp {
 }
 
 impl FailPolicy for FromOp {
-    fn should_fail(&self, call: u32) -> bool {
-        self.on.get() || self.inner.should_fail(call)
+    fn should_fail(&self, c: &Call) -> bool {
+        self.on.get() || self.inner.should_fail(c)
     }
-    fn fails_forever_from(&self, call: u32) -> bool {
-        self.on.get() || self.inner.fails_forever_from(call)
+    fn fails_forever(&self, c: &Call) -> bool {
+        self.on.get() || self.inner.fails_forever(c)
     }
 }
 

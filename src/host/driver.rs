@@ -488,6 +488,7 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
             .and_then(|mc| mc.limited.iter().find(|l| l.0 == i).map(|l| l.1))
     };
     let limited = |i: usize| limit_of(i).is_some();
+    let mut armed = Armed::default();
     if opts.inject {
         sf_set_plans(Some(prog))?;
     }
@@ -499,6 +500,9 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
         }
         if opts.markers {
             kmsg(&format!("splitfuzz: op {i}"));
+        }
+        if opts.inject {
+            armed.before_op(prog, i)?;
         }
         let fb0 = vmstat_fallbacks();
         let (kind, slack) = match limit_of(i) {
@@ -548,7 +552,8 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
         }
         let mut fb = vmstat_fallbacks().saturating_sub(fb0);
         if opts.inject {
-            let (pte, thp, failed) = sf_counts()?;
+            armed.after_op()?;
+            let (pte, thp, failed) = armed.counts()?;
             run.t.allocs[i] = Some((pte, thp));
             fb = fb.saturating_sub(failed.saturating_sub(thp_failed) as u64);
             thp_failed = failed;

@@ -3,25 +3,34 @@
 
 use crate::prog::Plan;
 
-/// Decides whether the `call`-th allocation (1-based, per kind) fails.
+/// One allocation call of one kind, as a fail policy sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Call {
+    /// 1-based, per kind, over the whole program.
+    pub n: u32,
+    /// The op making it.
+    pub op: usize,
+    /// 1-based, per kind, within that op.
+    pub n_in_op: u32,
+    /// The kernel function that allocates.
+    pub site: &'static str,
+}
+
+/// Decides whether an allocation call fails.
 pub trait FailPolicy {
-    fn should_fail(&self, call: u32) -> bool;
-    /// True when every call from `call` on fails: a retry loop can never progress.
-    fn fails_forever_from(&self, call: u32) -> bool;
-    /// `should_fail` for a call made by `site` (a memory-cgroup limit fails
-    /// only charged allocations: see `memcg.rs`).
-    fn should_fail_at(&self, call: u32, _site: &'static str) -> bool {
-        self.should_fail(call)
-    }
+    fn should_fail(&self, c: &Call) -> bool;
+    /// True when `c` and every later call fail: a retry loop can never
+    /// progress (within the op, or for good).
+    fn fails_forever(&self, c: &Call) -> bool;
 }
 
 /// Never fail.
 pub struct NeverFail;
 impl FailPolicy for NeverFail {
-    fn should_fail(&self, _: u32) -> bool {
+    fn should_fail(&self, _: &Call) -> bool {
         false
     }
-    fn fails_forever_from(&self, _: u32) -> bool {
+    fn fails_forever(&self, _: &Call) -> bool {
         false
     }
 }
@@ -29,10 +38,10 @@ impl FailPolicy for NeverFail {
 /// Fail the N-th call, like `/proc/<pid>/fail-nth`.
 pub struct FailNth(pub u32);
 impl FailPolicy for FailNth {
-    fn should_fail(&self, call: u32) -> bool {
-        call == self.0
+    fn should_fail(&self, c: &Call) -> bool {
+        c.n == self.0
     }
-    fn fails_forever_from(&self, _: u32) -> bool {
+    fn fails_forever(&self, _: &Call) -> bool {
         false
     }
 }
@@ -40,10 +49,10 @@ impl FailPolicy for FailNth {
 /// Fail a set of call indices.
 pub struct FailAt(pub Vec<u32>);
 impl FailPolicy for FailAt {
-    fn should_fail(&self, call: u32) -> bool {
-        self.0.contains(&call)
+    fn should_fail(&self, c: &Call) -> bool {
+        self.0.contains(&c.n)
     }
-    fn fails_forever_from(&self, _: u32) -> bool {
+    fn fails_forever(&self, _: &Call) -> bool {
         false
     }
 }
@@ -51,11 +60,37 @@ impl FailPolicy for FailAt {
 /// Fail every call from the N-th on (sustained OOM).
 pub struct FailFrom(pub u32);
 impl FailPolicy for FailFrom {
-    fn should_fail(&self, call: u32) -> bool {
-        call >= self.0
+    fn should_fail(&self, c: &Call) -> bool {
+        c.n >= self.0
     }
-    fn fails_forever_from(&self, call: u32) -> bool {
-        call >= self.0
+    fn fails_forever(&self, c: &Call) -> bool {
+        c.n >= self.0
+    }
+}
+
+/// Op-scoped: fail the `nth` call inside op `op`, or every call inside it
+/// (`nth` None: sustained while the op runs).
+pub struct FailInOp {
+    pub op: usize,
+    pub nth: Option<u32>,
+}
+impl FailPolicy for FailInOp {
+    fn should_fail(&self, c: &Call) -> bool {
+        c.op == self.op && self.nth.is_none_or(|k| c.n_in_op == k)
+    }
+    fn fails_forever(&self, c: &Call) -> bool {
+        c.op == self.op && self.nth.is_none()
+    }
+}
+
+/// Op-scoped: fail every call from op `0` on.
+pub struct FailFromOp(pub usize);
+impl FailPolicy for FailFromOp {
+    fn should_fail(&self, c: &Call) -> bool {
+        c.op >= self.0
+    }
+    fn fails_forever(&self, c: &Call) -> bool {
+        c.op >= self.0
     }
 }
 
@@ -67,6 +102,8 @@ impl Plan {
             Plan::Nth(n) => Box::new(FailNth(*n)),
             Plan::At(v) => Box::new(FailAt(v.clone())),
             Plan::From(n) => Box::new(FailFrom(*n)),
+            Plan::InOp { op, nth } => Box::new(FailInOp { op: *op, nth: *nth }),
+            Plan::FromOp(op) => Box::new(FailFromOp(*op)),
         }
     }
 }
@@ -136,6 +173,10 @@ pub struct FaultInjector {
     thp: Box<dyn FailPolicy>,
     pte_calls: u32,
     thp_calls: u32,
+    /// The op running, and its calls of each kind so far.
+    op: usize,
+    pte_in_op: u32,
+    thp_in_op: u32,
     pub log: Vec<AllocRecord>,
     /// Uncounted charged allocations, in order with `log` (when recording).
     pub charges: Vec<ChargeRecord>,
@@ -149,6 +190,9 @@ impl FaultInjector {
             thp,
             pte_calls: 0,
             thp_calls: 0,
+            op: 0,
+            pte_in_op: 0,
+            thp_in_op: 0,
             log: Vec::new(),
             charges: Vec::new(),
             record: false,
@@ -161,13 +205,19 @@ impl FaultInjector {
 
     /// Returns true when the allocation succeeds.
     pub fn alloc(&mut self, kind: AllocKind, site: &'static str) -> bool {
-        let (calls, pol) = match kind {
-            AllocKind::PteTable => (&mut self.pte_calls, &self.pte),
-            AllocKind::Thp => (&mut self.thp_calls, &self.thp),
+        let (calls, in_op, pol) = match kind {
+            AllocKind::PteTable => (&mut self.pte_calls, &mut self.pte_in_op, &self.pte),
+            AllocKind::Thp => (&mut self.thp_calls, &mut self.thp_in_op, &self.thp),
         };
         *calls += 1;
+        *in_op += 1;
         let call = *calls;
-        let failed = pol.should_fail_at(call, site);
+        let failed = pol.should_fail(&Call {
+            n: call,
+            op: self.op,
+            n_in_op: *in_op,
+            site,
+        });
         if failed {
             tracing::debug!(target: "splitfuzz::model::alloc", "{} call #{} from {}: INJECTED FAILURE", kind.name(), call, site);
         } else {
@@ -197,7 +247,19 @@ impl FaultInjector {
 
     /// Will every future `pte_alloc_one()` fail? (A split retry loop can never finish.)
     pub fn pte_fails_forever(&self) -> bool {
-        self.pte.fails_forever_from(self.pte_calls + 1)
+        self.pte.fails_forever(&Call {
+            n: self.pte_calls + 1,
+            op: self.op,
+            n_in_op: self.pte_in_op + 1,
+            site: "",
+        })
+    }
+
+    /// Op `op` starts: op-scoped plans count its calls from 1.
+    pub fn begin_op(&mut self, op: usize) {
+        self.op = op;
+        self.pte_in_op = 0;
+        self.thp_in_op = 0;
     }
 
     pub fn calls(&self, kind: AllocKind) -> u32 {
@@ -227,5 +289,46 @@ mod tests {
         assert!(g.pte_fails_forever());
         assert!(!g.alloc(AllocKind::PteTable, "t"));
         assert!(!g.alloc(AllocKind::PteTable, "t"));
+    }
+
+    #[test]
+    fn op_scoped_plans_count_inside_their_op() {
+        // The 2nd call inside op 1, whatever op 0 allocated.
+        let mut f = FaultInjector::from_plans(
+            &Plan::InOp {
+                op: 1,
+                nth: Some(2),
+            },
+            &Plan::Never,
+        );
+        f.begin_op(0);
+        assert!(f.alloc(AllocKind::PteTable, "t"));
+        assert!(f.alloc(AllocKind::PteTable, "t"));
+        f.begin_op(1);
+        assert!(f.alloc(AllocKind::PteTable, "t"));
+        assert!(!f.pte_fails_forever());
+        assert!(!f.alloc(AllocKind::PteTable, "t"));
+        assert!(f.alloc(AllocKind::PteTable, "t"));
+        // Every call inside op 1 fails, and only there: a retry loop in op 1
+        // never ends, op 2 allocates again.
+        let mut g = FaultInjector::from_plans(&Plan::InOp { op: 1, nth: None }, &Plan::Never);
+        g.begin_op(0);
+        assert!(g.alloc(AllocKind::PteTable, "t"));
+        g.begin_op(1);
+        assert!(g.pte_fails_forever());
+        assert!(!g.alloc(AllocKind::PteTable, "t"));
+        assert!(!g.alloc(AllocKind::PteTable, "t"));
+        g.begin_op(2);
+        assert!(!g.pte_fails_forever());
+        assert!(g.alloc(AllocKind::PteTable, "t"));
+        // From op 2 on, for good; THP calls are counted on their own.
+        let mut h = FaultInjector::from_plans(&Plan::Never, &Plan::FromOp(2));
+        h.begin_op(1);
+        assert!(h.alloc(AllocKind::Thp, "t"));
+        h.begin_op(2);
+        assert!(!h.alloc(AllocKind::Thp, "t"));
+        h.begin_op(5);
+        assert!(!h.alloc(AllocKind::Thp, "t"));
+        assert!(h.alloc(AllocKind::PteTable, "t"));
     }
 }

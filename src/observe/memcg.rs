@@ -31,7 +31,7 @@
 //! how that differs from the plan, and which charges outside the model the
 //! limited ops make (then the program is not expressible).
 
-use crate::model::alloc::{AllocKind, FailPolicy};
+use crate::model::alloc::{AllocKind, Call, FailPolicy};
 use crate::model::mm::Kernel;
 use crate::model::policy::Policy;
 use crate::observe::model_run::{self, ModelRun};
@@ -67,16 +67,13 @@ impl LimitPolicy {
 }
 
 impl FailPolicy for LimitPolicy {
-    fn should_fail(&self, call: u32) -> bool {
-        self.on() || self.extra.contains(&call)
+    fn should_fail(&self, c: &Call) -> bool {
+        (self.on() && charged(self.kind, c.site)) || self.extra.contains(&c.n)
     }
-    fn fails_forever_from(&self, _call: u32) -> bool {
+    fn fails_forever(&self, _: &Call) -> bool {
         // The limit holds until the op returns: a retry loop inside the op
         // never gets an allocation.
         self.on()
-    }
-    fn should_fail_at(&self, call: u32, site: &'static str) -> bool {
-        (self.on() && charged(self.kind, site)) || self.extra.contains(&call)
     }
 }
 

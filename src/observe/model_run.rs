@@ -79,14 +79,11 @@ pub(crate) struct PlanPlus {
 }
 
 impl crate::model::alloc::FailPolicy for PlanPlus {
-    fn should_fail(&self, call: u32) -> bool {
-        self.plan.should_fail(call) || self.extra.contains(&call)
+    fn should_fail(&self, c: &crate::model::alloc::Call) -> bool {
+        self.plan.should_fail(c) || self.extra.contains(&c.n)
     }
-    fn fails_forever_from(&self, call: u32) -> bool {
-        self.plan.fails_forever_from(call)
-    }
-    fn should_fail_at(&self, call: u32, site: &'static str) -> bool {
-        self.plan.should_fail_at(call, site) || self.extra.contains(&call)
+    fn fails_forever(&self, c: &crate::model::alloc::Call) -> bool {
+        self.plan.fails_forever(c)
     }
 }
 

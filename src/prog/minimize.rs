@@ -24,6 +24,23 @@ fn smaller_plans(p: &Plan) -> Vec<Plan> {
                 v.push(Plan::Nth(*n));
             }
         }
+        Plan::InOp { op, nth } => match nth {
+            Some(k) => {
+                for m in [1, k / 2, k.saturating_sub(1)] {
+                    if m >= 1 && m < *k {
+                        v.push(Plan::InOp {
+                            op: *op,
+                            nth: Some(m),
+                        });
+                    }
+                }
+            }
+            None => v.push(Plan::InOp {
+                op: *op,
+                nth: Some(1),
+            }),
+        },
+        Plan::FromOp(op) => v.push(Plan::InOp { op: *op, nth: None }),
         Plan::At(l) => {
             if l.len() == 1 {
                 v.push(Plan::Nth(l[0]));
@@ -40,11 +57,28 @@ fn smaller_plans(p: &Plan) -> Vec<Plan> {
     v
 }
 
+/// `p` without op `i`: op-scoped plans follow their op (a plan scoped to
+/// the removed op itself is dropped).
+fn without_op(p: &Program, i: usize) -> Program {
+    let mut c = p.clone();
+    c.ops.remove(i);
+    for plan in [&mut c.faults.pte_alloc, &mut c.faults.thp] {
+        *plan = match plan.clone() {
+            Plan::InOp { op, .. } if op == i => Plan::Never,
+            Plan::InOp { op, nth } if op > i => Plan::InOp { op: op - 1, nth },
+            Plan::FromOp(op) if op > i => Plan::FromOp(op - 1),
+            other => other,
+        };
+    }
+    c
+}
+
 /// The plan with its call indices moved earlier by 1..=n: removing an op
 /// removes the allocations it made, so the failing call comes sooner.
 fn shifted_plans(p: &Plan) -> Vec<Plan> {
     match p {
-        Plan::Never => vec![],
+        // Op-scoped plans follow their op (`without_op`), not call numbers.
+        Plan::Never | Plan::InOp { .. } | Plan::FromOp(_) => vec![],
         Plan::Nth(n) => (1..*n).rev().map(Plan::Nth).collect(),
         Plan::From(n) => (1..*n).rev().map(Plan::From).collect(),
         Plan::At(l) => {
@@ -203,8 +237,7 @@ pub fn shrink(prog: &Program, keeps: &dyn Fn(&Program) -> bool) -> Program {
         let mut i = cur.ops.len();
         while i > 0 {
             i -= 1;
-            let mut c = cur.clone();
-            c.ops.remove(i);
+            let c = without_op(&cur, i);
             if keeps(&c) {
                 cur = c;
                 changed = true;

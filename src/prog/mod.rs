@@ -304,4 +304,41 @@ mod tests {
             assert_eq!(Program::decode(&bytes), p);
         }
     }
+
+    #[test]
+    fn op_scoped_plans_parse_print_and_stay_out_of_the_byte_format() {
+        for (text, plan) in [
+            (
+                "op=2:nth=3",
+                Plan::InOp {
+                    op: 2,
+                    nth: Some(3),
+                },
+            ),
+            ("op=0:all", Plan::InOp { op: 0, nth: None }),
+            ("from-op=4", Plan::FromOp(4)),
+        ] {
+            let p = Program::parse(&format!("fail pte_alloc {text}\nmmap 0 2M\n")).unwrap();
+            assert_eq!(p.faults.pte_alloc, plan);
+            assert_eq!(plan.to_string(), text);
+            assert!(plan.is_op_scoped());
+            assert!(Program::parse(&p.to_text()).unwrap().faults == p.faults);
+            assert!(encode(&p).unwrap_err().contains("outside the byte format"));
+        }
+        for bad in ["op=2", "op=x:all", "op=1:nth=0", "op=1:some", "from-op=y"] {
+            assert!(
+                Program::parse(&format!("fail thp {bad}\nmmap 0 2M\n")).is_err(),
+                "{bad}"
+            );
+        }
+        // Armed in the kernel's counting for the op it covers.
+        let inop = Plan::InOp {
+            op: 2,
+            nth: Some(3),
+        };
+        assert_eq!(inop.armed_in_op(2), Some((Plan::Nth(3), false)));
+        assert_eq!(inop.armed_in_op(3), None);
+        assert_eq!(Plan::FromOp(1).armed_in_op(4), Some((Plan::From(1), true)));
+        assert_eq!(Plan::FromOp(1).armed_in_op(0), None);
+    }
 }

@@ -169,9 +169,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_plan(s: &str) -> Result<Plan, String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("fault plan '{s}' is not nth=N, from=N or at=N,M"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        format!("fault plan '{s}' is not nth=N, from=N, at=N,M, op=I:nth=K, op=I:all or from-op=I")
+    })?;
     let num = |x: &str| -> Result<u32, String> {
         let n: u32 = x
             .trim()
@@ -182,6 +182,9 @@ fn parse_plan(s: &str) -> Result<Plan, String> {
         }
         Ok(n)
     };
+    let op = |x: &str| -> Result<usize, String> {
+        x.trim().parse().map_err(|_| format!("bad op index '{x}'"))
+    };
     match k {
         "nth" => Ok(Plan::Nth(num(v)?)),
         "from" => Ok(Plan::From(num(v)?)),
@@ -191,7 +194,26 @@ fn parse_plan(s: &str) -> Result<Plan, String> {
             l.dedup();
             Ok(Plan::At(l))
         }
-        _ => Err(format!("unknown fault plan kind '{k}' (nth, from, at)")),
+        // Op-scoped: the k-th call inside op I, every call inside op I, or
+        // every call from op I on (ops count from 0, as `expect op` does).
+        "op" => {
+            let (i, what) = v
+                .split_once(':')
+                .ok_or_else(|| format!("fault plan '{s}' is not op=I:nth=K or op=I:all"))?;
+            let i = op(i)?;
+            match what.split_once('=') {
+                None if what == "all" => Ok(Plan::InOp { op: i, nth: None }),
+                Some(("nth", k)) => Ok(Plan::InOp {
+                    op: i,
+                    nth: Some(num(k)?),
+                }),
+                _ => Err(format!("fault plan '{s}' is not op=I:nth=K or op=I:all")),
+            }
+        }
+        "from-op" => Ok(Plan::FromOp(op(v)?)),
+        _ => Err(format!(
+            "unknown fault plan kind '{k}' (nth, from, at, op, from-op)"
+        )),
     }
 }
 
