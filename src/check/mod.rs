@@ -7,6 +7,7 @@
 
 use crate::model::mm::Kernel;
 use crate::prog::{Advice, Op};
+pub mod contract;
 mod counters;
 mod folios;
 pub mod reference;

@@ -29,7 +29,7 @@ impl Divergence {
     }
 }
 
-pub(crate) fn fields(line: &str) -> Vec<(&str, &str)> {
+pub fn fields(line: &str) -> Vec<(&str, &str)> {
     let w: Vec<&str> = line.split(' ').collect();
     w.chunks(2)
         .filter(|c| c.len() == 2)
@@ -37,7 +37,7 @@ pub(crate) fn fields(line: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
-pub(crate) fn expand_states(rle: &str) -> Vec<char> {
+pub fn expand_states(rle: &str) -> Vec<char> {
     let mut v = Vec::new();
     let mut chars = rle.chars().peekable();
     while let Some(c) = chars.next() {
@@ -51,7 +51,7 @@ pub(crate) fn expand_states(rle: &str) -> Vec<char> {
     v
 }
 
-pub(crate) fn expand_data(rle: &str) -> Vec<String> {
+pub fn expand_data(rle: &str) -> Vec<String> {
     let mut v = Vec::new();
     for run in rle.split(',') {
         if let Some((t, n)) = run.rsplit_once('*') {

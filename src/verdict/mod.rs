@@ -1,6 +1,7 @@
 //! A kernel's run judged against the model: fit the model to the THP
 //! allocations the kernel failed by itself, then agree or diverge.
 
+pub mod contract;
 pub mod stats;
 
 use crate::base::Invariant;
