@@ -305,11 +305,7 @@ fn install_stop_handler() -> Result<()> {
 
 /// target/splitfuzz-runs/<UTC date-time>, with -2, -3, ... when it exists.
 fn default_run_dir() -> PathBuf {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stamp = report::utc(now).replace([' ', ':'], "-").replace("--", "-");
+    let stamp = utc_stamp();
     let base = PathBuf::from("target/splitfuzz-runs");
     let mut dir = base.join(&stamp);
     let mut i = 2;
@@ -318,4 +314,13 @@ fn default_run_dir() -> PathBuf {
         i += 1;
     }
     dir
+}
+
+/// The UTC date and time as a folder name: 2026-12-04-18-50-55.
+pub fn utc_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    report::utc(now).replace([' ', ':'], "-").replace("--", "-")
 }

@@ -10,7 +10,7 @@
 //! | `minimize` | minimize.rs |
 //! | `policies` | policies.rs |
 //! | `real` | real.rs |
-//! | `vm build`, `vm run`, `vm exec` | vm.rs, vm_run.rs |
+//! | `vm build`, `vm run`, `vm exec`, `vm check` | vm.rs, vm_run.rs, vm_check.rs |
 //! | `emit-c` | emit_c.rs |
 //! | `cmin` | cmin.rs |
 //! | `diff` | diff.rs |
@@ -35,6 +35,7 @@ pub mod report;
 pub mod repro;
 pub mod run;
 pub mod vm;
+pub mod vm_check;
 pub mod vm_run;
 
 use splitfuzz::prog::Expect;

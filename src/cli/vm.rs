@@ -71,6 +71,38 @@ pub enum VmCmd {
         #[arg(long)]
         run_inexpressible: bool,
     },
+    /// Judge a kernel by the contract, with no preset: each program runs
+    /// once as it is, then once per op-scoped plan failing each allocation
+    /// its ops made (the k-th, k = 1..--nth, and every one), each run judged
+    /// against the deposit model with no failure. Default programs: corpus/,
+    /// crashes/ and tests/programs/. Exit 1 on a finding.
+    Check {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        f: FormatArg,
+        #[command(flatten)]
+        guest: GuestArgs,
+        /// Budget of the failure runs, e.g. 10m (the runs without failures
+        /// come first, whole).
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        time: String,
+        /// Fail the 1st..Nth allocation of each kind inside each op, one per
+        /// run (then every one).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        nth: u32,
+        /// Seconds an op may take before it counts as hung (at least 1; a
+        /// fault retrying VM_FAULT_OOM under a sustained failure takes all of
+        /// it, so it is shorter than `vm run`'s).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Where each finding's program and C reproducers go (default:
+        /// target/splitfuzz-check/<UTC date-time>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Keep the initramfs and the serial logs in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Run executables in the guest (e.g. `emit-c` reproducers built here,
     /// with their shared libraries) and print their output; exit 1 unless
     /// every one exits 0.
@@ -161,6 +193,32 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
                     policy,
                     memcg: trigger == Trigger::Memcg,
                     run_inexpressible,
+                },
+            )
+        }
+        VmCmd::Check {
+            files,
+            f,
+            guest,
+            time,
+            nth,
+            timeout,
+            out,
+            keep,
+        } => {
+            let budget = super::args::parse_duration(&time, "--time")?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("target/splitfuzz-check").join(super::fuzz::utc_stamp())
+            });
+            let o = vm_options(guest, timeout, false, keep)?;
+            super::vm_check::run(
+                &o,
+                &super::vm_check::CheckRequest {
+                    files,
+                    format: f.format,
+                    nth,
+                    budget,
+                    out,
                 },
             )
         }

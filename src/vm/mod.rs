@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod build;
+pub mod check;
 pub mod console;
 pub mod guest;
 pub mod initramfs;
