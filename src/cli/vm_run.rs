@@ -7,6 +7,7 @@ use splitfuzz::model::mm::LINUX_DEFAULT;
 use splitfuzz::model::policy::Policy;
 use splitfuzz::prog::{Expect, Program};
 use splitfuzz::say;
+use splitfuzz::verdict::contract::Contract;
 use splitfuzz::verdict::{Stats, Verdict};
 use splitfuzz::vm::batch::{exec_binaries, run_batch, Job, Judged};
 use splitfuzz::vm::qemu::VmOptions;
@@ -203,6 +204,23 @@ fn report_job(job: &Job, j: &Judged, verbose: bool, stats: &mut Stats) {
         _ => {
             stats.add(p, &j.verdict);
             print_verdict(&job.name, p, j, verbose);
+            // Where the kernel did not do what the model did, the contract
+            // says whether what it did instead is allowed (no preset).
+            let differs = matches!(
+                j.verdict,
+                Verdict::Diverge { .. }
+                    | Verdict::Finding {
+                        reproduced: false,
+                        ..
+                    }
+            );
+            if differs && !(p.faults.pte_alloc.is_never() && p.faults.thp.is_never()) {
+                say!(
+                    "{}: the kernel's own behaviour by the contract: {}",
+                    job.name,
+                    contract_text(p, &splitfuzz::vm::check::judge(p, &j.run))
+                );
+            }
             if let (
                 Some(_),
                 Verdict::Finding {
@@ -343,5 +361,22 @@ fn print_verdict(name: &str, p: &Program, j: &Judged, verbose: bool) {
             );
         }
         print!("{}", j.run.hr.t.text());
+    }
+}
+
+/// A contract verdict in words.
+fn contract_text(p: &Program, c: &Contract) -> String {
+    match c {
+        Contract::Held => "held (a full effect, a clean failure, or an OOM retry)".into(),
+        Contract::NoPlan => "nothing to judge (no allocation failed here)".into(),
+        Contract::Diverged { op, detail } => format!(
+            "not judged: the kernel differs from deposit before the failure, at op {op} `{}`: {detail}",
+            p.op_text(*op)
+        ),
+        Contract::Broken { breach, op, detail } => format!(
+            "BROKEN at op {op}: {} [{}]: {detail}",
+            breach.name(),
+            breach.severity()
+        ),
     }
 }

@@ -38,7 +38,7 @@ pub enum Contract {
     },
     /// Not judged: the kernel differs from the reference before the failure.
     Diverged { op: usize, detail: String },
-    /// The program has no op-scoped plan, so nothing to judge.
+    /// No allocation of the program failed on this kernel: nothing to judge.
     NoPlan,
 }
 
@@ -67,10 +67,43 @@ pub fn planned_op(p: &Program) -> Option<usize> {
         .min()
 }
 
+/// The first op during which `p`'s plan fails an allocation on the kernel
+/// whose run is `t`: an op-scoped plan's op; for a plan counted over the
+/// whole program, the first op whose calls (the kernel's own counts) reach
+/// the first failing call.
+pub fn failing_op(p: &Program, t: &Transcript) -> Option<usize> {
+    if let Some(i) = planned_op(p) {
+        return Some(i);
+    }
+    let first = |plan: &Plan| match plan {
+        Plan::Nth(n) | Plan::From(n) => Some(*n),
+        Plan::At(v) => v.iter().copied().min(),
+        _ => None,
+    };
+    let reach = |want: Option<u32>, pick: fn((u32, u32)) -> u32| {
+        let want = want?;
+        t.allocs
+            .iter()
+            .position(|a| a.is_some_and(|c| pick(c) >= want))
+    };
+    let pte = reach(first(&p.faults.pte_alloc), |c| c.0);
+    let thp = reach(first(&p.faults.thp), |c| c.1);
+    let planned = first(&p.faults.pte_alloc).is_some() || first(&p.faults.thp).is_some();
+    pte.into_iter()
+        .chain(thp)
+        .min()
+        // An op that never returned reported no counts: it is the one.
+        .or_else(|| {
+            planned
+                .then(|| t.results.iter().position(|r| r.is_none()))
+                .flatten()
+        })
+}
+
 /// Judge `k`, the kernel's run of `p`, by the contract; `reference` is the
 /// deposit model's run of `p` with no failure.
 pub fn judge(p: &Program, reference: &Transcript, k: &KernelRun) -> Contract {
-    let Some(i) = planned_op(p) else {
+    let Some(i) = failing_op(p, k.t) else {
         return Contract::NoPlan;
     };
     let n = p.ops.len();
