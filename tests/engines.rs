@@ -199,6 +199,9 @@ fn bad_arguments_exit_2_with_one_line() {
         &["engine", "builtin", "lazy_v3", "--time", "soon"],
         &["engine", "builtin", "lazy_v3", "--time", "0s"],
         &[
+            "engine", "builtin", "lazy_v3", "--time", "1s", "--", "-runs=1",
+        ],
+        &[
             "engine", "builtin", "lazy_v3", "--time", "1s", "--work", "file",
         ],
         &["continuous", "--engines", "bogus"],

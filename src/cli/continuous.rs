@@ -122,12 +122,12 @@ pub fn main(a: ContinuousArgs) -> Result<ExitCode> {
         let (e, target) = rotation[k % rotation.len()];
         let engine = engines[e];
         log(format!(
-            "slice {} (round {}): {}/{} for {}",
+            "slice {} (round {}): {}/{} for {:.1}s",
             k % rotation.len() + 1,
             k / rotation.len() + 1,
             engine.name(),
             target.name,
-            humantime::format_duration(time)
+            time.as_secs_f64()
         ));
         let job = Job {
             paths: &paths,
@@ -159,7 +159,8 @@ pub fn main(a: ContinuousArgs) -> Result<ExitCode> {
             let _ = std::fs::remove_file(f);
         }
         k += 1;
-        if !stop::stopped() && last_cmin.elapsed() >= plan.cmin_every {
+        let time_left = plan.budget.is_none_or(|b| start.elapsed() < b);
+        if !stop::stopped() && time_left && last_cmin.elapsed() >= plan.cmin_every {
             log(format!(
                 "minimizing the shared corpora (every {})",
                 humantime::format_duration(plan.cmin_every)
@@ -360,7 +361,9 @@ fn summary(
             }
         ));
     }
-    s.push_str("\nsignatures (policy, signature): first found by, crash files, reproducer\n");
+    s.push_str(
+        "\nsignatures (policy, signature): first found by (+s: when triaged), crash files, reproducer\n",
+    );
     let mut new = 0;
     for sig in triage.signatures() {
         new += usize::from(sig.saved.curated == Curated::New);

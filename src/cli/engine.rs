@@ -56,6 +56,13 @@ pub fn main(a: EngineArgs) -> Result<ExitCode> {
             target.name
         );
     }
+    if !a.extra.is_empty() && !engine.takes_arguments() {
+        bail!(
+            "the {} engine takes no extra arguments ({})",
+            engine.name(),
+            a.extra.join(" ")
+        );
+    }
     let time = parse_duration(&a.time, "--time")?;
     engine.installed().map_err(|e| anyhow!(e))?;
     let paths = work_paths(a.work.as_deref(), "target/splitfuzz-engine")?;
@@ -142,6 +149,11 @@ pub fn build(engine: &dyn Engine, paths: &Paths, target: Option<Target>) -> Opti
     match engines::build(engine, paths, target, &log, &stop::STOP) {
         Ok(None) => None,
         Ok(Some(e)) if e.success() => None,
+        Ok(Some(e)) if e.stopped => Some(format!(
+            "{}: building {what}: interrupted by {}",
+            engine.name(),
+            stop::signal_name()
+        )),
         Ok(Some(e)) => {
             eprint!("{}", log_tail(&log));
             Some(format!(

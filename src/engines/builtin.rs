@@ -36,6 +36,10 @@ impl Engine for Builtin {
         t.preset.is_some()
     }
 
+    fn takes_arguments(&self) -> bool {
+        false
+    }
+
     fn build(&self, _: &Paths, _: Option<Target>) -> Option<Command> {
         None
     }
@@ -60,12 +64,6 @@ impl Engine for Builtin {
     }
 
     fn launch(&self, job: &Job) -> Result<Launch> {
-        if !job.extra.is_empty() {
-            anyhow::bail!(
-                "the builtin engine takes no extra arguments ({})",
-                job.extra.join(" ")
-            );
-        }
         let preset = job
             .target
             .preset

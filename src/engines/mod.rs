@@ -181,7 +181,7 @@ pub enum Launch {
 
 /// A fuzzing engine: what it needs, how it is built and run, and where it
 /// leaves its crashes and the inputs it keeps.
-pub trait Engine: Sync {
+pub trait Engine {
     /// Its name on the command line and in the work dir.
     fn name(&self) -> &'static str;
     /// Ok when its tools are installed, else one line: what is missing and
@@ -190,6 +190,10 @@ pub trait Engine: Sync {
     /// Whether it can fuzz `t` (the built-in engine needs a policy).
     fn supports(&self, t: Target) -> bool {
         let _ = t;
+        true
+    }
+    /// Whether it takes more arguments ([`Job::extra`]).
+    fn takes_arguments(&self) -> bool {
         true
     }
     /// The command that builds the fuzz targets for it (`Some(t)`: only `t`),
