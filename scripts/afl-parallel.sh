@@ -11,7 +11,7 @@
 # the final corpus decisions; -S secondaries only do havoc/splice. More
 # secondaries: add `-S sec2`, `-S sec3`... one per core. A machine joins by
 # sharing (rsync) OUT/; -F DIR imports a foreign (other engine's) corpus such as
-# fuzz/continuous/corpus/TARGET (scripts/continuous.sh does that).
+# fuzz/continuous/corpus/TARGET (`splitfuzz continuous` does that).
 #   OUT = fuzz/afl-par/TARGET     seeds: corpus/TARGET
 # Crashes: OUT/main/crashes/id:* and OUT/sec1/crashes/id:* (AFL++ exits 0 even
 # after crashes: the script lists them and exits 1 when there are any).

@@ -8,7 +8,7 @@
 #    run: the ratio target/empty is the cost of the model relative to the
 #    engine's own overhead. EXEC_SECS (15) per run; every run starts from
 #    corpus/<target>/ (empty: one seed). The builtin engine has no empty target.
-#    libFuzzer runs with -fork=1 -ignore_crashes=1 (like continuous.sh) so that
+#    libFuzzer runs with -fork=1 -ignore_crashes=1 (like `splitfuzz continuous`) so that
 #    crashing targets keep running; AFL++ and honggfuzz restart the target after
 #    a crash by themselves.
 # 2. time to first finding for lazy_v1 and lazy_v3 per engine: wall-clock time

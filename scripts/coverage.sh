@@ -5,7 +5,7 @@
 #
 #   TARGET      lazy_v1 | lazy_v2 | lazy_v3 | lazy_fixed | deposit | decode
 #   CORPUS_DIR  default corpus/TARGET (e.g. fuzz/continuous/corpus/TARGET for the
-#               grown corpus of scripts/continuous.sh)
+#               grown corpus of `splitfuzz continuous`)
 # Runs `cargo +nightly fuzz coverage TARGET CORPUS` (coverage-instrumented build,
 # every input once, merged profile) and `llvm-cov show -format=html` into
 # fuzz/coverage/TARGET/html/index.html, plus a per-file summary on stdout.

@@ -4,7 +4,7 @@
 #
 #   scripts/cross-replay.sh FILE [TARGET]     (TARGET from the path if omitted)
 #
-# Uses what is already built (run scripts/continuous.sh or the builds below once):
+# Uses what is already built (run `splitfuzz continuous` or the builds below once):
 #   CLI        target/release/splitfuzz run --policy P FILE.bin
 #   replay     fuzz/target/release/T FILE            (cargo build --release --no-default-features)
 #   libfuzzer  fuzz/target/<triple>/release/T FILE   (cargo +nightly fuzz build -s none)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the external fuzzing engines used by scripts/fuzz.sh (idempotent).
+# Install the external fuzzing engines used by `splitfuzz engine` and
+# `splitfuzz continuous` (idempotent).
 #
 #   scripts/install-engines.sh            # everything: apt deps, cargo-fuzz, cargo-afl, honggfuzz
 #   scripts/install-engines.sh libfuzzer  # only what one engine needs (libfuzzer|afl|honggfuzz)

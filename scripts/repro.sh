@@ -6,10 +6,12 @@
 # The policy comes from the path (the deepest directory that names a target or
 # a policy), e.g.
 #   fuzz/artifacts/<target>/crash-*                 libFuzzer (cargo fuzz)
-#   fuzz/afl-out/<target>/default/crashes/id:*      AFL++ (scripts/fuzz.sh)
-#   fuzz/hfuzz_workspace/<target>/*.fuzz            honggfuzz
-#   fuzz/corpus/<target>/*, corpus/<target>/*       corpora
-#   crashes/<policy>/*.txt, fuzz/artifacts/builtin/<policy>/*.txt   builtin engine
+#   fuzz/hfuzz_workspace/<target>/*.fuzz            honggfuzz (cargo hfuzz run)
+#   WORK/libfuzzer/<target>/crash-*, WORK/afl/<target>/main/crashes/id:*,
+#   WORK/honggfuzz/<target>/*.fuzz, WORK/builtin/<target>/crashes/<policy>/*.bin,
+#   WORK/findings/<policy>/*.txt                    `splitfuzz engine` / `splitfuzz continuous`
+#   fuzz/corpus/<target>/*, corpus/<target>/*, WORK/corpus/<target>/*   corpora
+#   crashes/<policy>/*.txt                          curated findings
 # <target> is lazy_v1 lazy_v2 lazy_v3 lazy_fixed deposit decode; <policy> is lazy-v1 lazy-v2
 # lazy-v3 lazy-fixed deposit. POLICY=name overrides the detection; with neither,
 # the program's own `policy` line is used (else lazy-v3).
@@ -21,7 +23,7 @@
 # Exit status: 0 no violation, 1 violation (or round-trip failure), 2 error.
 set -uo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 FILE=$1; shift
 [ -f "$FILE" ] || { echo "repro.sh: no such file: $FILE" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,8 +50,9 @@ for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
   if [ -z "$ENGINE" ]; then
     case "${parts[i]}" in
       artifacts) ENGINE=libfuzzer ;;
-      afl-out) ENGINE=afl ;;
-      hfuzz_workspace) ENGINE=honggfuzz ;;
+      afl-out|afl) ENGINE=afl ;;
+      hfuzz_workspace|honggfuzz) ENGINE=honggfuzz ;;
+      libfuzzer) ENGINE=libfuzzer ;;
       corpus) ENGINE=corpus ;;
       crashes) ENGINE=builtin ;;
       builtin) ENGINE=builtin ;;
@@ -57,8 +60,8 @@ for ((i = ${#parts[@]} - 1; i >= 0; i--)); do
   fi
 done
 case "$ABS" in */default/crashes/*|*/default/queue/*|*/default/hangs/*) ENGINE=afl ;; esac
-# AFL++ -M/-S instances (scripts/afl-parallel.sh, scripts/continuous.sh) and
-# honggfuzz workspaces elsewhere (scripts/continuous.sh: fuzz/continuous/hfuzz/)
+# AFL++ -M/-S instances (scripts/afl-parallel.sh, splitfuzz engine/continuous) and
+# honggfuzz workspaces elsewhere (splitfuzz engine/continuous: WORK/honggfuzz/)
 case "$ABS" in */crashes/id:*|*/queue/id:*|*/hangs/id:*) ENGINE=afl ;; *.fuzz) ENGINE=honggfuzz ;; esac
 [ "$ENGINE" = libfuzzer ] && case "$ABS" in */artifacts/builtin/*) ENGINE=builtin ;; esac
 ENGINE=${ENGINE:-unknown}

@@ -18,6 +18,8 @@
 //! * [`csource`]: C reproducers.
 //! * [`diff`]: deposit vs lazy differential.
 //! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
+//! * [`engines`]: every engine behind one trait (the built-in one, libFuzzer,
+//!   AFL++, honggfuzz), the shared corpus, triage of crash files.
 
 // `x % n == 0` reads like the kernel code it mirrors (IS_ALIGNED).
 #![allow(clippy::manual_is_multiple_of)]
@@ -40,6 +42,7 @@ pub mod base;
 pub mod check;
 pub mod csource;
 pub mod diff;
+pub mod engines;
 pub mod fuzz;
 pub mod host;
 pub mod model;

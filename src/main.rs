@@ -79,6 +79,18 @@ enum Cmd {
     /// One self-contained page: coverage, findings and exec/s over time per policy, the
     /// policy x signature matrix, and the model coverage table by kernel function.
     Report(cli::report::ReportArgs),
+    /// One bounded run of one engine on one target, then its crash files, triaged.
+    ///
+    /// Builds the engine's fuzz targets, runs it for --time on the work dir's shared corpus of
+    /// TARGET, and replays every crash file it wrote to name its signature (a new one is
+    /// minimized into the work dir's findings/). Exit 1 when it wrote a crash file, 0 when
+    /// none, 2 on a usage or build error.
+    Engine(cli::engine::EngineArgs),
+    /// Rotate engines and targets in slices sharing one corpus per target; triage every crash.
+    ///
+    /// Minimizes the shared corpora every --cmin-every; SIGINT or SIGTERM ends it cleanly with
+    /// its summary table. Exit 1 when a crash was found, 0 when none, 2 on bad options.
+    Continuous(cli::continuous::ContinuousArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,6 +142,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Diff(a) => cli::diff::main(a),
         Cmd::Fuzz(a) => cli::fuzz::main(a),
         Cmd::Report(a) => cli::report::main(a),
+        Cmd::Engine(a) => cli::engine::main(a),
+        Cmd::Continuous(a) => cli::continuous::main(a),
     }
 }
 

@@ -2,30 +2,15 @@
 //! std::process::Command. Campaigns here are short (`--runs`, or a few seconds).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_splitfuzz");
+mod common;
+use common::{run_in as sf, text};
 
 /// A fresh temporary folder per test.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("splitfuzz-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn sf(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    common::fresh_dir("cli", name)
 }
 
 fn code(o: &Output) -> i32 {
@@ -342,13 +327,10 @@ fn non_terminal_gets_progress_lines_and_finding_lines() {
 }
 
 fn stopped_by(sig: nix::sys::signal::Signal, name: &str) {
-    use nix::sys::signal::kill;
-    use nix::unistd::Pid;
     let d = tmp(name);
-    let out = std::fs::File::create(d.join("stdout")).unwrap();
-    let err = std::fs::File::create(d.join("stderr")).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
+    let (status, stdout, stderr) = common::stop_after(
+        &d,
+        &[
             "fuzz",
             "--policy",
             "lazy-v1,lazy-v3",
@@ -362,28 +344,10 @@ fn stopped_by(sig: nix::sys::signal::Signal, name: &str) {
             "corpus",
             "--out",
             "run",
-        ])
-        .current_dir(&d)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "did not stop after {name}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(d.join("stdout")).unwrap();
-    let stderr = std::fs::read_to_string(d.join("stderr")).unwrap();
+        ],
+        Duration::from_millis(2500),
+        sig,
+    );
     assert_eq!(status.code(), Some(1), "usual status (findings): {stderr}");
     assert!(
         stderr.contains("] lazy-v1: "),

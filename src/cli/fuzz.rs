@@ -3,7 +3,7 @@
 //! run.json, report.html).
 
 use super::args::{jobs, make_policy, note_harm_site_overrides, parse_duration, writable_dir};
-use super::{args, say_text, status};
+use super::{args, say_text, status, stop};
 use anyhow::{bail, Context, Result};
 use splitfuzz::fuzz::engine::{self, FuzzOptions, Progress};
 use splitfuzz::fuzz::report::{self, CampaignFile, RunFile};
@@ -12,7 +12,6 @@ use splitfuzz::{Geometry, Policy};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -90,7 +89,7 @@ struct Plan {
 /// write error) on bad options or a write error.
 pub fn main(a: FuzzArgs) -> Result<ExitCode> {
     let plan = prepare(&a)?;
-    install_stop_handler()?;
+    stop::install()?;
     let mut run = run_file(&a, &plan);
     if !a.quiet {
         banner(&a, &plan);
@@ -213,7 +212,7 @@ fn campaigns(a: &FuzzArgs, plan: &Plan, run: &mut RunFile) -> Result<(bool, Vec<
     let mut any = false;
     let mut errors = Vec::new();
     for (i, pol) in policies.iter().enumerate() {
-        if STOP.load(Ordering::SeqCst) {
+        if stop::stopped() {
             run.skipped.push(pol.label());
             continue;
         }
@@ -230,7 +229,7 @@ fn campaigns(a: &FuzzArgs, plan: &Plan, run: &mut RunFile) -> Result<(bool, Vec<
             known_dir: Some(a.known.clone()),
             corpus_dir: a.corpus.clone(),
             progress: plan.progress,
-            stop: Some(&STOP),
+            stop: Some(&stop::STOP),
             stats_csv: Some(plan.stats_csv.clone()),
             stats_every: plan.stats_every,
             ..FuzzOptions::new(pol.clone(), plan.geometry)
@@ -254,14 +253,11 @@ fn campaigns(a: &FuzzArgs, plan: &Plan, run: &mut RunFile) -> Result<(bool, Vec<
 
 /// Say how a stopped run ended; write run.json and report.html.
 fn finish(plan: &Plan, run: &mut RunFile) -> Result<()> {
-    if run.interrupted || STOP.load(Ordering::SeqCst) {
+    if run.interrupted || stop::stopped() {
         run.interrupted = true;
-        let sig = match SIGNAL.load(Ordering::SeqCst) {
-            s if s == nix::libc::SIGTERM => "SIGTERM",
-            _ => "SIGINT",
-        };
         say!(
-            "\ninterrupted by {sig}{}",
+            "\ninterrupted by {}{}",
+            stop::signal_name(),
             if run.skipped.is_empty() {
                 String::new()
             } else {
@@ -275,31 +271,6 @@ fn finish(plan: &Plan, run: &mut RunFile) -> Result<()> {
         "run directory: {} (stats.csv, run.json, report.html)",
         plan.run_dir.display()
     );
-    Ok(())
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_stop_signal(sig: nix::libc::c_int) {
-    // Async-signal-safe: two atomic stores. SA_RESETHAND makes a second signal
-    // kill the process the default way.
-    SIGNAL.store(sig, Ordering::SeqCst);
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM end the run cleanly (see `on_stop_signal`).
-fn install_stop_handler() -> Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let sa = SigAction::new(
-        SigHandler::Handler(on_stop_signal),
-        SaFlags::SA_RESETHAND | SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to atomics.
-        unsafe { sigaction(s, &sa) }.with_context(|| format!("cannot handle {s}"))?;
-    }
     Ok(())
 }
 

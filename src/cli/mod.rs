@@ -16,8 +16,11 @@
 //! | `diff` | diff.rs |
 //! | `fuzz` | fuzz.rs |
 //! | `report` | report.rs |
+//! | `engine` | engine.rs |
+//! | `continuous` | continuous.rs |
 //!
-//! The arguments they share, and their checks, are in args.rs. Reports go to
+//! The arguments they share, and their checks, are in args.rs; SIGINT and
+//! SIGTERM handling of the long ones in stop.rs. Reports go to
 //! stdout with `splitfuzz::say!` (or [`say_text`]), warnings to stderr with
 //! [`warn`], and an `Err` is one line on stderr and exit 2 (src/main.rs).
 
@@ -25,8 +28,10 @@ pub mod args;
 pub mod check;
 pub mod cmin;
 pub mod codec;
+pub mod continuous;
 pub mod diff;
 pub mod emit_c;
+pub mod engine;
 pub mod fuzz;
 pub mod minimize;
 pub mod policies;
@@ -34,6 +39,7 @@ pub mod real;
 pub mod report;
 pub mod repro;
 pub mod run;
+pub mod stop;
 pub mod vm;
 pub mod vm_check;
 pub mod vm_run;

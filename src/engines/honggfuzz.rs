@@ -1,0 +1,62 @@
+//! honggfuzz through honggfuzz-rs: the targets are built with `cargo hfuzz
+//! build` (the `honggfuzz` feature) into fuzz/hfuzz_target, which also holds
+//! the honggfuzz binary; it runs persistent (-P) on the shared corpus, which
+//! it adds to itself, and saves every crash (--save_all) in its workspace.
+
+use super::{host_triple, needs, tool, Engine, Job, Launch, Paths, Target};
+use anyhow::Result;
+use std::process::Command;
+
+pub struct Honggfuzz;
+
+impl Engine for Honggfuzz {
+    fn name(&self) -> &'static str {
+        "honggfuzz"
+    }
+
+    fn installed(&self) -> Result<(), String> {
+        needs("cargo-hfuzz", self.name())
+    }
+
+    /// Every target (cargo hfuzz builds the crate's binaries).
+    fn build(&self, _: &Paths, _: Option<Target>) -> Option<Command> {
+        let mut c = tool("cargo");
+        c.args(["hfuzz", "build"]).env(
+            "HFUZZ_BUILD_ARGS",
+            "--no-default-features --features honggfuzz",
+        );
+        Some(c)
+    }
+
+    fn launch(&self, job: &Job) -> Result<Launch> {
+        let dir = job.paths.fuzz_crate().join("hfuzz_target");
+        let bin = dir
+            .join(host_triple()?)
+            .join("release")
+            .join(job.target.name);
+        let mut c = tool(dir.join("honggfuzz"));
+        c.arg("-W")
+            .arg(job.dir(self.name()))
+            .arg("-f")
+            .arg(job.corpus())
+            .args(["-P", "-n", "1", "--save_all", "--run_time"])
+            .arg(job.secs().to_string())
+            .args(job.extra)
+            .arg("--")
+            .arg(bin);
+        Ok(Launch::Process(c))
+    }
+
+    fn is_crash(&self, name: &str) -> bool {
+        name.ends_with(".fuzz")
+    }
+
+    /// The last `iterations:N` of its summary.
+    fn execs(&self, _: &Job, log: &str) -> Option<u64> {
+        let at = log.rfind("iterations:")? + "iterations:".len();
+        let n = &log[at..];
+        n[..n.find(|c: char| !c.is_ascii_digit()).unwrap_or(n.len())]
+            .parse()
+            .ok()
+    }
+}
