@@ -54,6 +54,11 @@ pub struct KernelRun<'a> {
     /// teardown).
     pub log: &'a [(Option<usize>, String)],
     pub complaint: &'a dyn Fn(&str) -> bool,
+    /// For a hung op: how many page faults its processes completed in a
+    /// moment of the hang. A fault retrying VM_FAULT_OOM completes none
+    /// (mm/memory.c mm_account_fault() does not count VM_FAULT_ERROR); a
+    /// fault that returns success and refaults completes many.
+    pub fault_growth: Option<u64>,
 }
 
 /// The first op an op-scoped plan of `p` fails allocations in.
@@ -138,10 +143,13 @@ pub fn judge(p: &Program, reference: &Transcript, k: &KernelRun) -> Contract {
             };
         }
         let op = &p.ops[h].op;
+        // The kernel's own words for the OOM retry are rate-limited, so a
+        // fault that completes no fault while it hangs counts too.
         let oom_retry = contract::is_fault(op)
-            && k.log.iter().any(|(o, l)| {
-                *o == Some(h) && contract::OOM_RETRY_LOG.iter().any(|w| l.contains(w))
-            });
+            && (k.fault_growth == Some(0)
+                || k.log.iter().any(|(o, l)| {
+                    *o == Some(h) && contract::OOM_RETRY_LOG.iter().any(|w| l.contains(w))
+                }));
         if !oom_retry {
             return Contract::Broken {
                 breach: if stuck {
@@ -169,6 +177,29 @@ pub fn judge(p: &Program, reference: &Transcript, k: &KernelRun) -> Contract {
         return Contract::Held;
     }
     judge_op(p, reference, k.t, i)
+}
+
+/// A run with no failure: where it first differs from the reference by what
+/// processes see (an op that hung or a kernel that went down differs), if
+/// anywhere. `vm check` judges only programs whose plain run agrees.
+pub fn plain_difference(
+    p: &Program,
+    reference: &Transcript,
+    k: &KernelRun,
+) -> Option<(usize, String)> {
+    if let Some((o, l)) = k.log.iter().find(|(_, l)| (k.complaint)(l)) {
+        return Some((o.unwrap_or(0), format!("kernel complaint: {}", l.trim())));
+    }
+    if let Some((h, _)) = k.hung {
+        return Some((
+            h,
+            format!("`{}` did not return within the bound", p.op_text(h)),
+        ));
+    }
+    if let Some(c) = k.crashed {
+        return Some((c, "the kernel went down".into()));
+    }
+    (0..p.ops.len()).find_map(|j| differs(reference, k.t, j).map(|d| (j, d)))
 }
 
 /// The contract of op `i`, which ran with its allocations failing.
@@ -423,6 +454,7 @@ mod tests {
             crashed: None,
             log: &[],
             complaint: &|l| l.contains("BUG"),
+            fault_growth: None,
         }
     }
 
@@ -501,8 +533,18 @@ mod tests {
             ..kernel(&hang, Some((1, false)))
         };
         assert_eq!(judge(&p, &reference, &k), Contract::Held);
-        // The same hang without the OOM retry is a (killable) loop.
-        match judge(&p, &reference, &kernel(&hang, Some((1, false)))) {
+        // No log line (rate-limited), but no fault completed: the OOM retry.
+        let quiet = KernelRun {
+            fault_growth: Some(0),
+            ..kernel(&hang, Some((1, false)))
+        };
+        assert_eq!(judge(&p, &reference, &quiet), Contract::Held);
+        // The same hang with faults completing and no OOM line is a loop.
+        let spinning = KernelRun {
+            fault_growth: Some(5000),
+            ..kernel(&hang, Some((1, false)))
+        };
+        match judge(&p, &reference, &spinning) {
             Contract::Broken { breach, .. } => assert_eq!(breach, Breach::Killable),
             c => panic!("{c:?}"),
         }

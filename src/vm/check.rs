@@ -92,8 +92,19 @@ pub fn reference(p: &Program, linux: (u32, u32)) -> Transcript {
 /// Judge one variant's guest run.
 pub fn judge(p: &Program, g: &GuestRun) -> Contract {
     let r = reference(p, g.linux);
+    with_kernel_run(g, |k| contract::judge(p, &r, k))
+}
+
+/// Where a plain run (no failure) first differs from the deposit model, if
+/// anywhere: such a program is not judged by the contract.
+pub fn plain_difference(p: &Program, g: &GuestRun) -> Option<(usize, String)> {
+    let r = reference(p, g.linux);
+    with_kernel_run(g, |k| contract::plain_difference(p, &r, k))
+}
+
+fn with_kernel_run<T>(g: &GuestRun, f: impl FnOnce(&KernelRun) -> T) -> T {
     let complaint = |l: &str| is_complaint(l);
-    let k = KernelRun {
+    f(&KernelRun {
         t: &g.hr.t,
         hung: match g.end {
             End::Hung(i) => Some((i, g.stuck)),
@@ -105,8 +116,8 @@ pub fn judge(p: &Program, g: &GuestRun) -> Contract {
         },
         log: &g.log,
         complaint: &complaint,
-    };
-    contract::judge(p, &r, &k)
+        fault_growth: g.fault_growth,
+    })
 }
 
 /// One kind of breach: the breach and the kind of op, with the first

@@ -23,6 +23,8 @@ pub struct GuestRun {
     pub last_op: Option<usize>,
     /// After a hang: a task of the program survived SIGKILL.
     pub stuck: bool,
+    /// After a hang: page faults its processes completed in a moment of it.
+    pub fault_growth: Option<u64>,
     /// The guest kernel's version (from its `ready` line).
     pub linux: (u32, u32),
 }
@@ -35,6 +37,7 @@ impl GuestRun {
             log: Vec::new(),
             last_op: None,
             stuck: false,
+            fault_growth: None,
             linux: crate::model::mm::LINUX_DEFAULT,
         }
     }
@@ -54,6 +57,7 @@ impl GuestRun {
             Msg::Memcg { i, events } if ok(*i) => self.hr.memcg_events[*i] = Some(events.clone()),
             Msg::Khugepaged(b) => self.hr.khugepaged = *b,
             Msg::Stuck(b) => self.stuck = *b,
+            Msg::Faults(n) => self.fault_growth = Some(*n),
             Msg::Obs(l) if *cur < n => self.hr.t.obs[*cur].push(l.clone()),
             _ => {}
         }

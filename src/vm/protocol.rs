@@ -19,6 +19,7 @@
 //! memcg I EVENTS        (memcg trigger: memory.events after limited op I)
 //! mm ...                (observation lines after op I, one per live mm)
 //! kh 0|1                (khugepaged collapsed something during the program)
+//! faults N              (after a hang: page faults completed in 300 ms of it)
 //! stuck 0|1             (after a hang: 1 if a task survived SIGKILL; then reboot)
 //! end K ok | end K hung I | end K unsupported I WHY | end K broken I WHY
 //! exec PATH | out LINE | err LINE | exit PATH CODE|killed|spawn-error WHY
@@ -90,6 +91,9 @@ pub enum Msg {
     /// An observation line (`mm ...`) of the op last reported.
     Obs(String),
     Khugepaged(bool),
+    /// After a hang: page faults the program's processes completed in a
+    /// moment of it (min_flt + maj_flt of /proc/PID/stat).
+    Faults(u64),
     Stuck(bool),
     End {
         k: usize,
@@ -121,6 +125,7 @@ impl fmt::Display for Msg {
             Msg::Memcg { i, events } => write!(f, "memcg {i} {events}"),
             Msg::Obs(l) => f.write_str(l),
             Msg::Khugepaged(b) => write!(f, "kh {}", *b as u8),
+            Msg::Faults(n) => write!(f, "faults {n}"),
             Msg::Stuck(b) => write!(f, "stuck {}", *b as u8),
             Msg::End { k, end } => match end {
                 End::Ok => write!(f, "end {k} ok"),
@@ -216,6 +221,7 @@ impl Msg {
             "mm" => Some(Msg::Obs(line.to_string())),
             "kh" => Some(Msg::Khugepaged(rest == "1")),
             "stuck" => Some(Msg::Stuck(rest == "1")),
+            "faults" => rest.parse().ok().map(Msg::Faults),
             "exec" => Some(Msg::Exec(rest.to_string())),
             "out" => Some(Msg::Out(rest.to_string())),
             "err" => Some(Msg::Err(rest.to_string())),
@@ -378,6 +384,7 @@ mod tests {
             },
             Msg::Obs("mm 0 pte 1 anon 512 thp 1 vmas 0-2M:rw+h pages H512 data w1*512".into()),
             Msg::Khugepaged(true),
+            Msg::Faults(1234),
             Msg::Stuck(false),
             Msg::End { k: 3, end: End::Ok },
             Msg::End {
