@@ -85,15 +85,19 @@ pub fn run(o: &VmOptions, r: &CheckRequest) -> Result<ExitCode> {
     // has no starting point there (a model gap, or a kernel bug without any
     // failure); reported, not judged.
     let mut plain_diffs: Vec<(String, usize, String)> = Vec::new();
-    let mut boots = run_batch(o, &jobs, &mut |i, j| match check::plain_difference(
-        &jobs[i].prog,
-        &j.run,
-    ) {
-        None => calls[i] = check::calls_per_op(&j.run.hr.t),
-        Some((op, d)) => plain_diffs.push((jobs[i].name.clone(), op, d)),
+    let mut boots = run_batch(o, &jobs, &mut |i, j| {
+        let name = jobs[i].name.clone();
+        if let splitfuzz::verdict::Verdict::Unsupported { op, why } = &j.verdict {
+            plain_diffs.push((name, op.unwrap_or(0), format!("cannot run here: {why}")));
+            return;
+        }
+        match check::plain_difference(&jobs[i].prog, &j.run) {
+            None => calls[i] = check::calls_per_op(&j.run.hr.t),
+            Some((op, d)) => plain_diffs.push((name, op, d)),
+        }
     })?;
     say!(
-        "vm check: {} programs ({} files) run without failures in {:.1}s; {} differ from deposit with no failure (not judged)",
+        "vm check: {} programs ({} files) run without failures in {:.1}s; {} not judged (they cannot run here, or differ from deposit with no failure)",
         progs.len(),
         files.len(),
         t0.elapsed().as_secs_f64(),
