@@ -97,213 +97,279 @@ impl Reference {
     /// The op's effect on success.
     pub fn expected(&self, line: &OpLine, op_index: usize, geom: Geometry) -> Expected {
         let (lo, hi) = op_pages(&line.op, geom);
-        let len = hi - lo;
         let mut s = self.clone();
-        let mut alt = None;
         let mm = line.mm;
         let Some(Some(pages)) = s.mms.get_mut(mm) else {
-            return Expected { success: s, alt };
+            return Expected {
+                success: s,
+                alt: None,
+            };
         };
-        match &line.op {
-            Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| {
-                *p = RefPage {
-                    mapped: true,
-                    write: true,
-                    ..RefPage::default()
-                }
-            }),
-            Op::Munmap { .. } => pages[lo..hi]
+        let op = &line.op;
+        // The pages of `mm` in the other acceptable end state, if any.
+        let alt_pages = match op {
+            Op::Mmap { .. } | Op::Munmap { .. } | Op::Mprotect { .. } | Op::Mremap { .. } => {
+                mapping(pages, op, lo, hi, geom)
+            }
+            Op::Madvise { advice, .. } => madvise(pages, *advice, lo, hi),
+            Op::Touch { .. } | Op::Pin { .. } | Op::Mlock { .. } => {
+                fault(pages, op, lo, hi, op_index);
+                None
+            }
+            Op::Fork | Op::Exit => {
+                process(&mut s, mm, op);
+                None
+            }
+            Op::UffdWp { .. }
+            | Op::UffdUnregister { .. }
+            | Op::UffdMove { .. }
+            | Op::PagemapScan { .. } => {
+                uffd(pages, op, lo, hi, geom);
+                None
+            }
+            Op::Unpin { .. }
+            | Op::Reclaim { .. }
+            | Op::Migrate { .. }
+            | Op::UffdRegister { .. }
+            | Op::Munlock { .. }
+            | Op::Mbind { .. }
+            | Op::DropCaches => None,
+        };
+        let alt = alt_pages.map(|a| {
+            let mut r = self.clone();
+            r.mms[mm] = Some(a);
+            r
+        });
+        Expected { success: s, alt }
+    }
+}
+
+/// mmap, munmap, mprotect, mremap on the pages `lo..hi` of one process.
+/// Returns the pages of the other acceptable end state (mremap's failure).
+fn mapping(
+    pages: &mut [RefPage],
+    op: &Op,
+    lo: usize,
+    hi: usize,
+    geom: Geometry,
+) -> Option<Vec<RefPage>> {
+    match op {
+        Op::Mmap { .. } => pages[lo..hi].iter_mut().for_each(|p| {
+            *p = RefPage {
+                mapped: true,
+                write: true,
+                ..RefPage::default()
+            }
+        }),
+        Op::Munmap { .. } => pages[lo..hi]
+            .iter_mut()
+            .for_each(|p| *p = RefPage::default()),
+        Op::Mprotect { write, .. } => {
+            // With a hole the call fails (-ENOMEM) after changing the VMAs
+            // before it: each mapped page may then be old or new.
+            pages[lo..hi]
                 .iter_mut()
-                .for_each(|p| *p = RefPage::default()),
-            Op::Mprotect { write, .. } => {
-                // With a hole the call fails (-ENOMEM) after changing the VMAs
-                // before it: each mapped page may then be old or new.
-                pages[lo..hi]
-                    .iter_mut()
-                    .filter(|p| p.mapped)
-                    .for_each(|p| p.write = *write);
+                .filter(|p| p.mapped)
+                .for_each(|p| p.write = *write);
+        }
+        Op::Mremap { new, .. } => return mremap(pages, lo, geom.page_of(*new, false), hi - lo),
+        _ => unreachable!("not a mapping op: {op:?}"),
+    }
+    None
+}
+
+/// mremap of `len` pages from `old` to `new`; returns the failure's pages.
+fn mremap(pages: &mut [RefPage], old: usize, new: usize, len: usize) -> Option<Vec<RefPage>> {
+    // remap_move(): each VMA piece of the source moves to the same
+    // offset at `new`; gaps stay gaps (their destination untouched).
+    let overlap = old < new + len && new < old + len;
+    if overlap || len == 0 || !pages[old].mapped {
+        return None;
+    }
+    // Failure: a piece's destination is unmapped and its source
+    // kept; entries moved and moved back lose their uffd-wp bit
+    // (no UFFD_FEATURE_EVENT_REMAP).
+    let mut a = pages.to_vec();
+    for i in 0..len {
+        if pages[old + i].mapped {
+            a[new + i] = RefPage::default();
+            if a[old + i].wp == 1 {
+                a[old + i].wp = 2;
             }
-            Op::Touch { write: true, .. } => {
-                // A write lands: a uffd-wp protected page is resolved first (by
-                // the handler, or by the kernel with WP_ASYNC).
-                for (i, p) in pages[lo..hi].iter_mut().enumerate() {
-                    if p.mapped && p.write && !p.guard {
-                        *p = RefPage {
-                            val: tag(op_index, lo + i),
-                            maybe_zero: false,
-                            any_val: false,
-                            wp: 0,
-                            ..*p
-                        }
-                    }
+            pages[new + i] = RefPage {
+                wp: 0,
+                ..pages[old + i]
+            };
+            pages[old + i] = RefPage::default();
+        }
+    }
+    Some(a)
+}
+
+/// madvise(`advice`) on the pages `lo..hi` of one process. Returns the pages
+/// of the other acceptable end state (MADV_GUARD_INSTALL's failure).
+fn madvise(pages: &mut [RefPage], advice: Advice, lo: usize, hi: usize) -> Option<Vec<RefPage>> {
+    match advice {
+        Advice::Dontneed => {
+            for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                p.val = 0;
+                p.maybe_zero = false;
+                p.any_val = false;
+                p.wp = 0;
+            }
+        }
+        Advice::Free => {
+            for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                // A discarded lazyfree page (or a freed swap entry) reads zero
+                // and loses its uffd-wp bit with its entry.
+                if p.val != 0 {
+                    p.maybe_zero = true;
+                } else if p.wp == 1 {
+                    p.wp = 2;
                 }
             }
-            Op::Pin { .. } | Op::Mlock { .. } => {
-                // GUP with FOLL_WRITE on a writable VMA (pin, and mlock's
-                // populate): a write fault that stores what is there, so a
-                // uffd-wp protected page is resolved.
-                for p in pages[lo..hi]
-                    .iter_mut()
-                    .filter(|p| p.mapped && p.write && !p.guard)
-                {
-                    p.wp = 0;
-                }
-            }
-            Op::Madvise {
-                advice: Advice::Dontneed,
-                ..
-            } => {
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
-                    p.val = 0;
-                    p.maybe_zero = false;
-                    p.any_val = false;
-                    p.wp = 0;
-                }
-            }
-            Op::Madvise {
-                advice: Advice::Free,
-                ..
-            } => {
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
-                    // A discarded lazyfree page (or a freed swap entry) reads zero
-                    // and loses its uffd-wp bit with its entry.
-                    if p.val != 0 {
-                        p.maybe_zero = true;
-                    } else if p.wp == 1 {
-                        p.wp = 2;
-                    }
-                }
-            }
-            Op::Madvise {
-                advice: Advice::GuardInstall,
-                ..
-            } => {
-                // Success: every page a guard marker. A failure (-ENOMEM from the
-                // walk's table allocation) may leave pages zapped but not yet
-                // guarded: that is `alt`.
-                let mut a = pages.clone();
-                for (p, q) in pages[lo..hi].iter_mut().zip(a[lo..hi].iter_mut()) {
-                    if p.mapped {
-                        *p = RefPage {
+        }
+        Advice::GuardInstall => {
+            // Success: every page a guard marker. A failure (-ENOMEM from the
+            // walk's table allocation) may leave pages zapped but not yet
+            // guarded: that is the alternative.
+            let mut a = pages.to_vec();
+            for (p, q) in pages[lo..hi].iter_mut().zip(a[lo..hi].iter_mut()) {
+                if p.mapped {
+                    *p = RefPage {
+                        mapped: true,
+                        write: p.write,
+                        guard: true,
+                        ..RefPage::default()
+                    };
+                    if !q.guard {
+                        *q = RefPage {
                             mapped: true,
-                            write: p.write,
-                            guard: true,
+                            write: q.write,
                             ..RefPage::default()
                         };
-                        if !q.guard {
-                            *q = RefPage {
-                                mapped: true,
-                                write: q.write,
-                                ..RefPage::default()
-                            };
-                        }
-                    }
-                }
-                let mut r = self.clone();
-                r.mms[mm] = Some(a);
-                alt = Some(r);
-            }
-            Op::Madvise {
-                advice: Advice::GuardRemove,
-                ..
-            } => {
-                for p in pages[lo..hi].iter_mut().filter(|p| p.guard) {
-                    p.guard = false;
-                    p.val = 0;
-                }
-            }
-            Op::UffdUnregister { .. } => {
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
-                    p.wp = 0;
-                }
-            }
-            Op::UffdMove { dst, .. } => {
-                // Each page moves; the source reads zero (an empty entry). A
-                // short move leaves each page old or new.
-                let d = geom.page_of(*dst, false);
-                let src: Vec<RefPage> = pages[lo..hi].to_vec();
-                for (i, sp) in src.iter().enumerate() {
-                    if sp.mapped && d + i < pages.len() && pages[d + i].mapped {
-                        pages[d + i] = RefPage {
-                            wp: 0,
-                            write: pages[d + i].write,
-                            ..*sp
-                        };
-                    }
-                }
-                for (i, p) in pages[lo..hi].iter_mut().enumerate() {
-                    if p.mapped && !(lo + i >= d && lo + i < d + len) {
-                        p.val = 0;
-                        p.maybe_zero = false;
-                        p.any_val = false;
-                        p.wp = 0;
                     }
                 }
             }
-            Op::PagemapScan { .. } => {
-                // Every page ends write-protected (a none PTE gets a marker,
-                // which the model's observation cannot see: "either").
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
-                    p.wp = if p.val != 0 && !p.maybe_zero { 1 } else { 2 };
+            return Some(a);
+        }
+        Advice::GuardRemove => {
+            for p in pages[lo..hi].iter_mut().filter(|p| p.guard) {
+                p.guard = false;
+                p.val = 0;
+            }
+        }
+        Advice::Cold | Advice::Pageout | Advice::Collapse => {}
+    }
+    None
+}
+
+/// Faults on the pages `lo..hi` of one process: touch, and GUP (pin, mlock).
+fn fault(pages: &mut [RefPage], op: &Op, lo: usize, hi: usize, op_index: usize) {
+    match op {
+        Op::Touch { write: true, .. } => {
+            // A write lands: a uffd-wp protected page is resolved first (by
+            // the handler, or by the kernel with WP_ASYNC).
+            for (i, p) in pages[lo..hi].iter_mut().enumerate() {
+                if p.mapped && p.write && !p.guard {
+                    *p = RefPage {
+                        val: tag(op_index, lo + i),
+                        maybe_zero: false,
+                        any_val: false,
+                        wp: 0,
+                        ..*p
+                    }
                 }
             }
-            Op::Fork => {
+        }
+        Op::Touch { write: false, .. } => {}
+        Op::Pin { .. } | Op::Mlock { .. } => {
+            // GUP with FOLL_WRITE on a writable VMA (pin, and mlock's
+            // populate): a write fault that stores what is there, so a
+            // uffd-wp protected page is resolved.
+            for p in pages[lo..hi]
+                .iter_mut()
+                .filter(|p| p.mapped && p.write && !p.guard)
+            {
+                p.wp = 0;
+            }
+        }
+        _ => unreachable!("not a fault: {op:?}"),
+    }
+}
+
+/// fork and exit of the live process `mm`: one more process (within
+/// `MAX_MMS`), or one less.
+fn process(s: &mut Reference, mm: usize, op: &Op) {
+    match op {
+        Op::Fork => {
+            if let Some(pages) = &s.mms[mm] {
                 let mut copy = pages.clone();
                 copy.iter_mut().for_each(|p| p.wp = 0);
                 if s.mms.len() < crate::prog::MAX_MMS {
                     s.mms.push(Some(copy));
                 }
             }
-            Op::Mremap { new, .. } => {
-                let (old, new) = (lo, geom.page_of(*new, false));
-                // remap_move(): each VMA piece of the source moves to the same
-                // offset at `new`; gaps stay gaps (their destination untouched).
-                if !(old < new + len && new < old + len) && len > 0 && pages[old].mapped {
-                    // Failure: a piece's destination is unmapped and its source
-                    // kept; entries moved and moved back lose their uffd-wp bit
-                    // (no UFFD_FEATURE_EVENT_REMAP).
-                    let mut a = pages.clone();
-                    for i in 0..len {
-                        if pages[old + i].mapped {
-                            a[new + i] = RefPage::default();
-                            if a[old + i].wp == 1 {
-                                a[old + i].wp = 2;
-                            }
-                            pages[new + i] = RefPage {
-                                wp: 0,
-                                ..pages[old + i]
-                            };
-                            pages[old + i] = RefPage::default();
-                        }
-                    }
-                    let mut r = self.clone();
-                    r.mms[mm] = Some(a);
-                    alt = Some(r);
-                }
-            }
-            Op::Exit => s.mms[mm] = None,
-            Op::UffdWp { on, .. } => {
-                // Holes are passed over; a VMA not registered stops the call
-                // with -ENOENT (each page then old or new).
-                for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
-                    p.wp = match (on, p.val != 0 && !p.maybe_zero) {
-                        (false, _) => 0,
-                        (true, true) => 1,
-                        (true, false) => 2,
-                    };
-                }
-            }
-            Op::Touch { write: false, .. }
-            | Op::Madvise { .. }
-            | Op::Unpin { .. }
-            | Op::Reclaim { .. }
-            | Op::Migrate { .. }
-            | Op::UffdRegister { .. }
-            | Op::Munlock { .. }
-            | Op::Mbind { .. }
-            | Op::DropCaches => {}
         }
-        Expected { success: s, alt }
+        Op::Exit => s.mms[mm] = None,
+        _ => unreachable!("not fork or exit: {op:?}"),
+    }
+}
+
+/// userfaultfd ops on the pages `lo..hi` of one process (UFFDIO_WRITEPROTECT,
+/// unregister, UFFDIO_MOVE), and PAGEMAP_SCAN's write-protect.
+fn uffd(pages: &mut [RefPage], op: &Op, lo: usize, hi: usize, geom: Geometry) {
+    match op {
+        Op::UffdWp { on, .. } => {
+            // Holes are passed over; a VMA not registered stops the call
+            // with -ENOENT (each page then old or new).
+            for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                p.wp = match (on, p.val != 0 && !p.maybe_zero) {
+                    (false, _) => 0,
+                    (true, true) => 1,
+                    (true, false) => 2,
+                };
+            }
+        }
+        Op::UffdUnregister { .. } => {
+            for p in pages[lo..hi].iter_mut().filter(|p| p.mapped) {
+                p.wp = 0;
+            }
+        }
+        Op::UffdMove { dst, .. } => uffd_move(pages, lo, hi, geom.page_of(*dst, false)),
+        Op::PagemapScan { .. } => {
+            // Every page ends write-protected (a none PTE gets a marker,
+            // which the model's observation cannot see: "either").
+            for p in pages[lo..hi].iter_mut().filter(|p| p.mapped && !p.guard) {
+                p.wp = if p.val != 0 && !p.maybe_zero { 1 } else { 2 };
+            }
+        }
+        _ => unreachable!("not a uffd op: {op:?}"),
+    }
+}
+
+/// UFFDIO_MOVE of the pages `lo..hi` to the pages from `d` on.
+fn uffd_move(pages: &mut [RefPage], lo: usize, hi: usize, d: usize) {
+    let len = hi - lo;
+    // Each page moves; the source reads zero (an empty entry). A
+    // short move leaves each page old or new.
+    let src: Vec<RefPage> = pages[lo..hi].to_vec();
+    for (i, sp) in src.iter().enumerate() {
+        if sp.mapped && d + i < pages.len() && pages[d + i].mapped {
+            pages[d + i] = RefPage {
+                wp: 0,
+                write: pages[d + i].write,
+                ..*sp
+            };
+        }
+    }
+    for (i, p) in pages[lo..hi].iter_mut().enumerate() {
+        if p.mapped && !(lo + i >= d && lo + i < d + len) {
+            p.val = 0;
+            p.maybe_zero = false;
+            p.any_val = false;
+            p.wp = 0;
+        }
     }
 }
 

@@ -306,20 +306,19 @@ pub fn comparisons(run: &RunFile) -> Vec<String> {
 pub fn html(run: &RunFile, rows: &[StatsRow]) -> Result<String> {
     let mut h = String::new();
     let policies: Vec<String> = run.campaigns.iter().map(|c| c.policy.clone()).collect();
-    let series = |f: &dyn Fn(&StatsRow) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
-        policies
-            .iter()
-            .map(|p| {
-                (
-                    p.clone(),
-                    rows.iter()
-                        .filter(|r| &r.policy == p)
-                        .map(|r| (r.time, f(r)))
-                        .collect(),
-                )
-            })
-            .collect()
-    };
+    head(&mut h, run);
+    policies_table(&mut h, run);
+    charts(&mut h, &policies, rows)?;
+    matrix_table(&mut h, run, &policies);
+    findings(&mut h, run);
+    coverage_by_function(&mut h, run, &policies);
+    coverage_by_branch(&mut h, run, &policies);
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// The page's head (style sheet), title and the run's command and options.
+fn head(h: &mut String, run: &RunFile) {
     let _ = write!(
         h,
         r#"<!DOCTYPE html>
@@ -364,8 +363,10 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
             String::new()
         }
     );
+}
 
-    // Totals.
+/// Each policy's totals.
+fn policies_table(h: &mut String, run: &RunFile) {
     h.push_str("<h2>Policies</h2>\n<table><tr><th>policy</th><th>execs</th><th>seconds</th><th>exec/s</th><th>corpus</th><th>coverage features</th><th>model branches reached</th><th>findings</th></tr>\n");
     for c in &run.campaigns {
         let _ = writeln!(
@@ -383,33 +384,60 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         );
     }
     h.push_str("</table>\n");
+}
 
-    // Plots.
+/// One series per policy of `f` over the stats rows' time.
+fn series(
+    policies: &[String],
+    rows: &[StatsRow],
+    f: fn(&StatsRow) -> f64,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    policies
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                rows.iter()
+                    .filter(|r| &r.policy == p)
+                    .map(|r| (r.time, f(r)))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A chart over time: its title, the y axis, the value plotted.
+type Chart = (&'static str, &'static str, fn(&StatsRow) -> f64);
+
+/// The charts over time: coverage, branches, findings, exec/s.
+fn charts(h: &mut String, policies: &[String], rows: &[StatsRow]) -> Result<()> {
+    let charts: [Chart; 4] = [
+        ("Coverage features", "features", |r| r.coverage as f64),
+        ("Model branches reached", "branches", |r| r.branches as f64),
+        ("Findings (distinct signatures)", "findings", |r| {
+            r.findings as f64
+        }),
+        ("Executions per second", "exec/s", |r| r.exec_per_sec),
+    ];
     h.push_str("<h2 id=plots>Over time</h2>\n<div class=plots>\n");
-    for (title, y, f) in [
-        (
-            "Coverage features",
-            "features",
-            &(|r: &StatsRow| r.coverage as f64) as &dyn Fn(&StatsRow) -> f64,
-        ),
-        ("Model branches reached", "branches", &|r: &StatsRow| {
-            r.branches as f64
-        }),
-        (
-            "Findings (distinct signatures)",
-            "findings",
-            &|r: &StatsRow| r.findings as f64,
-        ),
-        ("Executions per second", "exec/s", &|r: &StatsRow| {
-            r.exec_per_sec
-        }),
-    ] {
-        h.push_str(&line_chart(title, y, &series(f))?);
+    for (title, y, f) in charts {
+        h.push_str(&line_chart(title, y, &series(policies, rows, f))?);
         h.push('\n');
     }
     h.push_str("</div>\n");
+    Ok(())
+}
 
-    // Matrix.
+/// Every policy's findings of signature `sig`.
+fn findings_of<'a>(run: &'a RunFile, sig: &'a str) -> impl Iterator<Item = &'a FindingFile> {
+    run.campaigns
+        .iter()
+        .flat_map(|c| c.findings.iter())
+        .filter(move |f| f.signature == sig)
+}
+
+/// The policy x signature matrix, and the comparisons it supports in words.
+fn matrix_table(h: &mut String, run: &RunFile, policies: &[String]) {
     let m = matrix(run);
     h.push_str("<h2 id=matrix>Findings: policy &times; signature</h2>\n");
     if m.is_empty() {
@@ -418,25 +446,19 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         h.push_str(
             "<table><tr><th>signature (invariant, where the harm appears)</th><th>severity</th>",
         );
-        for p in &policies {
+        for p in policies {
             let _ = write!(h, "<th>{}</th>", esc(p));
         }
         h.push_str("<th>override that removes it</th></tr>\n");
         for (sig, per) in &m {
-            let sev: BTreeSet<&str> = run
-                .campaigns
-                .iter()
-                .flat_map(|c| c.findings.iter())
-                .filter(|f| &f.signature == sig)
-                .map(|f| f.severity.as_str())
-                .collect();
+            let sev: BTreeSet<&str> = findings_of(run, sig).map(|f| f.severity.as_str()).collect();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td>",
                 esc(sig),
                 esc(&sev.into_iter().collect::<Vec<_>>().join(", "))
             );
-            for p in &policies {
+            for p in policies {
                 match per.get(p) {
                     Some((n, t)) => {
                         let _ = write!(h, "<td class=found>{n} hits, first at {t:.2}s</td>");
@@ -444,11 +466,7 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
                     None => h.push_str("<td class=absent>not found</td>"),
                 }
             }
-            let fixes: BTreeSet<String> = run
-                .campaigns
-                .iter()
-                .flat_map(|c| c.findings.iter())
-                .filter(|f| &f.signature == sig)
+            let fixes: BTreeSet<String> = findings_of(run, sig)
                 .filter_map(|f| f.fixes.first().cloned())
                 .collect();
             let _ = writeln!(
@@ -467,6 +485,10 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         }
         h.push_str("</ul>\n<p>\"Not found\" means not found within this run's budget, not proven absent.</p>\n");
     }
+}
+
+/// One paragraph per finding of each policy: message, reproducer, fix.
+fn findings(h: &mut String, run: &RunFile) {
     for c in &run.campaigns {
         for f in &c.findings {
             let _ = writeln!(
@@ -480,11 +502,13 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
             );
         }
     }
+}
 
-    // Coverage.
+/// Model coverage per kernel function: branches reached and their hits.
+fn coverage_by_function(h: &mut String, run: &RunFile, policies: &[String]) {
     h.push_str("<h2 id=coverage>Model coverage by kernel function</h2>\n<p>Per kernel function: its named branches (<code>cov!</code> points) reached, and the executions that reached them, summed over its branches. Yellow: never reached; light yellow: some branches never reached.</p>\n");
     h.push_str("<table><tr><th>function</th>");
-    for p in &policies {
+    for p in policies {
         let _ = write!(h, "<th>{} branches</th><th>{} hits</th>", esc(p), esc(p));
     }
     h.push_str("</tr>\n");
@@ -529,8 +553,13 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n<h3>Branches</h3>\n<table><tr><th>branch</th>");
-    for p in &policies {
+    h.push_str("</table>\n");
+}
+
+/// Model coverage per named branch: its hits under each policy.
+fn coverage_by_branch(h: &mut String, run: &RunFile, policies: &[String]) {
+    h.push_str("<h3>Branches</h3>\n<table><tr><th>branch</th>");
+    for p in policies {
         let _ = write!(h, "<th>{}</th>", esc(p));
     }
     h.push_str("</tr>\n");
@@ -571,8 +600,7 @@ code {{ background: #f4f4f4; padding: 0 3px; }}
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n</body></html>\n");
-    Ok(h)
+    h.push_str("</table>\n");
 }
 
 /// Read a run directory and write its report page to `out`.

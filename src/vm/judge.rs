@@ -6,7 +6,7 @@ use super::protocol::{End, Msg};
 use crate::check::Invariant;
 use crate::host::HostRun;
 use crate::model::policy::Policy;
-use crate::observe::{self};
+use crate::observe::{self, Divergence};
 use crate::prog::Program;
 use crate::verdict::{self, Verdict};
 use std::fmt::Write as _;
@@ -117,121 +117,175 @@ pub fn judge_with(
     model: &dyn Fn(&[u32]) -> observe::ModelRun,
 ) -> Verdict {
     let (mr, thp_fail, d) = verdict::fit_model_by(&g.hr, model);
+    match (mr.violation_at, &mr.violation) {
+        (Some((k, inv)), Some(text)) => {
+            let (reproduced, evidence) = judge_finding(p, g, &mr, d.as_ref(), k, inv);
+            Verdict::Finding {
+                invariant: inv,
+                text: text.clone(),
+                op: k,
+                reproduced,
+                evidence,
+                deposit: policy.deposit,
+            }
+        }
+        _ => judge_run(p, g, &mr, thp_fail, d),
+    }
+}
+
+/// The first difference between the model and the kernel in the ops before `k`.
+fn divergence_before(mr: &observe::ModelRun, g: &GuestRun, k: usize) -> Option<Divergence> {
+    if k == 0 {
+        None
+    } else {
+        observe::compare::first_divergence_upto(&mr.t, &g.hr.t, k - 1)
+    }
+}
+
+/// How op `i` hung, with what the model says it returns.
+fn hung_text(mr: &observe::ModelRun, i: usize) -> String {
+    format!(
+        "did not return within the bound (the model: {})",
+        mr.t.results.get(i).cloned().flatten().unwrap_or_default()
+    )
+}
+
+/// What op `k` returned in the guest.
+fn guest_result(g: &GuestRun, k: usize) -> String {
+    g.hr.t
+        .results
+        .get(k)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| "nothing".into())
+}
+
+/// Judge a finding, the model violating `inv` at op `k` (`d`: the model's
+/// first difference with the kernel): was it reproduced, and the evidence.
+fn judge_finding(
+    p: &Program,
+    g: &GuestRun,
+    mr: &observe::ModelRun,
+    d: Option<&Divergence>,
+    k: usize,
+    inv: Invariant,
+) -> (bool, String) {
+    let pre = divergence_before(mr, g, k);
+    let stopped_early = match &g.end {
+        End::Hung(i) | End::Unsupported(i, _) | End::Broken(i, _) if *i < k => Some(*i),
+        End::Crashed | End::Stalled => g.last_op.filter(|&i| i < k),
+        _ => None,
+    };
+    // A difference before the stop explains more than the stop.
+    let stop_first = stopped_early.filter(|&i| pre.as_ref().is_none_or(|d| d.op >= i));
+    if let Some(i) = stop_first {
+        let how = match &g.end {
+            End::Hung(_) => hung_text(mr, i),
+            End::Unsupported(_, why) => format!("cannot run here: {why}"),
+            End::Broken(_, why) => format!("broke: {why}"),
+            End::Crashed => "took the kernel down".into(),
+            _ => "and the guest stopped answering".into(),
+        };
+        let evidence = format!(
+            "the kernel stopped before the violating op {k}: op {i} `{}` {how}{}",
+            p.op_text(i),
+            evidence_lines(g, Some(i), 12)
+        );
+        return (false, evidence);
+    }
+    if let Some(dv) = &pre {
+        let evidence = format!(
+            "the kernel differs before the violating op: {}",
+            dv.describe(p)
+        );
+        return (false, evidence);
+    }
+    judge_finding_at(p, g, d, k, inv)
+}
+
+/// Judge a finding whose op `k` the kernel reached as the model did: does the
+/// kernel show the violation of `inv` there?
+fn judge_finding_at(
+    p: &Program,
+    g: &GuestRun,
+    d: Option<&Divergence>,
+    k: usize,
+    inv: Invariant,
+) -> (bool, String) {
     let n = p.ops.len();
     let complaints = g.complaints();
-    let before = |k: usize| {
-        if k == 0 {
-            None
-        } else {
-            observe::compare::first_divergence_upto(&mr.t, &g.hr.t, k - 1)
-        }
-    };
-    if let (Some((k, inv)), Some(text)) = (mr.violation_at, &mr.violation) {
-        let pre = before(k);
-        let at_k_complaints: Vec<&str> = complaints
-            .iter()
-            .filter(|(o, _)| *o == Some(k))
-            .map(|(_, l)| *l)
-            .collect();
-        let stopped_early = match &g.end {
-            End::Hung(i) | End::Unsupported(i, _) | End::Broken(i, _) if *i < k => Some(*i),
-            End::Crashed | End::Stalled => g.last_op.filter(|&i| i < k),
-            _ => None,
-        };
-        // A difference before the stop explains more than the stop.
-        let stop_first = stopped_early.filter(|&i| pre.as_ref().is_none_or(|d| d.op >= i));
-        let (reproduced, evidence) = if let Some(i) = stop_first {
-            (
-                false,
+    let complained_at = |op: usize| complaints.iter().any(|(o, _)| *o == Some(op));
+    match inv {
+        Invariant::NoLivelock => match &g.end {
+            End::Hung(i) if *i == k => (
+                true,
                 format!(
-                    "the kernel stopped before the violating op {k}: op {i} `{}` {}{}",
-                    p.op_text(i),
-                    match &g.end {
-                        End::Hung(_) => format!(
-                            "did not return within the bound (the model: {})",
-                            mr.t.results.get(i).cloned().flatten().unwrap_or_default()
-                        ),
-                        End::Unsupported(_, why) => format!("cannot run here: {why}"),
-                        End::Broken(_, why) => format!("broke: {why}"),
-                        End::Crashed => "took the kernel down".into(),
-                        _ => "and the guest stopped answering".into(),
+                    "op {k} `{}` did not return within the bound; {}{}",
+                    p.op_text(k),
+                    if g.stuck {
+                        "its task survived SIGKILL after the failures stopped (kernel backtraces below)"
+                    } else {
+                        "its task ended once the failures stopped"
                     },
-                    evidence_lines(g, Some(i), 12)
+                    evidence_lines(g, Some(k), 30)
                 ),
-            )
-        } else if let Some(dv) = &pre {
-            (
+            ),
+            _ => (
                 false,
                 format!(
-                    "the kernel differs before the violating op: {}",
-                    dv.describe(p)
+                    "op {k} `{}` returned {}{}",
+                    p.op_text(k),
+                    guest_result(g, k),
+                    evidence_lines(g, Some(k), 6)
                 ),
-            )
-        } else {
-            match inv {
-                Invariant::NoLivelock => match &g.end {
-                    End::Hung(i) if *i == k => (
-                        true,
-                        format!(
-                            "op {k} `{}` did not return within the bound; {}{}",
-                            p.op_text(k),
-                            if g.stuck {
-                                "its task survived SIGKILL after the failures stopped (kernel backtraces below)"
-                            } else {
-                                "its task ended once the failures stopped"
-                            },
-                            evidence_lines(g, Some(k), 30)
-                        ),
-                    ),
-                    _ => (
-                        false,
-                        format!(
-                            "op {k} `{}` returned {}{}",
-                            p.op_text(k),
-                            g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into()),
-                            evidence_lines(g, Some(k), 6)
-                        ),
-                    ),
-                },
-                Invariant::KernelAssertion => {
-                    let crashed = g.end == End::Crashed && g.last_op == Some(k);
-                    if crashed || !at_k_complaints.is_empty() {
-                        (true, format!("op {k} `{}`: kernel complaint{}", p.op_text(k), evidence_lines(g, Some(k), 20)))
-                    } else {
-                        (false, format!("op {k} `{}`: no kernel complaint, the op returned {}", p.op_text(k), g.hr.t.results.get(k).cloned().flatten().unwrap_or_else(|| "nothing".into())))
-                    }
-                }
-                _ if k >= n => {
-                    let tear: Vec<&str> = complaints.iter().filter(|(o, _)| *o == Some(n)).map(|(_, l)| *l).collect();
-                    if tear.is_empty() {
-                        (false, "no kernel complaint at teardown".into())
-                    } else {
-                        (true, format!("kernel complaints at teardown{}", evidence_lines(g, Some(n), 12)))
-                    }
-                }
-                _ => match &d {
-                    None if g.hr.t.results.get(k).is_some_and(|r| r.is_some()) => (
-                        true,
-                        format!(
-                            "op {k} `{}`: the kernel's result and state match the model's (the violating state){}",
-                            p.op_text(k),
-                            evidence_lines(g, Some(k), 6)
-                        ),
-                    ),
-                    None => (false, format!("op {k} `{}` did not complete ({:?})", p.op_text(k), g.end)),
-                    Some(dv) => (false, format!("the kernel differs: {}", dv.describe(p))),
-                },
+            ),
+        },
+        Invariant::KernelAssertion => {
+            let crashed = g.end == End::Crashed && g.last_op == Some(k);
+            if crashed || complained_at(k) {
+                let lines = evidence_lines(g, Some(k), 20);
+                (true, format!("op {k} `{}`: kernel complaint{lines}", p.op_text(k)))
+            } else {
+                let res = guest_result(g, k);
+                let what = format!("no kernel complaint, the op returned {res}");
+                (false, format!("op {k} `{}`: {what}", p.op_text(k)))
             }
-        };
-        return Verdict::Finding {
-            invariant: inv,
-            text: text.clone(),
-            op: k,
-            reproduced,
-            evidence,
-            deposit: policy.deposit,
-        };
+        }
+        _ if k >= n => {
+            if complained_at(n) {
+                let lines = evidence_lines(g, Some(n), 12);
+                (true, format!("kernel complaints at teardown{lines}"))
+            } else {
+                (false, "no kernel complaint at teardown".into())
+            }
+        }
+        _ => match d {
+            None if g.hr.t.results.get(k).is_some_and(|r| r.is_some()) => (
+                true,
+                format!(
+                    "op {k} `{}`: the kernel's result and state match the model's (the violating state){}",
+                    p.op_text(k),
+                    evidence_lines(g, Some(k), 6)
+                ),
+            ),
+            None => (
+                false,
+                format!("op {k} `{}` did not complete ({:?})", p.op_text(k), g.end),
+            ),
+            Some(dv) => (false, format!("the kernel differs: {}", dv.describe(p))),
+        },
     }
+}
+
+/// Judge a run without a finding: the kernel stopped (hang, crash, ...),
+/// differs from the model, complained, or agrees.
+fn judge_run(
+    p: &Program,
+    g: &GuestRun,
+    mr: &observe::ModelRun,
+    thp_fail: Vec<u32>,
+    d: Option<Divergence>,
+) -> Verdict {
     let stop = match &g.end {
         End::Ok => None,
         End::Hung(i) => Some((*i, "hang")),
@@ -241,7 +295,7 @@ pub fn judge_with(
         End::Stalled => Some((g.last_op.unwrap_or(0), "stall")),
     };
     if let Some((i, kind)) = stop {
-        if let Some(dv) = before(i) {
+        if let Some(dv) = divergence_before(mr, g, i) {
             return Verdict::diverge(p, &dv, thp_fail, g.hr.khugepaged);
         }
         return match (&g.end, kind) {
@@ -249,7 +303,7 @@ pub fn judge_with(
                 op: Some(i),
                 why: why.clone(),
             },
-            (End::Hung(_), _) if model_oom_loop(&mr, i) => Verdict::Agree { thp_fail },
+            (End::Hung(_), _) if model_oom_loop(mr, i) => Verdict::Agree { thp_fail },
             (_, kind) => Verdict::Diverge {
                 kind: kind.to_string(),
                 op: i,
@@ -257,10 +311,7 @@ pub fn judge_with(
                     "op {i} `{}`: {}{}",
                     p.op_text(i),
                     match &g.end {
-                        End::Hung(_) => format!(
-                            "did not return within the bound (the model: {})",
-                            mr.t.results.get(i).cloned().flatten().unwrap_or_default()
-                        ),
+                        End::Hung(_) => hung_text(mr, i),
                         End::Broken(_, why) => format!("executor: {why}"),
                         End::Crashed => "the kernel went down".into(),
                         _ => "the guest stopped answering".into(),
@@ -275,7 +326,7 @@ pub fn judge_with(
     if let Some(dv) = d {
         return Verdict::diverge(p, &dv, thp_fail, g.hr.khugepaged);
     }
-    if let Some((o, l)) = complaints.first() {
+    if let Some((o, l)) = g.complaints().first() {
         let op = o.unwrap_or(0);
         return Verdict::Diverge {
             kind: "complaint".into(),
