@@ -295,7 +295,15 @@ fn judge_run(
         End::Stalled => Some((g.last_op.unwrap_or(0), "stall")),
     };
     if let Some((i, kind)) = stop {
-        if let Some(dv) = divergence_before(mr, g, i) {
+        // When the kernel went down, what the data channel had not yet
+        // carried is lost, not different: the crash is at the op that raised
+        // it (the console's markers), with its BUG line.
+        let lost = |dv: &Divergence| {
+            matches!(g.end, End::Crashed | End::Stalled)
+                && dv.field == "res"
+                && dv.kernel == "not run"
+        };
+        if let Some(dv) = divergence_before(mr, g, i).filter(|dv| !lost(dv)) {
             return Verdict::diverge(p, &dv, thp_fail, g.hr.khugepaged);
         }
         return match (&g.end, kind) {
@@ -429,5 +437,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_crash_is_at_the_op_that_raised_it_even_with_its_data_lost() {
+        let p = Program::parse("mmap 0 4M thp\ntouch 0 2M write\nmprotect 0 1M r\n").unwrap();
+        let pol = Policy::preset(Preset::Deposit);
+        // The data channel carried nothing before the kernel went down during
+        // op 2; the console has the markers and the BUG line.
+        let mut g = GuestRun::new(p.ops.len());
+        g.end = End::Crashed;
+        g.last_op = Some(2);
+        g.log.push((
+            Some(2),
+            "[ 3.0] kernel BUG at mm/huge_memory.c:3100!".into(),
+        ));
+        match judge(&p, &pol, &g) {
+            Verdict::Diverge {
+                kind, op, detail, ..
+            } => {
+                assert_eq!((kind.as_str(), op), ("crash", 2), "{detail}");
+                assert!(
+                    detail.contains("kernel BUG at mm/huge_memory.c"),
+                    "{detail}"
+                );
+                assert!(detail.contains("mprotect"), "{detail}");
+            }
+            v => panic!("{v:?}"),
+        }
     }
 }
