@@ -73,6 +73,12 @@ pub const OOM_RETRY_LOG: &[&str] = &[
     "invoked oom-killer",
 ];
 
+/// At most this many page faults completed in 300 ms of a hung fault mean
+/// it is not spinning through completed faults: the OOM retry (a fault that
+/// returns success and refaults completes thousands in that time, even
+/// under TCG; the executor's uffd handler thread may complete one).
+pub const OOM_RETRY_MAX_FAULTS: u64 = 8;
+
 /// How a breach of the contract hurts, worst first (the model's classes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breach {

@@ -54,10 +54,11 @@ pub struct KernelRun<'a> {
     /// teardown).
     pub log: &'a [(Option<usize>, String)],
     pub complaint: &'a dyn Fn(&str) -> bool,
-    /// For a hung op: how many page faults its processes completed in a
-    /// moment of the hang. A fault retrying VM_FAULT_OOM completes none
-    /// (mm/memory.c mm_account_fault() does not count VM_FAULT_ERROR); a
-    /// fault that returns success and refaults completes many.
+    /// For a hung op: how many page faults its processes completed in 300 ms
+    /// of the hang. A fault retrying VM_FAULT_OOM completes none
+    /// (mm/memory.c mm_account_fault() does not count VM_FAULT_ERROR; the
+    /// process's other threads may complete one); a fault that returns
+    /// success and refaults completes thousands.
     pub fault_growth: Option<u64>,
 }
 
@@ -146,7 +147,9 @@ pub fn judge(p: &Program, reference: &Transcript, k: &KernelRun) -> Contract {
         // The kernel's own words for the OOM retry are rate-limited, so a
         // fault that completes no fault while it hangs counts too.
         let oom_retry = contract::is_fault(op)
-            && (k.fault_growth == Some(0)
+            && (k
+                .fault_growth
+                .is_some_and(|n| n <= contract::OOM_RETRY_MAX_FAULTS)
                 || k.log.iter().any(|(o, l)| {
                     *o == Some(h) && contract::OOM_RETRY_LOG.iter().any(|w| l.contains(w))
                 }));
@@ -374,7 +377,9 @@ fn page_breach(
     i: usize,
     old_or_new: bool,
 ) -> Option<(Breach, String)> {
-    let before = i.checked_sub(1);
+    // The state before op `i`: after the last op that ran (an op of an mm
+    // that is not live runs nowhere and observes nothing).
+    let before = (0..i).rev().find(|&j| !reference.obs[j].is_empty());
     for m in mms(reference, t, i) {
         let after = line_of(reference, Some(i), m).map(seen);
         let old = match before {
@@ -495,6 +500,26 @@ mod tests {
             Contract::Broken { breach, .. } => assert_eq!(breach, Breach::Unkillable),
             c => panic!("{c:?}"),
         }
+        // An op of an mm that is not live observes nothing: "before" is the
+        // op before it.
+        let p4 = Program::parse(
+            "fail pte_alloc op=3:nth=1\nmmap 0 4M thp\ntouch 0 2M write\ntouch 0 4K write mm=2\nmadvise 0 256K dontneed\n",
+        )
+        .unwrap();
+        let mut reference4 = t(&["ok", "ok"], &[empty, MAPPED]);
+        reference4.results.push(None);
+        reference4.obs.push(vec![]);
+        reference4.results.push(Some("ok".into()));
+        reference4.obs.push(vec![ZAPPED.into()]);
+        let mut enomem4 = t(&["ok", "ok"], &[empty, MAPPED]);
+        enomem4.results.push(None);
+        enomem4.obs.push(vec![]);
+        enomem4.results.push(Some("ENOMEM".into()));
+        enomem4.obs.push(vec![MAPPED.into()]);
+        assert_eq!(
+            judge(&p4, &reference4, &kernel(&enomem4, None)),
+            Contract::Held
+        );
         // A difference before the planned op is not the contract's business.
         let early = t(&["ok", "ENOMEM", "ok"], &[empty, empty, empty]);
         assert!(matches!(
