@@ -8,11 +8,11 @@ use splitfuzz::{Geometry, Policy, Preset, Program};
 
 fn campaign(dir: &std::path::Path) -> Report {
     fuzz(&FuzzOptions {
-        // Seed 1 finds all four lazy-v3 findings within 30,000 executions
-        // (seed 4 finds three since the re-plan mutation; every seed 0-5
-        // finds all four within 150,000: README "The two commands").
+        // Seed 3 finds all four lazy-v3 findings within 30,000 executions
+        // (seeds 3, 5, 6 and 7 do on the model since reclaim in a locked VMA
+        // became -EINVAL; 0, 1, 2, 4 and 8 find three; docs/measurements.md).
         max_runs: Some(30_000),
-        seed: 1,
+        seed: 3,
         crashes_dir: dir.to_path_buf(),
         corpus_dir: Some(dir.join("corpus")),
         ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
@@ -207,6 +207,18 @@ fn replan_keeps_the_ops_and_changes_only_the_plan() {
     assert!(kinds.iter().all(|&k| k > 300), "{kinds:?}");
 }
 
+/// `campaign`'s lazy-v3 campaign writing to `out`, with curated findings in `known`.
+fn campaign_against(out: &std::path::Path, known: &std::path::Path) -> Report {
+    fuzz(&FuzzOptions {
+        max_runs: Some(30_000),
+        seed: 3,
+        crashes_dir: out.to_path_buf(),
+        known_dir: Some(known.to_path_buf()),
+        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
+    })
+    .unwrap()
+}
+
 /// A campaign never rewrites a curated finding: one whose curated reproducer
 /// is no longer is reported as that file (nothing written), and a shorter one
 /// is written to the campaign's own folder and offered, the curated file left
@@ -232,14 +244,7 @@ fn curated_findings_are_never_rewritten() {
     std::fs::create_dir_all(known.join("lazy-v3")).unwrap();
     std::fs::write(known.join(file), &long).unwrap();
     let out = tmp.join("second");
-    let r = fuzz(&FuzzOptions {
-        max_runs: Some(30_000),
-        seed: 1,
-        crashes_dir: out.clone(),
-        known_dir: Some(known.clone()),
-        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
-    })
-    .unwrap();
+    let r = campaign_against(&out, &known);
     let f = r.findings.iter().find(|f| f.signature == sig).unwrap();
     assert_eq!(
         std::fs::read_to_string(known.join(file)).unwrap(),
@@ -265,14 +270,7 @@ fn curated_findings_are_never_rewritten() {
     std::fs::create_dir_all(known.join("lazy-v3")).unwrap();
     std::fs::write(known.join(file), &minimal).unwrap();
     let out = tmp.join("third");
-    let r = fuzz(&FuzzOptions {
-        max_runs: Some(30_000),
-        seed: 1,
-        crashes_dir: out.clone(),
-        known_dir: Some(known.clone()),
-        ..FuzzOptions::new(Policy::preset(Preset::LazyV3), Geometry::SMALL)
-    })
-    .unwrap();
+    let r = campaign_against(&out, &known);
     let f = r.findings.iter().find(|f| f.signature == sig).unwrap();
     assert_eq!(
         (f.path.clone(), f.curated.clone()),
