@@ -248,6 +248,11 @@ pub struct HostRun {
     /// The op that did not return (or whose observation did not) within the
     /// bound; the run stopped there.
     pub hung: Option<usize>,
+    /// For a hung op, probed while its failures go on: page faults the
+    /// program's processes completed in 300 ms, and whether SIGKILL then
+    /// ended the op's process within 2 s.
+    pub hang_faults: Option<u64>,
+    pub hang_killable: Option<bool>,
     /// The op the executor cannot run here, and why; the run stopped there.
     pub unsupported: Option<(usize, String)>,
     /// An mm process died or answered nonsense during this op.
@@ -314,6 +319,46 @@ pub(crate) fn wait_exit(pid: i32) {
     unsafe {
         libc::poll(&mut pfd, 1, 10_000);
         libc::close(fd);
+    }
+}
+
+/// min_flt + maj_flt of the processes (fields 10 and 12 of /proc/PID/stat).
+fn faults_of(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            // The command is in parentheses and may hold spaces; the rest
+            // starts at field 3 (state): min_flt is field 10, maj_flt 12.
+            let f: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+            Some(f.get(7)?.parse::<u64>().ok()? + f.get(9)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Page faults the processes complete during `t`. mm/memory.c
+/// mm_account_fault() counts no VM_FAULT_ERROR: a fault retrying
+/// VM_FAULT_OOM completes none.
+fn fault_growth(pids: &[i32], t: Duration) -> u64 {
+    let a = faults_of(pids);
+    std::thread::sleep(t);
+    faults_of(pids).saturating_sub(a)
+}
+
+/// SIGKILL `pid`: did it exit (gone, or a zombie) within `t`?
+fn exits_on_sigkill(pid: i32, t: Duration) -> bool {
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let t0 = Instant::now();
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s[s.rfind(')')? + 2..].chars().next());
+        if matches!(state, None | Some('Z') | Some('X')) {
+            return true;
+        }
+        if t0.elapsed() > t {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -517,6 +562,14 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
             Ok(r) => r,
             Err(e) if e.starts_with("timeout") => {
                 run.hung = Some(i);
+                // While the failures go on: does the op complete faults
+                // (a fault that returns and refaults) or none (an OOM retry,
+                // a loop in the kernel), and does SIGKILL end it?
+                if let Some(pid) = pids[m] {
+                    let all: Vec<i32> = pids.iter().flatten().copied().collect();
+                    run.hang_faults = Some(fault_growth(&all, Duration::from_millis(300)));
+                    run.hang_killable = Some(exits_on_sigkill(pid, Duration::from_secs(2)));
+                }
                 break;
             }
             Err(e) => {

@@ -107,7 +107,9 @@ fn with_kernel_run<T>(g: &GuestRun, f: impl FnOnce(&KernelRun) -> T) -> T {
     f(&KernelRun {
         t: &g.hr.t,
         hung: match g.end {
-            End::Hung(i) => Some((i, g.stuck)),
+            // Unkillable: SIGKILL did not end it while its failures went on
+            // (or its task survived SIGKILL even after they stopped).
+            End::Hung(i) => Some((i, g.stuck || g.killable == Some(false))),
             _ => None,
         },
         crashed: match g.end {

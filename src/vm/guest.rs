@@ -96,27 +96,6 @@ fn kill_and_reap(pids: &[i32], t: Duration) -> bool {
     }
 }
 
-/// min_flt + maj_flt of the processes (fields 10 and 12 of /proc/PID/stat).
-fn faults_of(pids: &[i32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            // The command is in parentheses and may hold spaces.
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split(' ').collect();
-            // rest starts at field 3 (state): min_flt is field 10, maj_flt 12.
-            Some(f.get(7)?.parse::<u64>().ok()? + f.get(9)?.parse::<u64>().ok()?)
-        })
-        .sum()
-}
-
-/// Page faults the processes complete during `t`.
-fn fault_growth(pids: &[i32], t: Duration) -> u64 {
-    let a = faults_of(pids);
-    std::thread::sleep(t);
-    faults_of(pids).saturating_sub(a)
-}
-
 fn sysrq(c: &str) {
     let _ = std::fs::write("/proc/sysrq-trigger", c);
 }
@@ -237,13 +216,13 @@ fn run(ch: &mut Channel) -> Result<()> {
         }
         ch.send(&Msg::Khugepaged(r.khugepaged));
         if let Some(i) = r.hung {
-            // Before anything changes: does the hung op complete faults (a
-            // fault that returns and refaults) or none (an OOM retry, or a
-            // loop in the kernel)?
-            ch.send(&Msg::Faults(fault_growth(
-                &r.pids,
-                Duration::from_millis(300),
-            )));
+            // The driver probed the hung op while its failures went on.
+            if let Some(n) = r.hang_faults {
+                ch.send(&Msg::Faults(n));
+            }
+            if let Some(k) = r.hang_killable {
+                ch.send(&Msg::Killable(k));
+            }
             // The plan is disarmed now. A task retrying a failed fault in user
             // space ends on SIGKILL; one looping in the kernel may not.
             let gone = kill_and_reap(&r.pids, Duration::from_secs(3));

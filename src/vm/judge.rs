@@ -25,6 +25,8 @@ pub struct GuestRun {
     pub stuck: bool,
     /// After a hang: page faults its processes completed in a moment of it.
     pub fault_growth: Option<u64>,
+    /// After a hang: SIGKILL ended the op's task while its failures went on.
+    pub killable: Option<bool>,
     /// The guest kernel's version (from its `ready` line).
     pub linux: (u32, u32),
 }
@@ -38,6 +40,7 @@ impl GuestRun {
             last_op: None,
             stuck: false,
             fault_growth: None,
+            killable: None,
             linux: crate::model::mm::LINUX_DEFAULT,
         }
     }
@@ -58,6 +61,7 @@ impl GuestRun {
             Msg::Khugepaged(b) => self.hr.khugepaged = *b,
             Msg::Stuck(b) => self.stuck = *b,
             Msg::Faults(n) => self.fault_growth = Some(*n),
+            Msg::Killable(k) => self.killable = Some(*k),
             Msg::Obs(l) if *cur < n => self.hr.t.obs[*cur].push(l.clone()),
             _ => {}
         }

@@ -20,6 +20,7 @@
 //! mm ...                (observation lines after op I, one per live mm)
 //! kh 0|1                (khugepaged collapsed something during the program)
 //! faults N              (after a hang: page faults completed in 300 ms of it)
+//! killable 0|1          (after a hang: SIGKILL ended the op's task while its failures went on)
 //! stuck 0|1             (after a hang: 1 if a task survived SIGKILL; then reboot)
 //! end K ok | end K hung I | end K unsupported I WHY | end K broken I WHY
 //! exec PATH | out LINE | err LINE | exit PATH CODE|killed|spawn-error WHY
@@ -94,6 +95,8 @@ pub enum Msg {
     /// After a hang: page faults the program's processes completed in a
     /// moment of it (min_flt + maj_flt of /proc/PID/stat).
     Faults(u64),
+    /// After a hang: SIGKILL ended the op's process while its failures went on.
+    Killable(bool),
     Stuck(bool),
     End {
         k: usize,
@@ -126,6 +129,7 @@ impl fmt::Display for Msg {
             Msg::Obs(l) => f.write_str(l),
             Msg::Khugepaged(b) => write!(f, "kh {}", *b as u8),
             Msg::Faults(n) => write!(f, "faults {n}"),
+            Msg::Killable(b) => write!(f, "killable {}", *b as u8),
             Msg::Stuck(b) => write!(f, "stuck {}", *b as u8),
             Msg::End { k, end } => match end {
                 End::Ok => write!(f, "end {k} ok"),
@@ -222,6 +226,7 @@ impl Msg {
             "kh" => Some(Msg::Khugepaged(rest == "1")),
             "stuck" => Some(Msg::Stuck(rest == "1")),
             "faults" => rest.parse().ok().map(Msg::Faults),
+            "killable" => Some(Msg::Killable(rest == "1")),
             "exec" => Some(Msg::Exec(rest.to_string())),
             "out" => Some(Msg::Out(rest.to_string())),
             "err" => Some(Msg::Err(rest.to_string())),
@@ -385,6 +390,7 @@ mod tests {
             Msg::Obs("mm 0 pte 1 anon 512 thp 1 vmas 0-2M:rw+h pages H512 data w1*512".into()),
             Msg::Khugepaged(true),
             Msg::Faults(1234),
+            Msg::Killable(true),
             Msg::Stuck(false),
             Msg::End { k: 3, end: End::Ok },
             Msg::End {
