@@ -9,15 +9,17 @@
 //!   seeded generator, minimization by predicate.
 //! * [`model`]: the mm state machine (`model::mm`, one module per kernel file),
 //!   policies, allocator fault injection, model coverage.
-//! * [`check`]: the invariants and the reference model of page contents.
+//! * [`check`]: the invariants, the reference model of page contents, and
+//!   the contract of an op whose allocation fails.
 //! * [`run`]: `run_program(bytes, cfg)`, the one entry point of every engine.
 //! * [`host`]: the executor of ops as system calls (host oracle, guest, tests).
 //! * [`observe`]: observation lines, the model's runs, comparison, memcg plans.
-//! * [`verdict`]: a kernel's run judged against the model.
+//! * [`verdict`]: a kernel's run judged against the model, or by the contract.
 //! * [`vm`]: the guest kernel, QEMU, the guest↔host protocol, the guest side.
 //! * [`csource`]: C reproducers.
 //! * [`diff`]: deposit vs lazy differential.
 //! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
+//! * [`engines`]: the other engines behind one trait, and crash triage.
 //! * [`engines`]: every engine behind one trait (the built-in one, libFuzzer,
 //!   AFL++, honggfuzz), the shared corpus, triage of crash files.
 
