@@ -134,7 +134,7 @@ pub fn run(o: &VmOptions, r: &CheckRequest) -> Result<ExitCode> {
             .map(|(p, _)| check::job(format!("{}", p.faults.pte_alloc), p.clone()))
             .collect();
         boots += run_batch(o, &jobs, &mut |i, j| {
-            tally.add(&chunk[i].0, j, chunk[i].1);
+            tally.add(&chunk[i].0, j, chunk[i].1, t1.elapsed().as_secs_f64());
         })?;
     }
     let secs = t1.elapsed().as_secs_f64();
@@ -173,17 +173,19 @@ fn print_tally(t: &Tally, planned: usize, skipped: usize, boots: usize, secs: f6
         return;
     }
     say!(
-        "   {:<15} {:<45} {:>6}  first program",
+        "   {:<15} {:<45} {:>6} {:>9}  first program",
         "severity",
         "breach and op",
-        "runs"
+        "runs",
+        "first at"
     );
     for f in t.sorted() {
         say!(
-            "   {:<15} {:<45} {:>6}  op {} `{}`",
+            "   {:<15} {:<45} {:>6} {:>8.1}s  op {} `{}`",
             f.severity().name(),
             f.signature(),
             f.count,
+            f.first_secs,
             f.op,
             f.prog.op_text(f.op)
         );

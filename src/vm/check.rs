@@ -134,6 +134,8 @@ pub struct Finding {
     pub detail: String,
     /// The kernel's log lines during the op.
     pub evidence: Vec<String>,
+    /// Seconds into the failure runs when it was first seen.
+    pub first_secs: f64,
     /// The allocation calls before op `op` in the plain run (pte, THP): with
     /// them the op-scoped plan is a plan counted over the whole program, for
     /// a reproducer on this same kernel (`emit-c`).
@@ -184,8 +186,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Count one variant's verdict; `calls_before` from its plain run.
-    pub fn add(&mut self, p: &Program, j: &Judged, calls_before: (u32, u32)) {
+    /// Count one variant's verdict; `calls_before` from its plain run,
+    /// `secs` into the failure runs.
+    pub fn add(&mut self, p: &Program, j: &Judged, calls_before: (u32, u32), secs: f64) {
         self.variants += 1;
         if let crate::verdict::Verdict::Unsupported { why, .. } = &j.verdict {
             let key = why.split(':').next().unwrap_or(why).to_string();
@@ -226,6 +229,7 @@ impl Tally {
                         op,
                         detail,
                         evidence,
+                        first_secs: secs,
                         calls_before,
                     });
             }
