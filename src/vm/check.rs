@@ -150,15 +150,21 @@ impl Finding {
         format!("{} {}", self.breach.name(), self.op_kind)
     }
     /// The program with its op-scoped plan as a whole-program plan (the
-    /// same call on this kernel), for `emit-c`.
+    /// same calls on this kernel while the op runs; `all` keeps failing after
+    /// it), for `emit-c`.
     pub fn absolute(&self) -> Program {
         let mut q = self.prog.clone();
         for (plan, before) in [
             (&mut q.faults.pte_alloc, self.calls_before.0),
             (&mut q.faults.thp, self.calls_before.1),
         ] {
-            if let Plan::InOp { nth: Some(k), .. } = plan {
-                *plan = Plan::Nth(before + *k);
+            match plan {
+                Plan::InOp { nth: Some(k), .. } => *plan = Plan::Nth(before + *k),
+                // Every call from the op's first on: the same while the op
+                // runs (a finding's op does not return, or is the last one
+                // that matters).
+                Plan::InOp { nth: None, .. } => *plan = Plan::From(before + 1),
+                _ => {}
             }
         }
         q
