@@ -124,7 +124,11 @@ pub fn run(o: &VmOptions, r: &CheckRequest) -> Result<ExitCode> {
     };
     let t1 = Instant::now();
     let mut skipped = 0usize;
-    for chunk in all.chunks(64) {
+    for (n, chunk) in all.chunks(64).enumerate() {
+        // With --keep, each batch its own folder (its serial logs start empty).
+        let mut o = o.clone();
+        o.keep = o.keep.map(|k| k.join(format!("failures-{n}")));
+        let o = &o;
         if t1.elapsed() >= r.budget {
             skipped += chunk.len();
             continue;
