@@ -5,6 +5,16 @@ use super::*;
 use std::fmt::Write as _;
 
 impl Program {
+    /// What op `i` is, as tallies group it: `madvise ADVICE`, else the op's
+    /// first word (`teardown` past the end).
+    pub fn op_kind(&self, i: usize) -> String {
+        match self.ops.get(i).map(|l| &l.op) {
+            Some(Op::Madvise { advice, .. }) => format!("madvise {}", advice.name()),
+            Some(_) => self.op_text(i).split(' ').next().unwrap_or("").to_string(),
+            None => "teardown".into(),
+        }
+    }
+
     /// Op `i` as its text line (`(teardown)` past the end): what reports quote.
     pub fn op_text(&self, i: usize) -> String {
         self.ops

@@ -1,7 +1,7 @@
 //! Counts over a batch of verdicts, for `real` and `vm run` alike.
 
 use super::Verdict;
-use crate::prog::{Op, Program};
+use crate::prog::Program;
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -40,7 +40,7 @@ impl Stats {
             }
             Verdict::Diverge { kind, op, .. } => {
                 *self.diverged.entry(kind.clone()).or_default() += 1;
-                *self.diverged_at.entry(op_kind(p, *op)).or_default() += 1;
+                *self.diverged_at.entry(p.op_kind(*op)).or_default() += 1;
             }
             Verdict::Unsupported { why, .. } => {
                 let key = why.split(':').next().unwrap_or(why).to_string();
@@ -86,17 +86,6 @@ impl Stats {
             100.0
         } else {
             100.0 * self.agreed as f64 / run as f64
-        }
-    }
-}
-
-/// The kind of op `i` of `p`: its first word, `madvise ADVICE` for madvise.
-fn op_kind(p: &Program, i: usize) -> String {
-    match p.ops.get(i).map(|l| &l.op) {
-        Some(Op::Madvise { advice, .. }) => format!("madvise {}", advice.name()),
-        _ => {
-            let t = p.op_text(i);
-            t.split(' ').next().unwrap_or("").to_string()
         }
     }
 }

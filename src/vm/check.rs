@@ -13,7 +13,7 @@ use crate::base::Severity;
 use crate::check::contract::Breach;
 use crate::model::policy::{Policy, Preset};
 use crate::observe::{model_run_with, Transcript};
-use crate::prog::{Op, Plan, Program};
+use crate::prog::{Plan, Program};
 use crate::verdict::contract::{self, Contract, KernelRun};
 use std::collections::BTreeMap;
 
@@ -171,14 +171,6 @@ impl Finding {
     }
 }
 
-/// `madvise dontneed`, `mprotect`, ...: what findings are grouped by.
-pub fn op_kind(op: &Op, text: &str) -> String {
-    match op {
-        Op::Madvise { advice, .. } => format!("madvise {}", advice.name()),
-        _ => text.split(' ').next().unwrap_or("").to_string(),
-    }
-}
-
 /// The counts of a check and its findings by signature.
 #[derive(Default)]
 pub struct Tally {
@@ -205,16 +197,10 @@ impl Tally {
             Contract::Held => self.held += 1,
             Contract::NoPlan => self.no_call += 1,
             Contract::Diverged { op, .. } => {
-                let k = op_kind(&p.ops[op.min(p.ops.len() - 1)].op, &p.op_text(op));
-                *self.diverged.entry(k).or_default() += 1;
+                *self.diverged.entry(p.op_kind(op)).or_default() += 1;
             }
             Contract::Broken { breach, op, detail } => {
-                let text = p.op_text(op);
-                let kind = p
-                    .ops
-                    .get(op)
-                    .map(|l| op_kind(&l.op, &text))
-                    .unwrap_or_else(|| "teardown".into());
+                let kind = p.op_kind(op);
                 let sig = format!("{} {kind}", breach.name());
                 let evidence = j
                     .run
