@@ -73,7 +73,7 @@ impl Armed {
                 continue;
             };
             // A `from-op` plan armed at an earlier op stays as it is.
-            if sticky && i > op_of(plan) {
+            if sticky && Some(i) > plan.scoped_op() {
                 continue;
             }
             self.rearm(pte, &armed.to_string())?;
@@ -119,13 +119,5 @@ impl Armed {
     pub fn counts(&self) -> Result<(u32, u32, u32)> {
         let (p, t, f) = sf_counts()?;
         Ok((self.base.0 + p, self.base.1 + t, self.base.2 + f))
-    }
-}
-
-/// The op an op-scoped plan starts at.
-fn op_of(p: &Plan) -> usize {
-    match p {
-        Plan::InOp { op, .. } | Plan::FromOp(op) => *op,
-        _ => 0,
     }
 }

@@ -28,7 +28,15 @@ impl Plan {
 
     /// Counted per op rather than over the whole program.
     pub fn is_op_scoped(&self) -> bool {
-        matches!(self, Plan::InOp { .. } | Plan::FromOp(_))
+        self.scoped_op().is_some()
+    }
+
+    /// The op an op-scoped plan starts failing in.
+    pub fn scoped_op(&self) -> Option<usize> {
+        match self {
+            Plan::InOp { op, .. } | Plan::FromOp(op) => Some(*op),
+            _ => None,
+        }
     }
 
     /// For an op-scoped plan: the plan to arm while op `i` runs (counted

@@ -66,10 +66,7 @@ pub struct KernelRun<'a> {
 pub fn planned_op(p: &Program) -> Option<usize> {
     [&p.faults.pte_alloc, &p.faults.thp]
         .iter()
-        .filter_map(|plan| match plan {
-            Plan::InOp { op, .. } | Plan::FromOp(op) => Some(*op),
-            _ => None,
-        })
+        .filter_map(|plan| plan.scoped_op())
         .min()
 }
 
