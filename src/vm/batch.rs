@@ -14,6 +14,20 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The folder of a run's initramfs and serial logs: --keep's, else
+/// `cache/run/<prefix><pid>` (removed at the end; `remove_stale_run_dirs`
+/// removes those of runs that are gone).
+fn run_dir(o: &VmOptions, prefix: &str) -> Result<PathBuf> {
+    let dir = match &o.keep {
+        Some(d) => d.clone(),
+        None => super::build::cache_dir()
+            .join("run")
+            .join(format!("{prefix}{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// A program, its display name, and the policy it is judged under.
 pub struct Job {
     pub name: String,
@@ -39,13 +53,7 @@ pub fn run_batch(
 ) -> Result<usize> {
     let exe = &o.exe;
     remove_stale_run_dirs();
-    let dir = match &o.keep {
-        Some(d) => d.clone(),
-        None => super::build::cache_dir()
-            .join("run")
-            .join(format!("{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = run_dir(o, "")?;
     let batch = Batch {
         programs: jobs
             .iter()
@@ -205,13 +213,7 @@ pub fn exec_binaries(
     o: &VmOptions,
     bins: &[PathBuf],
 ) -> Result<Vec<(String, Option<i32>, String)>> {
-    let dir = match &o.keep {
-        Some(d) => d.clone(),
-        None => super::build::cache_dir()
-            .join("run")
-            .join(format!("exec-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = run_dir(o, "exec-")?;
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(&initrd, super::initramfs::build_with(&o.exe, "", bins)?)?;
     let mut s = boot(o, &dir, &initrd, 0, 1)?;
