@@ -110,7 +110,7 @@ pub fn run(o: &VmOptions, r: &CheckRequest) -> Result<ExitCode> {
     let mut all: Vec<(Program, (u32, u32))> = Vec::new();
     for (k, (_, p)) in progs.iter().enumerate() {
         for v in check::variants(p, &calls[k], r.nth) {
-            let op = check_op(&v);
+            let op = splitfuzz::verdict::contract::planned_op(&v).unwrap_or(0);
             let before = calls[k][..op]
                 .iter()
                 .flatten()
@@ -149,11 +149,6 @@ pub fn run(o: &VmOptions, r: &CheckRequest) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// The op a variant's plan is scoped to.
-fn check_op(p: &Program) -> usize {
-    splitfuzz::verdict::contract::planned_op(p).unwrap_or(0)
 }
 
 fn print_tally(t: &Tally, planned: usize, skipped: usize, boots: usize, secs: f64) {
