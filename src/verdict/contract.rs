@@ -582,4 +582,30 @@ mod tests {
             Contract::Held
         );
     }
+
+    #[test]
+    fn an_mremap_that_leaves_its_source_mapped_and_empty_is_a_leak() {
+        let p = Program::parse(
+            "fail pte_alloc op=2:nth=1\nmmap 0 2M thp\ntouch 0 2M write\nmremap 0 2M 4M\n",
+        )
+        .unwrap();
+        let empty = "mm 0 pte 0 anon 0 thp 0 vmas 0-2M:rw+h pages .1024 data -*1024";
+        let mapped = "mm 0 pte 1 anon 512 thp 1 vmas 0-2M:rw+h pages H512.512 data w1*512,-*512";
+        // Deposit moves the data to 4M and unmaps the source.
+        let moved = "mm 0 pte 1 anon 512 thp 1 vmas 4M-6M:rw+h pages .1024 data -*1024";
+        let reference = t(&["ok", "ok", "ok"], &[empty, mapped, moved]);
+        // The kernel says ok but the source stays mapped, reading zero.
+        let left = "mm 0 pte 1 anon 0 thp 0 vmas 0-2M:rw+h,4M-6M:rw+h pages .1024 data -*1024";
+        let k = t(&["ok", "ok", "ok"], &[empty, mapped, left]);
+        match judge(&p, &reference, &kernel(&k, None)) {
+            Contract::Broken { breach, op, .. } => {
+                assert_eq!((breach, op), (Breach::LeftMapped, 2));
+                assert_eq!(breach.severity(), crate::base::Severity::Leak);
+            }
+            c => panic!("{c:?}"),
+        }
+        // As deposit does it: held.
+        let k = t(&["ok", "ok", "ok"], &[empty, mapped, moved]);
+        assert_eq!(judge(&p, &reference, &kernel(&k, None)), Contract::Held);
+    }
 }
