@@ -169,6 +169,13 @@ pub fn run_on(
             Ok(next) => reference = next,
             Err(v) => return Some(v),
         }
+        if let OpResult::Err(e) = res {
+            if k.alloc.failed_in_op() {
+                if let Some(v) = errno_contract(k, prog, i, e) {
+                    return Some(v);
+                }
+            }
+        }
         if res == OpResult::OomLoop {
             break;
         }
@@ -191,6 +198,49 @@ pub fn run_on(
         return Some(v);
     }
     check::check_teardown(k).err()
+}
+
+/// The errno half of the contract (check/contract.rs, the rules `vm check`
+/// holds a kernel to), in the model: op `i` returned `e` while an allocation
+/// inside it failed. That is clean when `e` is in the op's contract, or when
+/// the op returns `e` anyway: the same program up to op `i`, with nothing
+/// failing in op `i`, is run again to ask (an EINVAL or EEXIST of the op's
+/// own is not the failure's doing).
+fn errno_contract(k: &Kernel, prog: &Program, i: usize, e: Errno) -> Option<Violation> {
+    let line = &prog.ops[i];
+    if check::contract::allows(&line.op, &format!("{e:?}")) {
+        return None;
+    }
+    let alloc = FaultInjector::from_plans_sparing(&prog.faults.pte_alloc, &prog.faults.thp, i);
+    let mut again = Kernel::new(k.geom, k.policy.clone(), alloc);
+    again.uffd_async = prog.uffd_async;
+    let mut prefix = prog.clone();
+    prefix.ops.truncate(i + 1);
+    let mut results = Vec::with_capacity(i + 1);
+    run_on(&mut again, &prefix, &mut results, &mut |_, _, _| {}, false);
+    let without = results.get(i).copied();
+    if without == Some(OpResult::Err(e)) {
+        return None;
+    }
+    let func = check::attribute(
+        k,
+        line.mm,
+        op_pages(&line.op, k.geom).0,
+        op_function(&line.op),
+    );
+    let mut v = k.violation(
+        check::Invariant::ErrnoContract,
+        func,
+        line.mm,
+        op_pages(&line.op, k.geom).0,
+        format!(
+            "{line} returned {e:?} when an allocation inside it failed: not an errno of its contract ({}), and without the failure it returns {}",
+            check::contract::may_fail_with(&line.op).join(", "),
+            without.map_or("nothing".into(), |r| r.name())
+        ),
+    );
+    v.severity = check::contract::Breach::Errno.severity();
+    Some(v)
 }
 
 /// Run one op.
@@ -290,4 +340,53 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
         severity: Some(fin.severity.name().into()),
     });
     Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Invariant;
+    use crate::model::policy::Preset;
+
+    fn ran(text: &str) -> (Program, Kernel, Vec<OpResult>) {
+        let prog = Program::parse(text).unwrap();
+        let cfg = RunConfig::new(Policy::preset(Preset::LazyFixed), Geometry::SMALL);
+        let mut k = build(&prog, &cfg);
+        let mut results = Vec::new();
+        let v = run_on(&mut k, &prog, &mut results, &mut |_, _, _| {}, false);
+        assert!(v.is_none(), "{v:?}");
+        (prog, k, results)
+    }
+
+    #[test]
+    fn the_errno_contract_fires_on_an_errno_the_failure_caused() {
+        // The split's table fails inside the DONTNEED (lazy-fixed gives a
+        // contract errno, and holds).
+        let (prog, k, results) = ran(
+            "fail pte_alloc op=2:nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 1M dontneed\n",
+        );
+        let OpResult::Err(e) = results[2] else {
+            panic!("the DONTNEED must fail: {results:?}")
+        };
+        assert!(errno_contract(&k, &prog, 2, e).is_none());
+        // Had it said EINVAL (which it never says without the failure: it
+        // succeeds), the errno would break the contract.
+        let v = errno_contract(&k, &prog, 2, Errno::EINVAL).expect("an EINVAL the failure caused");
+        assert_eq!(v.invariant, Invariant::ErrnoContract);
+        assert_eq!(v.severity, crate::base::Severity::WrongErrno);
+        assert!(
+            v.message.contains("without the failure it returns ok"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn the_errno_contract_allows_the_ops_own_errno() {
+        // UFFDIO_MOVE of a hole returns ENOENT with or without a failure:
+        // not the failure's doing.
+        let (prog, k, results) = ran("mmap 0 4M thp\nuffd-register 0 4M\nuffd-move 0 2M 2M\n");
+        assert_eq!(results[2], OpResult::Err(Errno::ENOENT));
+        assert!(!check::contract::allows(&prog.ops[2].op, "ENOENT"));
+        assert!(errno_contract(&k, &prog, 2, Errno::ENOENT).is_none());
+    }
 }

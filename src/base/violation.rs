@@ -16,10 +16,11 @@ pub enum Invariant {
     CleanTeardown,
     NoLivelock,
     KernelAssertion,
+    ErrnoContract,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::TableConservation,
         Invariant::NrPtes,
         Invariant::DepositPairing,
@@ -31,6 +32,7 @@ impl Invariant {
         Invariant::CleanTeardown,
         Invariant::NoLivelock,
         Invariant::KernelAssertion,
+        Invariant::ErrnoContract,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -45,6 +47,7 @@ impl Invariant {
             Invariant::CleanTeardown => "clean-teardown",
             Invariant::NoLivelock => "no-livelock",
             Invariant::KernelAssertion => "kernel-assertion",
+            Invariant::ErrnoContract => "errno-contract",
         }
     }
     pub fn from_name(s: &str) -> Option<Invariant> {
@@ -111,6 +114,7 @@ impl Invariant {
             Invariant::KernelAssertion | Invariant::VmaContainment => Severity::Crash,
             Invariant::NoSilentSkip => Severity::DataLoss,
             Invariant::NoLivelock => Severity::UnkillableLoop,
+            Invariant::ErrnoContract => Severity::WrongErrno,
             Invariant::TableConservation
             | Invariant::NrPtes
             | Invariant::DepositPairing

@@ -4,7 +4,7 @@
 //! state in the same terms; `check_reference` compares them (no-silent-skip).
 
 use super::attribute;
-use crate::base::{Geometry, Invariant, Severity, Violation};
+use crate::base::{Geometry, Invariant, Violation};
 use crate::model::mm::Kernel;
 use crate::prog::{Advice, Op, OpLine};
 
@@ -474,7 +474,7 @@ pub fn check_reference(
                     // and its address range leak, and an access that must
                     // fault reads zero (mremap's unmap_source_vma(), also on
                     // the new range after a failed move).
-                    viol.severity = Severity::Leak;
+                    viol.severity = super::contract::Breach::LeftMapped.severity();
                     viol.message.push_str(
                         ": the range stays mapped and empty (a leaked VMA, no data lost)",
                     );

@@ -194,6 +194,9 @@ fn print_tally(t: &Tally, planned: usize, skipped: usize, boots: usize, secs: f6
         for l in f.evidence.iter().take(8) {
             say!("       kernel: {l}");
         }
+        if !f.backtrace.is_empty() {
+            say!("       failing allocation: {}", f.backtrace.join(" < "));
+        }
     }
 }
 
@@ -238,6 +241,12 @@ fn finding_text(f: &Finding) -> String {
     );
     for l in &f.evidence {
         s.push_str(&format!("# kernel: {l}\n"));
+    }
+    if !f.backtrace.is_empty() {
+        s.push_str(&format!(
+            "# the first failing allocation, innermost first: {}\n",
+            f.backtrace.join(" < ")
+        ));
     }
     s.push_str(&f.prog.to_text());
     s

@@ -49,6 +49,15 @@ pub fn sf_set_plans(prog: Option<&Program>) -> Result<()> {
     .map_err(|e| anyhow!(e))?;
     write_file(&sf_file("pte_alloc/plan"), &pte).map_err(|e| anyhow!(e))?;
     write_file(&sf_file("thp/plan"), &thp).map_err(|e| anyhow!(e))?;
+    // The stack of the first failure after each plan write, for the
+    // evidence (a kernel whose interface predates the switch has no file).
+    if std::path::Path::new(&sf_file("backtrace")).exists() {
+        write_file(
+            &sf_file("backtrace"),
+            if prog.is_some() { "1" } else { "0" },
+        )
+        .map_err(|e| anyhow!(e))?;
+    }
     Ok(())
 }
 

@@ -166,6 +166,17 @@ pub struct ChargeRecord {
     pub site: &'static str,
 }
 
+/// A policy's failures before op `.1`; from that op on every call succeeds.
+struct Before(Box<dyn FailPolicy>, usize);
+impl FailPolicy for Before {
+    fn should_fail(&self, c: &Call) -> bool {
+        c.op < self.1 && self.0.should_fail(c)
+    }
+    fn fails_forever(&self, c: &Call) -> bool {
+        c.op < self.1 && self.0.fails_forever(c)
+    }
+}
+
 /// The page allocator as the model sees it: page tables and THP folios, with
 /// injected failures and a log of every call.
 pub struct FaultInjector {
@@ -177,6 +188,8 @@ pub struct FaultInjector {
     op: usize,
     pte_in_op: u32,
     thp_in_op: u32,
+    /// Calls of either kind that failed in the op running.
+    failed_in_op: u32,
     pub log: Vec<AllocRecord>,
     /// Uncounted charged allocations, in order with `log` (when recording).
     pub charges: Vec<ChargeRecord>,
@@ -193,6 +206,7 @@ impl FaultInjector {
             op: 0,
             pte_in_op: 0,
             thp_in_op: 0,
+            failed_in_op: 0,
             log: Vec::new(),
             charges: Vec::new(),
             record: false,
@@ -201,6 +215,16 @@ impl FaultInjector {
 
     pub fn from_plans(pte: &Plan, thp: &Plan) -> Self {
         Self::new(pte.policy(), thp.policy())
+    }
+
+    /// The plans with every call from op `op` on succeeding: the same run up
+    /// to that op, and the op as it goes with no failure (the model's errno
+    /// contract asks what the op returns without it).
+    pub fn from_plans_sparing(pte: &Plan, thp: &Plan, op: usize) -> Self {
+        Self::new(
+            Box::new(Before(pte.policy(), op)),
+            Box::new(Before(thp.policy(), op)),
+        )
     }
 
     /// Returns true when the allocation succeeds.
@@ -219,6 +243,7 @@ impl FaultInjector {
             site,
         });
         if failed {
+            self.failed_in_op += 1;
             tracing::debug!(target: "splitfuzz::model::alloc", "{} call #{} from {}: INJECTED FAILURE", kind.name(), call, site);
         } else {
             tracing::trace!(target: "splitfuzz::model::alloc", "{} call #{} from {}: ok", kind.name(), call, site);
@@ -260,6 +285,12 @@ impl FaultInjector {
         self.op = op;
         self.pte_in_op = 0;
         self.thp_in_op = 0;
+        self.failed_in_op = 0;
+    }
+
+    /// Did an allocation fail in the op running?
+    pub fn failed_in_op(&self) -> bool {
+        self.failed_in_op > 0
     }
 
     pub fn calls(&self, kind: AllocKind) -> u32 {

@@ -6,7 +6,7 @@
 //! deposit model with no failure.
 
 use super::batch::{Job, Judged};
-use super::console::is_complaint;
+use super::console::{is_complaint, split_backtrace};
 use super::judge::GuestRun;
 use super::protocol::End;
 use crate::base::Severity;
@@ -132,8 +132,11 @@ pub struct Finding {
     pub prog: Program,
     pub op: usize,
     pub detail: String,
-    /// The kernel's log lines during the op.
+    /// The kernel's log lines during the op, without stack dumps.
     pub evidence: Vec<String>,
+    /// The first failing allocation's backtrace during the op, innermost
+    /// first (function names; empty when the kernel printed none).
+    pub backtrace: Vec<String>,
     /// Seconds into the failure runs when it was first seen.
     pub first_secs: f64,
     /// The allocation calls before op `op` in the plain run (pte, THP): with
@@ -202,12 +205,16 @@ impl Tally {
             Contract::Broken { breach, op, detail } => {
                 let kind = p.op_kind(op);
                 let sig = format!("{} {kind}", breach.name());
-                let evidence = j
-                    .run
-                    .log
+                let (lines, backtrace) = split_backtrace(
+                    j.run
+                        .log
+                        .iter()
+                        .filter(|(o, _)| *o == Some(op))
+                        .map(|(_, l)| l.as_str()),
+                );
+                let evidence = lines
                     .iter()
-                    .filter(|(o, _)| *o == Some(op))
-                    .map(|(_, l)| l.trim().to_string())
+                    .map(|l| l.trim().to_string())
                     .take(40)
                     .collect();
                 self.findings
@@ -221,6 +228,7 @@ impl Tally {
                         op,
                         detail,
                         evidence,
+                        backtrace,
                         first_secs: secs,
                         calls_before,
                     });

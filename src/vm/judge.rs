@@ -1,7 +1,7 @@
 //! One program's run in the guest, gathered from its data-channel messages
 //! and console lines, judged against the model.
 
-use super::console::is_complaint;
+use super::console::{is_complaint, split_backtrace};
 use super::protocol::{End, Msg};
 use crate::check::Invariant;
 use crate::host::HostRun;
@@ -81,17 +81,21 @@ fn evidence_lines(g: &GuestRun, op: Option<usize>, max: usize) -> String {
     if let Some(ev) = op.and_then(|i| g.hr.memcg_events.get(i).cloned().flatten()) {
         let _ = write!(s, "\n      memory.events after the op: {ev}");
     }
-    let mut n = 0;
-    for (o, l) in &g.log {
-        if op.is_some() && *o != op {
-            continue;
-        }
+    let (lines, backtrace) = split_backtrace(
+        g.log
+            .iter()
+            .filter(|(o, _)| op.is_none() || *o == op)
+            .map(|(_, l)| l.as_str()),
+    );
+    for (n, l) in lines.iter().enumerate() {
         if n == max {
             s.push_str("\n      ...");
             break;
         }
         let _ = write!(s, "\n      kernel: {}", l.trim());
-        n += 1;
+    }
+    if !backtrace.is_empty() {
+        let _ = write!(s, "\n      failing allocation: {}", backtrace.join(" < "));
     }
     s
 }
