@@ -134,9 +134,9 @@ pub fn split_backtrace<'a>(
             }
             if want && !done {
                 if let Some(f) = frame(b) {
-                    if !(trace.is_empty() && OURS.contains(&f))
-                        && !trace.last().is_some_and(|l| ENTRY.contains(&l.as_str()))
-                    {
+                    let ours = trace.is_empty() && OURS.contains(&f);
+                    let past_entry = trace.last().is_some_and(|l| ENTRY.contains(&l.as_str()));
+                    if !ours && !past_entry {
                         trace.push(f.to_string());
                     }
                 }
