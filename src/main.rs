@@ -57,6 +57,13 @@ enum Cmd {
     },
     /// Print a standalone C reproducer (libc only) for a program.
     EmitC(cli::emit_c::EmitCArgs),
+    /// Print a kselftest file (kselftest_harness.h) with one test per program and trigger.
+    ///
+    /// Tests named memcg.* make the planned allocations fail with a memory-cgroup limit (no
+    /// kernel patch); inject.* use our fault-plan interface and are skipped where it is absent.
+    /// Each asserts the contract of its ops (returns in time, MADV_DONTNEED zeroes, mremap
+    /// unmaps the source). Build with -I LINUX/tools/testing/selftests.
+    EmitKselftest(cli::emit_kselftest::EmitKselftestArgs),
     /// Minimize a corpus folder with the model's own coverage (-o OUT or --in-place).
     ///
     /// Keeps the smallest inputs that add a model branch, hit-count bucket or violation
@@ -138,6 +145,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Real(a) => cli::real::main(a),
         Cmd::Vm { cmd } => cli::vm::main(cmd),
         Cmd::EmitC(a) => cli::emit_c::main(a),
+        Cmd::EmitKselftest(a) => cli::emit_kselftest::main(a),
         Cmd::Cmin(a) => cli::cmin::main(a),
         Cmd::Diff(a) => cli::diff::main(a),
         Cmd::Fuzz(a) => cli::fuzz::main(a),

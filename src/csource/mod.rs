@@ -52,6 +52,9 @@ use crate::prog::{Advice, Op, Program, ARENA_SIZE, MAX_MMS};
 use crate::run;
 use std::fmt::Write as _;
 
+pub mod kselftest;
+pub use kselftest::{emit_kselftest, KselftestInput};
+
 /// The C executor: runtime.c from its `#define _GNU_SOURCE` on (its head
 /// comment is not copied), split at its `#include "program.h"` line, which
 /// the program's #defines and tables replace (see runtime.c).
@@ -118,7 +121,7 @@ pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
     );
     c.push_str(includes);
     geometry(&mut c);
-    for d in program_defines(prog, &p.run, memcg) {
+    for d in program_defines(prog, Some(&p.run), memcg) {
         let _ = writeln!(c, "#define {} {}", d.name, d.value);
     }
     op_tables(&mut c, "", prog, &p.limits);
@@ -226,7 +229,7 @@ pub(crate) fn geometry(c: &mut String) {
 
 /// The program's #defines: its size, plan and features, and the model's
 /// finding (`mr`: the prediction; None: no finding predicted).
-pub(crate) fn program_defines(prog: &Program, mr: &ModelRun, memcg: bool) -> Vec<Define> {
+pub(crate) fn program_defines(prog: &Program, mr: Option<&ModelRun>, memcg: bool) -> Vec<Define> {
     let has_plan = !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());
     let uffd_use = uses(prog, |o| {
         matches!(
@@ -247,7 +250,7 @@ pub(crate) fn program_defines(prog: &Program, mr: &ModelRun, memcg: bool) -> Vec
             }
         )
     });
-    let (vop, vkind) = match mr.violation_at {
+    let (vop, vkind) = match mr.and_then(|m| m.violation_at) {
         Some((k, inv)) => (k as i64, inv.name()),
         None => (-1, ""),
     };
@@ -267,7 +270,10 @@ pub(crate) fn program_defines(prog: &Program, mr: &ModelRun, memcg: bool) -> Vec
         d(
             "VIOLATION_TEXT",
             "const char *",
-            format!("\"{}\"", c_str(mr.violation.as_deref().unwrap_or(""))),
+            format!(
+                "\"{}\"",
+                c_str(mr.and_then(|m| m.violation.as_deref()).unwrap_or(""))
+            ),
         ),
     ]
 }
