@@ -125,10 +125,7 @@ pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<String, String> {
         for memcg in [true, false] {
             match program_part(&mut body, k, &name, inp, memcg) {
                 Ok(()) => tests += 1,
-                Err(e) => why.push(format!(
-                    "{}: {e}",
-                    if memcg { "memcg" } else { "inject" }
-                )),
+                Err(e) => why.push(format!("{}: {e}", if memcg { "memcg" } else { "inject" })),
             }
         }
         if why.len() == 2 {
@@ -264,7 +261,11 @@ fn program_part(
         let _ = writeln!(c, " *   {}", l.replace("*/", "* /"));
     }
     if memcg {
-        let _ = writeln!(c, " *\n * memcg trigger: {}", p.memcg_note.replace("*/", "* /"));
+        let _ = writeln!(
+            c,
+            " *\n * memcg trigger: {}",
+            p.memcg_note.replace("*/", "* /")
+        );
     }
     c.push_str(" */\n");
     op_tables(&mut c, &pfx, prog, &p.limits);
@@ -427,14 +428,20 @@ mod tests {
         )])
         .unwrap();
         // old [0, 2M), new [1M, 3M): [0, 1M) must be unmapped.
-        assert!(c.contains("sf_pages_mapped(&r, 2, 0, 0x0, 0x100000)"), "{c}");
+        assert!(
+            c.contains("sf_pages_mapped(&r, 2, 0, 0x0, 0x100000)"),
+            "{c}"
+        );
         assert_eq!(c.matches("sf_pages_mapped(&r, 2,").count(), 1, "{c}");
         let c = emit_kselftest(&[input(
             "fail pte_alloc nth=1\nmmap 0 8M thp\ntouch 0 8M write\nmremap 2M 4M 3M\n",
         )])
         .unwrap();
         // old [2M, 6M), new [3M, 7M): [2M, 3M) must be unmapped.
-        assert!(c.contains("sf_pages_mapped(&r, 2, 0, 0x200000, 0x100000)"), "{c}");
+        assert!(
+            c.contains("sf_pages_mapped(&r, 2, 0, 0x200000, 0x100000)"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -260,8 +260,16 @@ pub(crate) fn program_defines(prog: &Program, mr: Option<&ModelRun>, memcg: bool
         d("NR_OPS", "int", prog.ops.len().to_string()),
         d("HAS_PLAN", "int", flag(has_plan)),
         d("MEMCG", "int", flag(memcg)),
-        d("PTE_PLAN", "const char *", format!("\"{}\"", prog.faults.pte_alloc)),
-        d("THP_PLAN", "const char *", format!("\"{}\"", prog.faults.thp)),
+        d(
+            "PTE_PLAN",
+            "const char *",
+            format!("\"{}\"", prog.faults.pte_alloc),
+        ),
+        d(
+            "THP_PLAN",
+            "const char *",
+            format!("\"{}\"", prog.faults.thp),
+        ),
         d("UFFD_USE", "int", flag(uffd_use)),
         d("UFFD_ASYNC", "int", flag(prog.uffd_async)),
         d("GUARD_USE", "int", flag(guard_use)),
