@@ -16,7 +16,8 @@
 //! * [`observe`]: observation lines, the model's runs, comparison, memcg plans.
 //! * [`verdict`]: a kernel's run judged against the model, or by the contract.
 //! * [`vm`]: the guest kernel, QEMU, the guest↔host protocol, the guest side.
-//! * [`csource`]: C reproducers.
+//! * [`csource`]: C reproducers and kselftests.
+//! * [`syz`]: programs in syzkaller's text format.
 //! * [`diff`]: deposit vs lazy differential.
 //! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
 //! * [`engines`]: the other engines behind one trait, and crash triage.
@@ -51,6 +52,7 @@ pub mod model;
 pub mod observe;
 pub mod prog;
 pub mod run;
+pub mod syz;
 pub mod verdict;
 pub mod vm;
 

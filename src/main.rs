@@ -64,6 +64,11 @@ enum Cmd {
     /// Each asserts the contract of its ops (returns in time, MADV_DONTNEED zeroes, mremap
     /// unmaps the source). Build with -I LINUX/tools/testing/selftests.
     EmitKselftest(cli::emit_kselftest::EmitKselftestArgs),
+    /// Print programs in syzkaller's text format (a reproducer with fail_nth, or --seed).
+    ///
+    /// Addresses are in syzkaller's data area; each call's comment names our op. A reproducer
+    /// marks the call holding the planned failure with `(fail_nth: N)`; a seed has none.
+    EmitSyz(cli::emit_syz::EmitSyzArgs),
     /// Minimize a corpus folder with the model's own coverage (-o OUT or --in-place).
     ///
     /// Keeps the smallest inputs that add a model branch, hit-count bucket or violation
@@ -146,6 +151,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Vm { cmd } => cli::vm::main(cmd),
         Cmd::EmitC(a) => cli::emit_c::main(a),
         Cmd::EmitKselftest(a) => cli::emit_kselftest::main(a),
+        Cmd::EmitSyz(a) => cli::emit_syz::main(a),
         Cmd::Cmin(a) => cli::cmin::main(a),
         Cmd::Diff(a) => cli::diff::main(a),
         Cmd::Fuzz(a) => cli::fuzz::main(a),
