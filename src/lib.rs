@@ -18,6 +18,7 @@
 //! * [`vm`]: the guest kernel, QEMU, the guest↔host protocol, the guest side.
 //! * [`csource`]: C reproducers and kselftests.
 //! * [`syz`]: programs in syzkaller's text format.
+//! * [`mail`]: a finding as a plain-text report for the list.
 //! * [`diff`]: deposit vs lazy differential.
 //! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
 //! * [`engines`]: the other engines behind one trait, and crash triage.
@@ -48,6 +49,7 @@ pub mod diff;
 pub mod engines;
 pub mod fuzz;
 pub mod host;
+pub mod mail;
 pub mod model;
 pub mod observe;
 pub mod prog;

@@ -86,7 +86,7 @@ enum Cmd {
     /// the run cleanly (findings tables, corpus, run directory); a second one kills it.
     /// Exit 1 when a violation was found, 0 when none, 2 on bad options or a write error.
     Fuzz(cli::fuzz::FuzzArgs),
-    /// Make the HTML report of a `fuzz` run directory.
+    /// Make the HTML report of a `fuzz` run directory, or with --mail a finding for the list.
     ///
     /// One self-contained page: coverage, findings and exec/s over time per policy, the
     /// policy x signature matrix, and the model coverage table by kernel function.

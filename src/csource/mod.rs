@@ -53,7 +53,7 @@ use crate::run;
 use std::fmt::Write as _;
 
 pub mod kselftest;
-pub use kselftest::{emit_kselftest, KselftestInput};
+pub use kselftest::{emit_kselftest, syscall_name, KselftestInput};
 
 /// The C executor: runtime.c from its `#define _GNU_SOURCE` on (its head
 /// comment is not copied), split at its `#include "program.h"` line, which

@@ -587,9 +587,9 @@ mod tests {
         )
         .unwrap();
         let r = emit_syz(&p, SyzKind::Repro, "x.txt").unwrap();
-        // 28M moves to data offset 2M; 29440K is 3456K there.
+        // 28M moves to data offset 2M; 29440K (28M + 768K) is 0x2c0000 there.
         assert!(
-            r.contains("madvise(&(0x7f0000360000/0x200000)=nil, 0x200000, 0x4) (fail_nth: 1) # op 2: madvise 29440K 2M dontneed"),
+            r.contains("madvise(&(0x7f00002c0000/0x200000)=nil, 0x200000, 0x4) (fail_nth: 1) # op 2: madvise 29440K 2M dontneed"),
             "{r}"
         );
         assert!(r.contains("mmap(&(0x7f0000200000/0x400000)=nil, 0x400000, 0x3, 0x32, 0xffffffffffffffff, 0x0) # op 0"), "{r}");
