@@ -44,13 +44,8 @@ fn headers() -> Option<PathBuf> {
 }
 
 fn findings() -> Vec<(PathBuf, Program)> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("crashes/lazy-v3"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    v.sort();
-    v.into_iter()
+    common::txt_files("crashes/lazy-v3")
+        .into_iter()
         .map(|p| {
             let t = std::fs::read_to_string(&p).unwrap();
             (p, Program::parse(&t).unwrap())
@@ -69,25 +64,10 @@ fn inputs(progs: &[(PathBuf, Program)]) -> Vec<KselftestInput> {
         .collect()
 }
 
+/// Compile a test file against the selftest headers in `inc`.
 fn compile(dir: &Path, name: &str, c: &str, inc: &Path) -> PathBuf {
-    let src = dir.join(format!("{name}.c"));
-    let bin = dir.join(name);
-    std::fs::write(&src, c).unwrap();
-    let out = std::process::Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-I"])
-        .arg(inc)
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .arg("-lpthread")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cc -Wall -Werror {name}.c:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    let i = format!("-I{}", inc.display());
+    common::compile_c_with(dir, name, c, &[i.as_ref(), "-lpthread".as_ref()])
 }
 
 /// What the runtime prints for a model run: its transcript up to an op that
@@ -221,14 +201,12 @@ fn a_deposit_program_with_a_plan_gets_an_inject_test_that_compiles() {
         return;
     };
     let mut progs = Vec::new();
-    for e in std::fs::read_dir(root().join("tests/programs/deposit")).unwrap() {
-        let p = e.unwrap().path();
+    for p in common::txt_files("tests/programs/deposit") {
         let prog = Program::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
         if !prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never() {
             progs.push((p, prog));
         }
     }
-    progs.sort_by(|a, b| a.0.cmp(&b.0));
     let c = emit_kselftest(&inputs(&progs)).unwrap();
     compile(&dir, "deposit", &c, &inc);
     println!("{} deposit programs in one kselftest file", progs.len());

@@ -18,6 +18,8 @@
 //! syzkaller's special pointer 0); the only call property
 //! is `fail_nth: N` (N >= 1), and a seed has none.
 
+mod common;
+
 use splitfuzz::syz::{emit_syz, SyzKind, ADDR_BASE, DATA_SIZE};
 use splitfuzz::Program;
 use std::collections::HashMap;
@@ -29,13 +31,8 @@ fn root() -> &'static Path {
 
 /// The lazy-v3 findings, and which of them fit syzkaller's data area.
 fn findings() -> Vec<(String, Program)> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("crashes/lazy-v3"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    v.sort();
-    v.into_iter()
+    common::txt_files("crashes/lazy-v3")
+        .into_iter()
         .map(|p| {
             let name = p.file_stem().unwrap().to_string_lossy().to_string();
             (

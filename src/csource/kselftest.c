@@ -265,26 +265,23 @@ static int sf_page_mapped(const char *obs, uint64_t pg)
 	return 0;
 }
 
-/* Pages of [start, start + len) after op i in mm `mm` that read something
- * other than zero (-1: no observation). */
-static long sf_pages_not_zero(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len)
+/* What a page of an observation line is checked for. */
+static int sf_not_zero(const char *obs, uint64_t pg)
 {
-	const char *obs = sf_obs(r, i, mm);
-	uint64_t pg;
-	long n = 0;
 	char t[64];
-	if (!obs)
-		return -1;
-	for (pg = start / PAGE; pg < (start + len) / PAGE; pg++) {
-		sf_page_data(obs, pg, t, sizeof(t));
-		n += strcmp(t, "0") && strcmp(t, "-");
-	}
-	return n;
+	sf_page_data(obs, pg, t, sizeof(t));
+	return strcmp(t, "0") && strcmp(t, "-");
 }
 
-/* Pages of [start, start + len) in a VMA after op i in mm `mm` (-1: no
- * observation). */
-static long sf_pages_mapped(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len)
+static int sf_not_guard(const char *obs, uint64_t pg)
+{
+	return sf_page_mapped(obs, pg) && sf_page_state(obs, pg) != 'g';
+}
+
+/* Pages of [start, start + len) after op i in mm `mm` for which `is` holds
+ * (-1: no observation). */
+static long sf_pages(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len,
+		     int (*is)(const char *obs, uint64_t pg))
 {
 	const char *obs = sf_obs(r, i, mm);
 	uint64_t pg;
@@ -292,23 +289,16 @@ static long sf_pages_mapped(const struct sf_run *r, unsigned i, int mm, uint64_t
 	if (!obs)
 		return -1;
 	for (pg = start / PAGE; pg < (start + len) / PAGE; pg++)
-		n += sf_page_mapped(obs, pg);
+		n += is(obs, pg);
 	return n;
 }
 
-/* Pages of [start, start + len) in a VMA after op i in mm `mm` that are not
- * guard regions (-1: no observation). */
-static long sf_pages_not_guard(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len)
-{
-	const char *obs = sf_obs(r, i, mm);
-	uint64_t pg;
-	long n = 0;
-	if (!obs)
-		return -1;
-	for (pg = start / PAGE; pg < (start + len) / PAGE; pg++)
-		n += sf_page_mapped(obs, pg) && sf_page_state(obs, pg) != 'g';
-	return n;
-}
+/* Pages that read something other than zero. */
+#define sf_pages_not_zero(r, i, mm, start, len) sf_pages(r, i, mm, start, len, sf_not_zero)
+/* Pages in a VMA. */
+#define sf_pages_mapped(r, i, mm, start, len) sf_pages(r, i, mm, start, len, sf_page_mapped)
+/* Pages in a VMA that are not guard regions. */
+#define sf_pages_not_guard(r, i, mm, start, len) sf_pages(r, i, mm, start, len, sf_not_guard)
 
 /* The transcript's `# ...` lines (memory.events under the memcg trigger)
  * and the runtime's stderr, to the test's log. */

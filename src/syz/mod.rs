@@ -59,28 +59,21 @@ pub enum SyzKind {
     Seed,
 }
 
-/// The arena ranges an op names.
+/// The arena ranges an op names: its page range (check::reference::op_pages,
+/// for mremap and UFFDIO_MOVE the source) and a destination.
 fn op_ranges(op: &Op) -> Vec<(u64, u64)> {
-    match *op {
-        Op::Mmap { start, len, .. }
-        | Op::Munmap { start, len }
-        | Op::Mprotect { start, len, .. }
-        | Op::Touch { start, len, .. }
-        | Op::Madvise { start, len, .. }
-        | Op::Pin { start, len }
-        | Op::Unpin { start, len }
-        | Op::UffdRegister { start, len }
-        | Op::UffdUnregister { start, len }
-        | Op::UffdWp { start, len, .. }
-        | Op::PagemapScan { start, len }
-        | Op::Mlock { start, len }
-        | Op::Munlock { start, len }
-        | Op::Mbind { start, len, .. } => vec![(start, start + len)],
-        Op::Mremap { old, len, new } => vec![(old, old + len), (new, new + len)],
-        Op::UffdMove { dst, src, len } => vec![(dst, dst + len), (src, src + len)],
-        Op::Reclaim { addr } | Op::Migrate { addr } => vec![(addr, addr + 4096)],
-        Op::Fork | Op::Exit | Op::DropCaches => vec![],
+    let g = crate::base::Geometry::KERNEL;
+    let (s, e) = crate::check::reference::op_pages(op, g);
+    let mut v = Vec::new();
+    if e > s && !matches!(op, Op::Fork | Op::Exit | Op::DropCaches) {
+        v.push((g.addr_of(s), g.addr_of(e)));
     }
+    match *op {
+        Op::Mremap { new, len, .. } => v.push((new, new + len)),
+        Op::UffdMove { dst, len, .. } => v.push((dst, dst + len)),
+        _ => {}
+    }
+    v
 }
 
 /// Which arena pages are mapped (0 no, 1 read-only, 2 read-write) as the
