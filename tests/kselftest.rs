@@ -60,6 +60,7 @@ fn inputs(progs: &[(PathBuf, Program)]) -> Vec<KselftestInput> {
             source: p.strip_prefix(root()).unwrap_or(p).display().to_string(),
             notes: vec![],
             prog: prog.clone(),
+            whole_plan: None,
         })
         .collect()
 }
@@ -119,7 +120,7 @@ fn emitted_kselftests_compile_and_their_assertions_fire() {
     };
     let progs = findings();
     assert_eq!(progs.len(), 4);
-    let c = emit_kselftest(&inputs(&progs)).unwrap();
+    let (c, _) = emit_kselftest(&inputs(&progs)).unwrap();
     let bin = compile(&dir, "split_failure", &c, &inc);
     let v3 = Policy::preset(Preset::parse("lazy-v3").unwrap());
     let deposit = Policy::preset(Preset::parse("deposit").unwrap());
@@ -207,7 +208,7 @@ fn a_deposit_program_with_a_plan_gets_an_inject_test_that_compiles() {
             progs.push((p, prog));
         }
     }
-    let c = emit_kselftest(&inputs(&progs)).unwrap();
+    let (c, _) = emit_kselftest(&inputs(&progs)).unwrap();
     compile(&dir, "deposit", &c, &inc);
     println!("{} deposit programs in one kselftest file", progs.len());
     let _ = std::fs::remove_dir_all(&dir);

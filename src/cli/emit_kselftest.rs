@@ -22,7 +22,7 @@ pub fn main(a: EmitKselftestArgs) -> Result<ExitCode> {
     let mut inputs = Vec::new();
     for file in &a.files {
         let prog = load(file, a.f.format)?;
-        let notes = std::fs::read(file)
+        let notes: Vec<String> = std::fs::read(file)
             .map(|b| {
                 String::from_utf8_lossy(&b)
                     .lines()
@@ -32,11 +32,30 @@ pub fn main(a: EmitKselftestArgs) -> Result<ExitCode> {
             .unwrap_or_default();
         inputs.push(KselftestInput {
             source: file.display().to_string(),
+            whole_plan: whole_plan(&notes),
             notes,
             prog,
         });
     }
-    let c = emit_kselftest(&inputs).map_err(|e| anyhow!("{e}"))?;
+    let (c, skipped) = emit_kselftest(&inputs).map_err(|e| anyhow!("{e}"))?;
+    for s in skipped {
+        super::warn(s);
+    }
     say_text(&c);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `vm check` finding's note `the same on this kernel as a whole-program
+/// plan: fail pte_alloc P / fail thp T` as a plan.
+fn whole_plan(notes: &[String]) -> Option<splitfuzz::prog::FaultPlan> {
+    let rest = notes
+        .iter()
+        .find_map(|n| n.strip_prefix("the same on this kernel as a whole-program plan: "))?;
+    // `never` is the default: no line.
+    let text: String = rest
+        .split(" / ")
+        .filter(|l| !l.ends_with(" never"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    splitfuzz::Program::parse(&text).ok().map(|p| p.faults)
 }

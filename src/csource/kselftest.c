@@ -147,7 +147,7 @@ static int sf_hung(const struct sf_run *r, unsigned i)
 }
 
 /* Op i returned 0 (its result is `ok`). */
-static int sf_ok(const struct sf_run *r, unsigned i)
+static __attribute__((unused)) int sf_ok(const struct sf_run *r, unsigned i)
 {
 	return sf_op_line(r, i, "res ok\n") != NULL;
 }
@@ -246,7 +246,7 @@ static uint64_t sf_size(const char **p)
 }
 
 /* Whether page `pg` of the arena is in a VMA (`vmas`). */
-static int sf_page_mapped(const char *obs, uint64_t pg)
+static __attribute__((unused)) int sf_page_mapped(const char *obs, uint64_t pg)
 {
 	const char *p = sf_field(obs, "vmas");
 	if (!p || !strncmp(p, "none", 4))
@@ -265,22 +265,23 @@ static int sf_page_mapped(const char *obs, uint64_t pg)
 	return 0;
 }
 
-/* What a page of an observation line is checked for. */
-static int sf_not_zero(const char *obs, uint64_t pg)
+/* What a page of an observation line is checked for (a file's tests may
+ * not use every check: unused is fine). */
+static __attribute__((unused)) int sf_not_zero(const char *obs, uint64_t pg)
 {
 	char t[64];
 	sf_page_data(obs, pg, t, sizeof(t));
 	return strcmp(t, "0") && strcmp(t, "-");
 }
 
-static int sf_not_guard(const char *obs, uint64_t pg)
+static __attribute__((unused)) int sf_not_guard(const char *obs, uint64_t pg)
 {
 	return sf_page_mapped(obs, pg) && sf_page_state(obs, pg) != 'g';
 }
 
 /* Pages of [start, start + len) after op i in mm `mm` for which `is` holds
  * (-1: no observation). */
-static long sf_pages(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len,
+static __attribute__((unused)) long sf_pages(const struct sf_run *r, unsigned i, int mm, uint64_t start, uint64_t len,
 		     int (*is)(const char *obs, uint64_t pg))
 {
 	const char *obs = sf_obs(r, i, mm);

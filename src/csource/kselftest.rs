@@ -22,8 +22,10 @@
 //! cgroup that is put at its limit during the ops holding the planned
 //! failures, as `emit-c --trigger memcg`; only for plans expressible that
 //! way) and `inject` (the plan is written to our kernel patch's debugfs
-//! interface; skipped where it is absent; not for op-scoped plans, which the
-//! runtime does not arm per op).
+//! interface; skipped where it is absent; an op-scoped plan is used as the
+//! whole-program plan it was on its kernel when the input says (a `vm check`
+//! finding's note), else it gets no `inject` test: the runtime does not arm
+//! per op).
 
 use super::{do_op, expected_tables, geometry, op_tables, predict, program_defines, runtime_parts};
 use crate::prog::{Advice, Op, Program};
@@ -44,6 +46,10 @@ pub struct KselftestInput {
     /// The comment lines of its file (`# ...`), kept as the test's comment.
     pub notes: Vec<String>,
     pub prog: Program,
+    /// For an op-scoped plan, the same plan counted over the whole program
+    /// on the kernel it was found on (a `vm check` finding's note): the
+    /// `inject` test uses it.
+    pub whole_plan: Option<crate::prog::FaultPlan>,
 }
 
 /// A C identifier from a file name: `no-silent-skip-zap_pmd_range` ->
@@ -101,9 +107,9 @@ pub fn syscall_name(op: &Op) -> &'static str {
     }
 }
 
-/// The test file for `inputs` (see the module doc); an error when a program
-/// gets no test at all (with the reasons).
-pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<String, String> {
+/// The test file for `inputs` (see the module doc), and for each program
+/// that gets no test, why; an error when no program gets one.
+pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<(String, Vec<String>), String> {
     let (includes, runtime) = runtime_parts();
     let glue = &KSELFTEST_C[KSELFTEST_C
         .find("#undef main\n")
@@ -111,6 +117,7 @@ pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<String, String> {
     let mut body = String::new();
     let mut names = std::collections::BTreeSet::new();
     let mut tests = 0usize;
+    let mut skipped = Vec::new();
     for (k, inp) in inputs.iter().enumerate() {
         let stem = std::path::Path::new(&inp.source)
             .file_stem()
@@ -129,11 +136,15 @@ pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<String, String> {
             }
         }
         if why.len() == 2 {
-            return Err(format!("{}: no test: {}", inp.source, why.join("; ")));
+            skipped.push(format!("{}: no test: {}", inp.source, why.join("; ")));
         }
     }
     if tests == 0 {
-        return Err("no program given".into());
+        return Err(if skipped.is_empty() {
+            "no program given".into()
+        } else {
+            skipped.join("\n")
+        });
     }
     let mut c = String::new();
     head_comment(&mut c, inputs);
@@ -150,7 +161,7 @@ pub fn emit_kselftest(inputs: &[KselftestInput]) -> Result<String, String> {
     c.push_str(glue);
     c.push_str(&body);
     c.push_str("\nTEST_HARNESS_MAIN\n");
-    Ok(c)
+    Ok((c, skipped))
 }
 
 fn head_comment(c: &mut String, inputs: &[KselftestInput]) {
@@ -234,7 +245,11 @@ fn program_part(
     inp: &KselftestInput,
     memcg: bool,
 ) -> Result<(), String> {
-    let prog = &inp.prog;
+    let mut whole = inp.prog.clone();
+    if let (false, Some(w)) = (memcg, &inp.whole_plan) {
+        whole.faults = w.clone();
+    }
+    let prog = &whole;
     if prog.ops.len() > u32::MAX as usize {
         return Err("too many ops".into());
     }
@@ -401,15 +416,17 @@ mod tests {
             source: "crashes/x/no-silent-skip-zap_pmd_range.txt".into(),
             notes: vec![],
             prog: Program::parse(text).unwrap(),
+            whole_plan: None,
         }
     }
 
     #[test]
     fn a_memcg_expressible_finding_gets_both_tests_with_its_assertion() {
-        let c = emit_kselftest(&[input(
+        let (c, none) = emit_kselftest(&[input(
             "policy lazy-v3\nfail pte_alloc nth=1\nmmap 28M 4M thp\ntouch 30464K 256K write\nmadvise 29440K 2M dontneed\n",
         )])
         .unwrap();
+        assert!(none.is_empty(), "{none:?}");
         assert!(c.contains("TEST_F_TIMEOUT(memcg, no_silent_skip_zap_pmd_range, 300)"));
         assert!(c.contains("TEST_F_TIMEOUT(inject, no_silent_skip_zap_pmd_range, 300)"));
         assert!(c.contains("EXPECT_EQ(0, sf_pages_not_zero(&r, 2, 0, 0x1cc0000, 0x200000))"));
@@ -426,7 +443,8 @@ mod tests {
         let c = emit_kselftest(&[input(
             "fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 4M write\nmremap 0 2M 1M\n",
         )])
-        .unwrap();
+        .unwrap()
+        .0;
         // old [0, 2M), new [1M, 3M): [0, 1M) must be unmapped.
         assert!(
             c.contains("sf_pages_mapped(&r, 2, 0, 0x0, 0x100000)"),
@@ -436,7 +454,8 @@ mod tests {
         let c = emit_kselftest(&[input(
             "fail pte_alloc nth=1\nmmap 0 8M thp\ntouch 0 8M write\nmremap 2M 4M 3M\n",
         )])
-        .unwrap();
+        .unwrap()
+        .0;
         // old [2M, 6M), new [3M, 7M): [2M, 3M) must be unmapped.
         assert!(
             c.contains("sf_pages_mapped(&r, 2, 0, 0x200000, 0x100000)"),
@@ -445,8 +464,35 @@ mod tests {
     }
 
     #[test]
-    fn a_program_with_no_test_is_an_error() {
+    fn a_program_with_no_test_is_named_and_none_at_all_is_an_error() {
         let e = emit_kselftest(&[input("mmap 0 2M thp\n")]).unwrap_err();
         assert!(e.contains("no test"), "{e}");
+        let (c, none) = emit_kselftest(&[
+            input("mmap 0 2M thp\n"),
+            input("fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 4M write\nmadvise 0 1M dontneed\n"),
+        ])
+        .unwrap();
+        assert_eq!(none.len(), 1, "{none:?}");
+        assert!(c.contains("TEST_F_TIMEOUT(inject, no_silent_skip_zap_pmd_range_1, 300)"));
+    }
+
+    #[test]
+    fn an_op_scoped_plan_gets_an_inject_test_from_its_whole_program_plan() {
+        let mut i = input(
+            "fail pte_alloc op=2:nth=1\nmmap 0 4M thp\ntouch 0 4M write\nmadvise 0 1M dontneed\n",
+        );
+        assert!(
+            emit_kselftest(std::slice::from_ref(&i)).is_err() || {
+                let (c, _) = emit_kselftest(std::slice::from_ref(&i)).unwrap();
+                !c.contains("TEST_F_TIMEOUT(inject,")
+            }
+        );
+        i.whole_plan = Some(Program::parse("fail pte_alloc nth=2\n").unwrap().faults);
+        let (c, _) = emit_kselftest(&[i]).unwrap();
+        assert!(
+            c.contains("TEST_F_TIMEOUT(inject, no_silent_skip_zap_pmd_range, 300)"),
+            "{c}"
+        );
+        assert!(c.contains(".pte_plan = \"nth=2\","), "{c}");
     }
 }
