@@ -16,7 +16,9 @@
 //! * [`observe`]: observation lines, the model's runs, comparison, memcg plans.
 //! * [`verdict`]: a kernel's run judged against the model, or by the contract.
 //! * [`vm`]: the guest kernel, QEMU, the guest↔host protocol, the guest side.
-//! * [`csource`]: C reproducers.
+//! * [`csource`]: C reproducers and kselftests.
+//! * [`syz`]: programs in syzkaller's text format.
+//! * [`mail`]: a finding as a plain-text report for the list.
 //! * [`diff`]: deposit vs lazy differential.
 //! * [`fuzz`]: the built-in engine, fix hints, the campaign report.
 //! * [`engines`]: the other engines behind one trait, and crash triage.
@@ -47,10 +49,12 @@ pub mod diff;
 pub mod engines;
 pub mod fuzz;
 pub mod host;
+pub mod mail;
 pub mod model;
 pub mod observe;
 pub mod prog;
 pub mod run;
+pub mod syz;
 pub mod verdict;
 pub mod vm;
 

@@ -57,6 +57,18 @@ enum Cmd {
     },
     /// Print a standalone C reproducer (libc only) for a program.
     EmitC(cli::emit_c::EmitCArgs),
+    /// Print a kselftest file (kselftest_harness.h) with one test per program and trigger.
+    ///
+    /// Tests named memcg.* make the planned allocations fail with a memory-cgroup limit (no
+    /// kernel patch); inject.* use our fault-plan interface and are skipped where it is absent.
+    /// Each asserts the contract of its ops (returns in time, MADV_DONTNEED zeroes, mremap
+    /// unmaps the source). Build with -I LINUX/tools/testing/selftests.
+    EmitKselftest(cli::emit_kselftest::EmitKselftestArgs),
+    /// Print programs in syzkaller's text format (a reproducer with fail_nth, or --seed).
+    ///
+    /// Addresses are in syzkaller's data area; each call's comment names our op. A reproducer
+    /// marks the call holding the planned failure with `(fail_nth: N)`; a seed has none.
+    EmitSyz(cli::emit_syz::EmitSyzArgs),
     /// Minimize a corpus folder with the model's own coverage (-o OUT or --in-place).
     ///
     /// Keeps the smallest inputs that add a model branch, hit-count bucket or violation
@@ -74,7 +86,7 @@ enum Cmd {
     /// the run cleanly (findings tables, corpus, run directory); a second one kills it.
     /// Exit 1 when a violation was found, 0 when none, 2 on bad options or a write error.
     Fuzz(cli::fuzz::FuzzArgs),
-    /// Make the HTML report of a `fuzz` run directory.
+    /// Make the HTML report of a `fuzz` run directory, or with --mail a finding for the list.
     ///
     /// One self-contained page: coverage, findings and exec/s over time per policy, the
     /// policy x signature matrix, and the model coverage table by kernel function.
@@ -138,6 +150,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Real(a) => cli::real::main(a),
         Cmd::Vm { cmd } => cli::vm::main(cmd),
         Cmd::EmitC(a) => cli::emit_c::main(a),
+        Cmd::EmitKselftest(a) => cli::emit_kselftest::main(a),
+        Cmd::EmitSyz(a) => cli::emit_syz::main(a),
         Cmd::Cmin(a) => cli::cmin::main(a),
         Cmd::Diff(a) => cli::diff::main(a),
         Cmd::Fuzz(a) => cli::fuzz::main(a),

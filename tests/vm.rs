@@ -169,14 +169,7 @@ fn allocation_counts_match_the_model_op_by_op_then_every_failure_lands_on_the_sa
 }
 
 fn programs(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    v.sort();
-    v
+    common::txt_files(dir)
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! | `real` | real.rs |
 //! | `vm build`, `vm run`, `vm exec`, `vm check` | vm.rs, vm_run.rs, vm_check.rs |
 //! | `emit-c` | emit_c.rs |
+//! | `emit-kselftest` | emit_kselftest.rs |
+//! | `emit-syz` | emit_syz.rs |
 //! | `cmin` | cmin.rs |
 //! | `diff` | diff.rs |
 //! | `fuzz` | fuzz.rs |
@@ -31,6 +33,8 @@ pub mod codec;
 pub mod continuous;
 pub mod diff;
 pub mod emit_c;
+pub mod emit_kselftest;
+pub mod emit_syz;
 pub mod engine;
 pub mod fuzz;
 pub mod minimize;

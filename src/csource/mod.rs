@@ -52,6 +52,9 @@ use crate::prog::{Advice, Op, Program, ARENA_SIZE, MAX_MMS};
 use crate::run;
 use std::fmt::Write as _;
 
+pub mod kselftest;
+pub use kselftest::{emit_kselftest, syscall_name, KselftestInput};
+
 /// The C executor: runtime.c from its `#define _GNU_SOURCE` on (its head
 /// comment is not copied), split at its `#include "program.h"` line, which
 /// the program's #defines and tables replace (see runtime.c).
@@ -59,7 +62,7 @@ const RUNTIME_C: &str = include_str!("runtime.c");
 
 /// runtime.c's two parts: the includes (up to the `#include "program.h"`
 /// line), and the runtime after that line.
-fn runtime_parts() -> (&'static str, &'static str) {
+pub(crate) fn runtime_parts() -> (&'static str, &'static str) {
     const START: &str = "\n#define _GNU_SOURCE\n";
     const PROGRAM: &str = "\n#include \"program.h\"\n";
     let start = RUNTIME_C
@@ -73,7 +76,7 @@ fn runtime_parts() -> (&'static str, &'static str) {
 }
 
 /// A C string literal's contents.
-fn c_str(t: &str) -> String {
+pub(crate) fn c_str(t: &str) -> String {
     t.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -117,28 +120,35 @@ pub fn emit_c_with(prog: &Program, memcg: bool) -> Result<String, String> {
         memcg.then_some(p.memcg_note.as_str()),
     );
     c.push_str(includes);
-    defines(&mut c, prog, &p.run, memcg);
-    op_tables(&mut c, prog, &p.limits);
-    expected_tables(&mut c, &p.run.t, prog.ops.len());
+    geometry(&mut c);
+    for d in program_defines(prog, Some(&p.run), memcg) {
+        let _ = writeln!(c, "#define {} {}", d.name, d.value);
+    }
+    op_tables(&mut c, "", prog, &p.limits);
+    let hung_ok: Vec<bool> = p.run.t.results[..prog.ops.len()]
+        .iter()
+        .map(|r| r.as_deref() == Some("oom-loop"))
+        .collect();
+    expected_tables(&mut c, "", Some(&p.run.t), &hung_ok);
     c.push_str(runtime);
-    do_op(&mut c, prog);
+    do_op(&mut c, "do_op", prog);
     Ok(c)
 }
 
 /// What a reproducer predicts.
-struct Prediction {
+pub(crate) struct Prediction {
     /// The model's run (with `memcg`, at the cgroup's limits).
-    run: ModelRun,
+    pub(crate) run: ModelRun,
     /// Per op: -1, or the pages it may free (the memcg trigger's limit).
-    limits: Vec<i64>,
+    pub(crate) limits: Vec<i64>,
     /// The memcg trigger: how the plan is realised ("" without a limit).
-    memcg_note: String,
+    pub(crate) memcg_note: String,
 }
 
 /// The model's prediction of `prog` in the kernel geometry: under its plan,
 /// or with `memcg` at the memory-cgroup limits that realise the plan (an
 /// error when they cannot).
-fn predict(prog: &Program, policy: &Policy, memcg: bool) -> Result<Prediction, String> {
+pub(crate) fn predict(prog: &Program, policy: &Policy, memcg: bool) -> Result<Prediction, String> {
     let linux = crate::model::mm::LINUX_DEFAULT;
     let mut limits: Vec<i64> = vec![-1; prog.ops.len()];
     if !memcg {
@@ -198,9 +208,28 @@ fn uses(prog: &Program, f: impl Fn(&Op) -> bool) -> bool {
     prog.ops.iter().any(|l| f(&l.op))
 }
 
-/// The #defines the runtime reads (program.h lists them): the geometry, the
-/// program's size, plan and features, and the model's finding.
-fn defines(c: &mut String, prog: &Program, mr: &ModelRun, memcg: bool) {
+/// One of the #defines the runtime reads per program (program.h lists
+/// them): its name, the C type a kselftest's program struct gives it
+/// (kselftest.rs), its value.
+pub(crate) struct Define {
+    pub(crate) name: &'static str,
+    pub(crate) ty: &'static str,
+    pub(crate) value: String,
+}
+
+/// The executor's geometry, the same for every program.
+pub(crate) fn geometry(c: &mut String) {
+    let _ = writeln!(c, "#define ARENA_BASE {ARENA_BASE:#x}ULL");
+    let _ = writeln!(c, "#define ARENA_SIZE {ARENA_SIZE:#x}ULL");
+    let _ = writeln!(c, "#define NPAGES {NPAGES}");
+    let _ = writeln!(c, "#define GUARD_LO {GUARD_LO:#x}ULL");
+    let _ = writeln!(c, "#define GUARD_HI {GUARD_HI:#x}ULL");
+    let _ = writeln!(c, "#define MAX_MMS {MAX_MMS}");
+}
+
+/// The program's #defines: its size, plan and features, and the model's
+/// finding (`mr`: the prediction; None: no finding predicted).
+pub(crate) fn program_defines(prog: &Program, mr: Option<&ModelRun>, memcg: bool) -> Vec<Define> {
     let has_plan = !memcg && (!prog.faults.pte_alloc.is_never() || !prog.faults.thp.is_never());
     let uffd_use = uses(prog, |o| {
         matches!(
@@ -221,36 +250,45 @@ fn defines(c: &mut String, prog: &Program, mr: &ModelRun, memcg: bool) {
             }
         )
     });
-    let _ = writeln!(c, "#define ARENA_BASE {ARENA_BASE:#x}ULL");
-    let _ = writeln!(c, "#define ARENA_SIZE {ARENA_SIZE:#x}ULL");
-    let _ = writeln!(c, "#define NPAGES {NPAGES}");
-    let _ = writeln!(c, "#define GUARD_LO {GUARD_LO:#x}ULL");
-    let _ = writeln!(c, "#define GUARD_HI {GUARD_HI:#x}ULL");
-    let _ = writeln!(c, "#define MAX_MMS {MAX_MMS}");
-    let _ = writeln!(c, "#define NR_OPS {}", prog.ops.len());
-    let _ = writeln!(c, "#define HAS_PLAN {}", has_plan as u8);
-    let _ = writeln!(c, "#define MEMCG {}", memcg as u8);
-    let _ = writeln!(c, "#define PTE_PLAN \"{}\"", prog.faults.pte_alloc);
-    let _ = writeln!(c, "#define THP_PLAN \"{}\"", prog.faults.thp);
-    let _ = writeln!(c, "#define UFFD_USE {}", uffd_use as u8);
-    let _ = writeln!(c, "#define UFFD_ASYNC {}", prog.uffd_async as u8);
-    let _ = writeln!(c, "#define GUARD_USE {}", guard_use as u8);
-    let (vop, vkind) = match mr.violation_at {
+    let (vop, vkind) = match mr.and_then(|m| m.violation_at) {
         Some((k, inv)) => (k as i64, inv.name()),
         None => (-1, ""),
     };
-    let _ = writeln!(c, "#define VIOLATION_OP {vop}");
-    let _ = writeln!(c, "#define VIOLATION_KIND \"{vkind}\"");
-    let _ = writeln!(
-        c,
-        "#define VIOLATION_TEXT \"{}\"",
-        c_str(mr.violation.as_deref().unwrap_or(""))
-    );
+    let d = |name, ty, value: String| Define { name, ty, value };
+    let flag = |b: bool| (b as u8).to_string();
+    vec![
+        d("NR_OPS", "int", prog.ops.len().to_string()),
+        d("HAS_PLAN", "int", flag(has_plan)),
+        d("MEMCG", "int", flag(memcg)),
+        d(
+            "PTE_PLAN",
+            "const char *",
+            format!("\"{}\"", prog.faults.pte_alloc),
+        ),
+        d(
+            "THP_PLAN",
+            "const char *",
+            format!("\"{}\"", prog.faults.thp),
+        ),
+        d("UFFD_USE", "int", flag(uffd_use)),
+        d("UFFD_ASYNC", "int", flag(prog.uffd_async)),
+        d("GUARD_USE", "int", flag(guard_use)),
+        d("VIOLATION_OP", "int", vop.to_string()),
+        d("VIOLATION_KIND", "const char *", format!("\"{vkind}\"")),
+        d(
+            "VIOLATION_TEXT",
+            "const char *",
+            format!(
+                "\"{}\"",
+                c_str(mr.and_then(|m| m.violation.as_deref()).unwrap_or(""))
+            ),
+        ),
+    ]
 }
 
 /// The per-op tables: kind, mm, the memcg trigger's slack (`limits`), text.
 /// Each has at least one element, so that an empty program compiles.
-fn op_tables(c: &mut String, prog: &Program, limits: &[i64]) {
+pub(crate) fn op_tables(c: &mut String, pfx: &str, prog: &Program, limits: &[i64]) {
     let kinds: String = prog
         .ops
         .iter()
@@ -261,7 +299,7 @@ fn op_tables(c: &mut String, prog: &Program, limits: &[i64]) {
             _ => 'o',
         })
         .collect();
-    let _ = writeln!(c, "static const char op_kind[] = \"{kinds}\";");
+    let _ = writeln!(c, "static const char {pfx}op_kind[] = \"{kinds}\";");
     let mms = if prog.ops.is_empty() {
         "0".to_string()
     } else {
@@ -271,36 +309,43 @@ fn op_tables(c: &mut String, prog: &Program, limits: &[i64]) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let _ = writeln!(c, "static const int op_mm[] = {{ {mms} }};");
+    let _ = writeln!(c, "static const int {pfx}op_mm[] = {{ {mms} }};");
     let _ = writeln!(
         c,
         "/* The memcg trigger: per op, -1 or the pages it may free (its limit is set that much lower). */"
     );
     let _ = writeln!(
         c,
-        "static const long limit_slack[] = {{ {}-1 }};",
+        "static const long {pfx}limit_slack[] = {{ {}-1 }};",
         limits.iter().map(|x| format!("{x}, ")).collect::<String>()
     );
-    let _ = writeln!(c, "static const char *const op_text[] = {{");
+    let _ = writeln!(c, "static const char *const {pfx}op_text[] = {{");
     for l in &prog.ops {
         let _ = writeln!(c, "\t\"{l}\",");
     }
     let _ = writeln!(c, "\t\"\"\n}};");
 }
 
-/// The model's prediction per op: result and observation lines, allocation
-/// counts, and whether the op may hang (an OOM loop).
-fn expected_tables(c: &mut String, expected: &Transcript, n: usize) {
+/// The model's prediction per op (`expected`; None: no prediction):
+/// result and observation lines, allocation counts; and per op whether it
+/// may hang (`hung_ok`).
+pub(crate) fn expected_tables(
+    c: &mut String,
+    pfx: &str,
+    expected: Option<&Transcript>,
+    hung_ok: &[bool],
+) {
+    let n = hung_ok.len();
     let _ = writeln!(
         c,
         "/* The model's prediction: result, then one line per live mm (NULL: no prediction). */"
     );
-    let _ = writeln!(c, "static const char *const expected[] = {{");
+    let _ = writeln!(c, "static const char *const {pfx}expected[] = {{");
     for i in 0..n {
-        match &expected.results[i] {
-            Some(r) => {
+        match expected.and_then(|e| e.results[i].as_ref().map(|r| (r, &e.obs[i]))) {
+            Some((r, obs)) => {
                 let _ = write!(c, "\t\"{r}");
-                for o in &expected.obs[i] {
+                for o in obs {
                     let _ = write!(c, "\\n\"\n\t\"{o}");
                 }
                 let _ = writeln!(c, "\",");
@@ -315,10 +360,10 @@ fn expected_tables(c: &mut String, expected: &Transcript, n: usize) {
         c,
         "/* pte_alloc_one() calls and THP allocations counted after each op (-1: none). */"
     );
-    let _ = writeln!(c, "static const long expected_alloc[][2] = {{");
+    let _ = writeln!(c, "static const long {pfx}expected_alloc[][2] = {{");
     for i in 0..n {
-        match expected.allocs[i] {
-            Some((p, t)) if expected.results[i].is_some() => {
+        match expected.and_then(|e| e.allocs[i].filter(|_| e.results[i].is_some())) {
+            Some((p, t)) => {
                 let _ = writeln!(c, "\t{{ {p}, {t} }},");
             }
             _ => {
@@ -331,17 +376,19 @@ fn expected_tables(c: &mut String, expected: &Transcript, n: usize) {
         c,
         "/* Ops the model ends in an OOM loop (a fault retried forever): a hang is expected. */"
     );
-    let _ = writeln!(c, "static const char hung_ok[] = {{");
-    for r in &expected.results[..n] {
-        let oom = r.as_deref() == Some("oom-loop");
-        let _ = writeln!(c, "\t{},", oom as u8);
+    let _ = writeln!(c, "static const char {pfx}hung_ok[] = {{");
+    for &ok in hung_ok {
+        let _ = writeln!(c, "\t{},", ok as u8);
     }
     let _ = writeln!(c, "\t0\n}};");
 }
 
 /// The program's `do_op()`: one case per op, calling the runtime.
-fn do_op(c: &mut String, prog: &Program) {
-    c.push_str("\nstatic const char *do_op(unsigned i)\n{\n\tswitch (i) {\n");
+pub(crate) fn do_op(c: &mut String, name: &str, prog: &Program) {
+    let _ = write!(
+        c,
+        "\nstatic const char *{name}(unsigned i)\n{{\n\tswitch (i) {{\n"
+    );
     for (i, l) in prog.ops.iter().enumerate() {
         let _ = writeln!(c, "\tcase {i}: /* {l} */");
         let _ = writeln!(c, "\t\t{}", op_call(i, &l.op));

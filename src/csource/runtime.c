@@ -1203,11 +1203,11 @@ int main(void)
 		if (hung == VIOLATION_OP && !strcmp(VIOLATION_KIND, "no-livelock"))
 			fprintf(stderr, "# op %d `%s` did not return: the livelock the model predicts\n", hung, op_text[hung]);
 		else if (hung_ok[hung])
-			fprintf(stderr, "# op %d `%s` did not return: the model predicts an OOM loop (a fault retried forever; killable)\n",
-				hung, op_text[hung]);
+			fprintf(stderr, "# op %d `%s` did not return: %s (a fault retried forever; killable)\n",
+				hung, op_text[hung], expected[hung] ? "the model predicts an OOM loop" : "an OOM loop");
 		else {
-			fprintf(stderr, "# op %d `%s` did not return within %d s; the model predicted it would\n", hung, op_text[hung],
-				OP_TIMEOUT_MS / 1000);
+			fprintf(stderr, "# op %d `%s` did not return within %d s%s\n", hung, op_text[hung],
+				OP_TIMEOUT_MS / 1000, expected[hung] ? "; the model predicted it would" : "");
 			bad = 1;
 		}
 		kill_all(pids);

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 /// Write the C source `c` to `dir/NAME.c` and compile it to `dir/NAME` with
 /// `cc -O2 -Wall -Werror`; a compiler error fails the test with its output.
 pub fn compile_c(dir: &Path, name: &str, c: &str) -> PathBuf {
+    compile_c_with(dir, name, c, &[])
+}
+
+/// `compile_c` with more arguments after the source (e.g. `-I DIR`, `-lpthread`).
+pub fn compile_c_with(dir: &Path, name: &str, c: &str, extra: &[&std::ffi::OsStr]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let bin = dir.join(name);
     std::fs::write(&src, c).unwrap();
@@ -14,6 +19,7 @@ pub fn compile_c(dir: &Path, name: &str, c: &str) -> PathBuf {
         .args(["-O2", "-Wall", "-Werror", "-o"])
         .arg(&bin)
         .arg(&src)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -99,4 +105,16 @@ pub fn stop_after(
     };
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     (status, read("stdout"), read("stderr"))
+}
+
+/// The `.txt` files of a folder of the repository (e.g. crashes/lazy-v3), sorted.
+pub fn txt_files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    v.sort();
+    v
 }
