@@ -13,9 +13,16 @@
 //!
 //! A violation panics with the violation's one-line message, which each engine
 //! records as a crash.
+//!
+//! Mutation: under libFuzzer every target uses the model's structure-aware
+//! mutator (the built-in engine's, `splitfuzz::prog::mutate`) as its custom
+//! mutator and crossover; AFL++ loads the same mutator from the
+//! `splitfuzz-afl-mutator` library (`afl-mutator/`, AFL_CUSTOM_MUTATOR_LIBRARY);
+//! honggfuzz has no custom mutator interface and gets the dictionary only
+//! (`dict/bytes.dict`, made from the code: see `splitfuzz::engines::dict`).
 
-use splitfuzz::run::{run_program, RunConfig};
 use splitfuzz::prog::{encode, Program};
+use splitfuzz::run::{run_program, RunConfig};
 use splitfuzz::{Geometry, Policy};
 use std::sync::OnceLock;
 
@@ -117,6 +124,28 @@ pub fn replay_main(f: fn(&[u8])) {
     }
 }
 
+/// The libFuzzer custom mutator: the model's structure-aware mutator
+/// (`splitfuzz::prog::mutate`, the built-in engine's), one seed per call; one
+/// call in four is libFuzzer's own mutation instead (its dictionary and
+/// comparison-guided changes). Writes the result into `data`, returns its size.
+#[cfg(feature = "libfuzzer")]
+pub fn custom_mutate(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
+    if seed % 4 == 0 {
+        return libfuzzer_sys::fuzzer_mutate(data, size, max_size);
+    }
+    let out = splitfuzz::prog::mutate::mutate_bytes(&data[..size], &[], seed as u64, max_size);
+    data[..out.len()].copy_from_slice(&out);
+    out.len()
+}
+
+/// The libFuzzer custom crossover: ops of one input, then ops of the other
+/// (`splitfuzz::prog::mutate::crossover_bytes`).
+pub fn custom_crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
+    let v = splitfuzz::prog::mutate::crossover_bytes(a, b, seed as u64, out.len());
+    out[..v.len()].copy_from_slice(&v);
+    v.len()
+}
+
 /// Define the target's entry point for the enabled engine.
 ///
 /// ```ignore
@@ -129,6 +158,17 @@ macro_rules! target {
         #[cfg(feature = "libfuzzer")]
         $crate::libfuzzer_sys::fuzz_target!(|$data: &[u8]| {
             $body;
+        });
+        #[cfg(feature = "libfuzzer")]
+        $crate::libfuzzer_sys::fuzz_mutator!(|data: &mut [u8],
+                                              size: usize,
+                                              max_size: usize,
+                                              seed: u32| {
+            $crate::custom_mutate(data, size, max_size, seed)
+        });
+        #[cfg(feature = "libfuzzer")]
+        $crate::libfuzzer_sys::fuzz_crossover!(|a: &[u8], b: &[u8], out: &mut [u8], seed: u32| {
+            $crate::custom_crossover(a, b, out, seed)
         });
 
         #[cfg(feature = "afl")]
