@@ -308,7 +308,7 @@ pub fn recipe(rng: &mut Xoshiro256PlusPlus) -> Vec<OpLine> {
         ]
     };
     let mut v: Vec<OpLine> = thp(a, PMD_SIZE).to_vec();
-    match rng.gen_range(0..7) {
+    match rng.gen_range(0..10) {
         0 => {
             // UFFDIO_MOVE of a whole THP to a PMD-aligned, registered, empty
             // destination: move_pages_huge_pmd() (mm/huge_memory.c).
@@ -418,6 +418,78 @@ pub fn recipe(rng: &mut Xoshiro256PlusPlus) -> Vec<OpLine> {
             } else {
                 Op::Migrate { addr: a }
             }));
+        }
+        7 => {
+            // PTE-level UFFDIO_MOVE: of part of a THP mapped by PTEs (a partial
+            // mprotect split its PMD: move_pages_pte() splits the folio), or of
+            // swapped-out (MADV_PAGEOUT) or zero-page PTEs of a small-page VMA
+            // (move_swap_pte(), move_zeropage_pte(), move_present_ptes()).
+            let d = (a + PMD_SIZE) % ARENA_SIZE;
+            v.clear();
+            let small = rng.gen_range(0..3);
+            v.push(line(Op::Mmap {
+                start: a,
+                len: PMD_SIZE,
+                thp: small == 0,
+            }));
+            v.push(line(Op::Touch {
+                start: a,
+                len: PMD_SIZE / 2,
+                write: small != 2,
+            }));
+            v.push(line(match small {
+                0 => Op::Mprotect {
+                    start: a + 7 * GRID,
+                    len: GRID,
+                    write: false,
+                },
+                _ => Op::Madvise {
+                    start: a,
+                    len: GRID,
+                    advice: Advice::Pageout,
+                },
+            }));
+            v.extend([
+                line(Op::Mmap {
+                    start: d,
+                    len: PMD_SIZE,
+                    thp: false,
+                }),
+                line(Op::UffdRegister {
+                    start: a.min(d),
+                    len: 2 * PMD_SIZE,
+                }),
+                line(Op::UffdMove {
+                    dst: d,
+                    src: a,
+                    len: GRID * rng.gen_range(1..=4),
+                }),
+            ]);
+        }
+        8 => {
+            // uffd-wp on and off the whole THP, then a write: the PMD is
+            // read-only and exclusive (do_huge_pmd_wp_page() reuses it).
+            v.extend([
+                line(Op::UffdRegister {
+                    start: a,
+                    len: PMD_SIZE,
+                }),
+                line(Op::UffdWp {
+                    start: a,
+                    len: PMD_SIZE,
+                    on: true,
+                }),
+                line(Op::UffdWp {
+                    start: a,
+                    len: PMD_SIZE,
+                    on: false,
+                }),
+                line(Op::Touch {
+                    start: a + GRID * rng.gen_range(0..8),
+                    len: GRID,
+                    write: true,
+                }),
+            ]);
         }
         _ => {
             // mlock, then split by a partial munlock or mprotect.
