@@ -41,6 +41,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -372,6 +373,12 @@ class Result:
     t0: float  # launch time (epoch seconds)
 
 
+def limit_memory():
+    """preexec_fn: at most 2 GiB of address space (a model run that grows
+    without bound must not take the shared machine's memory)."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
 class Triage:
     """Signatures of crash files: `splitfuzz run --format bytes` in batches
     (the file copied under a plain name first: AFL++ names contain ':')."""
@@ -381,6 +388,26 @@ class Triage:
         self.policy = policy
         self.scratch = scratch
         self.cache: dict = {}
+
+    @staticmethod
+    def run(argv, timeout):
+        """`splitfuzz run` under a 2 GiB address-space limit and a timeout:
+        ({scratch file: signature}, whether it ended normally). The
+        VIOLATION line of a file is printed before `run` tries overrides on
+        it, so a run that dies in an override still gives the signature."""
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                               preexec_fn=limit_memory)
+            out, ok = r.stdout, r.returncode in (0, 1)
+        except subprocess.TimeoutExpired as e:
+            out, ok = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), False
+        by_path = {}
+        for line in out.splitlines():
+            head, _, rest = line.partition(": ")
+            m = VIOLATION_RE.search(rest)
+            if m and head:
+                by_path[head] = f"{m.group(1)} {m.group(2)}"
+        return by_path, ok
 
     def signatures(self, files: list[Path]) -> dict:
         new = [f for f in files if f not in self.cache]
@@ -403,13 +430,12 @@ class Triage:
             argv = [str(self.splitfuzz), "run", "--format", "bytes"]
             if self.policy:
                 argv += ["--policy", self.policy]
-            out = subprocess.run(argv + [str(d) for _, d in names], capture_output=True, text=True).stdout
-            by_path = {}
-            for line in out.splitlines():
-                head, _, rest = line.partition(": ")
-                m = VIOLATION_RE.search(rest)
-                if m and head:
-                    by_path[head] = f"{m.group(1)} {m.group(2)}"
+            by_path, ok = self.run(argv + [str(d) for _, d in names], timeout=120)
+            if not ok:
+                # The batch died (memory limit, timeout): each file alone.
+                for _, d in names:
+                    if str(d) not in by_path:
+                        by_path.update(self.run(argv + [str(d)], timeout=30)[0])
             for f, d in names:
                 self.cache[f] = by_path.get(str(d))
         return {f: self.cache.get(f) for f in files}
@@ -501,7 +527,8 @@ def branches_of(splitfuzz: Path, policy: str, files: list[Path], scratch: Path) 
         shutil.copyfile(f, scratch / "in" / f"i{i:06}")
     r = subprocess.run([str(splitfuzz), "fuzz", "--policy", policy, "--runs", "1", "--quiet", "--corpus",
                         str(scratch / "in"), "--out", str(scratch / "run"), "--crashes", str(scratch / "c"),
-                        "--known", str(scratch / "none")], capture_output=True, text=True)
+                        "--known", str(scratch / "none")], capture_output=True, text=True,
+                       preexec_fn=limit_memory)
     try:
         rows = (scratch / "run" / "stats.csv").read_text().splitlines()
         hdr = rows[0].split(",")
@@ -517,7 +544,8 @@ def branches_over_time(engine: Engine, a: Attempt, r: Result, cfg, points: list[
             hdr = rows[0].split(",")
             ti, bi = hdr.index("time_s"), hdr.index("branches")
             vals = [(float(r.split(",")[ti]), int(r.split(",")[bi])) for r in rows[1:]]
-            return {pt: max([b for t, b in vals if t <= pt] or [0]) for pt in points}
+            # A point after the attempt ended (every signature found) has no value.
+            return {pt: max([b for t, b in vals if t <= pt] or [0]) for pt in points if pt <= r.secs + 1}
         except (OSError, ValueError, IndexError):
             return {}
     kept = engine.kept_dir(a)
@@ -526,7 +554,7 @@ def branches_over_time(engine: Engine, a: Attempt, r: Result, cfg, points: list[
     files = [f for f in kept.iterdir() if f.is_file()]
     t0 = r.t0
     out = {}
-    for pt in points:
+    for pt in (p for p in points if p <= r.secs + 1):
         sub = [f for f in files if f.stat().st_mtime - t0 <= pt]
         out[pt] = branches_of(cfg.splitfuzz, a.policy, sub, a.dir / "branches")
     return out
@@ -636,7 +664,11 @@ def main(argv=None) -> int:
         md.append("")
 
     if not args.skip_signatures:
-        md += [f"## time to each known signature (s after launch; - = not within {args.max}s)\n"]
+        md += [f"## time to each known signature (s after launch; - = not within {args.max}s)\n",
+               "An attempt stops when every known signature is found; `other`: signatures found that "
+               "crashes/<policy>/ does not hold; `branches@T`: model branches reached by T s (the "
+               "built-in engine's stats.csv; for the others their kept inputs replayed), · = the "
+               "attempt had ended.\n"]
         for mode in modes:
             for t in args.targets.split():
                 pol = POLICY[t]
@@ -664,7 +696,7 @@ def main(argv=None) -> int:
                                                      "branches": br, "load": ld, "stopped": r.stopped_group})
                         md.append(f"| {e.name} | {s} | " + " | ".join(fmt(x) for x in times)
                                   + f" | **{fmt(allt)}** | {', '.join(other) or '-'} | "
-                                  + "/".join("?" if br.get(p) is None else str(br[p]) for p in points)
+                                  + "/".join("·" if br.get(p) is None else str(br[p]) for p in points)
                                   + f" | {ld} |")
                         log(f"{mode} {e.name} {t} seed {s}: all {fmt(allt)}; {r.found}")
                     done = [x for x in alls if x is not None]
