@@ -442,12 +442,20 @@ class Triage:
 
 
 def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: float = 0.25,
-            extra_secs: float = 15.0) -> Result:
+            extra_secs: float = 15.0, ignore_found: bool = True) -> Result:
     """Run one attempt; stop when every signature of WANT is found or after
     a.secs (+ EXTRA_SECS for an engine that overruns its own budget)."""
     a.dir.mkdir(parents=True, exist_ok=True)
     (a.dir / "crashes").mkdir(exist_ok=True)
     argv, cwd, env = engine.launch(a)
+    # The fuzz targets stop crashing on the signatures found so far (fuzz/src/lib.rs
+    # `ignored`): a crash per execution of the first finding would keep the
+    # engine restarting (libFuzzer -fork=1 starts a new job per crash).
+    ignore = a.dir / "ignore"
+    ignore.write_text("")
+    if ignore_found:
+        env = dict(env or os.environ)
+        env["SPLITFUZZ_IGNORE_FILE"] = str(ignore)
     logf = open(a.dir / "log", "w+b")
     found: dict = {}
     lock = threading.Lock()
@@ -491,6 +499,11 @@ def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: f
             with lock:
                 if sig not in found or t < found[sig]:
                     found[sig] = max(0.0, t)
+        with lock:
+            sigs = "".join(f"{k}\n" for k in sorted(found))
+        if ignore_found and sigs != ignore.read_text():
+            (a.dir / "ignore.tmp").write_text(sigs)
+            os.replace(a.dir / "ignore.tmp", ignore)
         return len(files)
 
     deadline = t0 + a.secs + extra_secs
@@ -596,7 +609,12 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-execs", action="store_true", default=bool(os.environ.get("SKIP_EXECS")))
     ap.add_argument("--skip-signatures", action="store_true", default=bool(os.environ.get("SKIP_TTFF")))
     ap.add_argument("--no-mutator", action="store_true", help="AFL++ without the custom mutator")
+    ap.add_argument("--no-ignore", action="store_true",
+                    help="the targets keep crashing on signatures already found (SPLITFUZZ_IGNORE_FILE unset)")
     ap.add_argument("--no-dict", action="store_true", help="no dictionary for libFuzzer/AFL++/honggfuzz")
+    ap.add_argument("--splitfuzz", type=Path,
+                    help="the splitfuzz binary (default: target/release/splitfuzz, built first), e.g. an older build to compare")
+    ap.add_argument("--no-build", action="store_true", help="use the engines' builds already in --work")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a new temporary folder)")
     ap.add_argument("-o", "--out", type=Path, help="the report (default: WORK/engines.md)")
     ap.add_argument("--json", type=Path, help="also the raw results as JSON")
@@ -607,7 +625,7 @@ def main(argv=None) -> int:
     if work == ROOT or ROOT in work.parents and not str(work).startswith(str(ROOT / "target")):
         sys.exit("bench: --work must be outside the repository (or under target/)")
     work.mkdir(parents=True, exist_ok=True)
-    cfg = argparse.Namespace(work=work, splitfuzz=ROOT / "target/release/splitfuzz", mutator=not args.no_mutator,
+    cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator,
                              dicts=not args.no_dict, dict_path=ROOT / "fuzz/dict/bytes.dict")
     seeds = []
     for part in args.seeds.replace(" ", ",").split(","):
@@ -619,8 +637,8 @@ def main(argv=None) -> int:
     modes = ["minimal", "corpus"] if args.seed_mode == "both" else [args.seed_mode]
     points = [int(x) for x in args.branch_points.split(",") if x]
 
-    log(f"work dir {work}; build splitfuzz")
-    if subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT).returncode != 0:
+    log(f"work dir {work}")
+    if not args.splitfuzz and subprocess.run(["cargo", "build", "-q", "--release"], cwd=ROOT).returncode != 0:
         return 2
     names = [e for e in re.split(r"[ ,]+", args.engines) if e] or list(ENGINES)
     engines = []
@@ -632,7 +650,8 @@ def main(argv=None) -> int:
         if why:
             log(f"{n}: skipped: {why}")
             continue
-        e.build()
+        if not args.no_build:
+            e.build()
         engines.append(e)
 
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": load(),
@@ -685,7 +704,8 @@ def main(argv=None) -> int:
                             shutil.rmtree(a.dir)
                         seed_inputs(t, mode, a.inputs)
                         ld = load()
-                        r = attempt(e, a, Triage(cfg.splitfuzz, pol, a.dir / "triage"), want)
+                        r = attempt(e, a, Triage(cfg.splitfuzz, pol, a.dir / "triage"), want,
+                                    ignore_found=not args.no_ignore)
                         br = branches_over_time(e, a, r, cfg, points)
                         times = [r.found.get(w) for w in want]
                         allt = max(times) if all(x is not None for x in times) else None

@@ -91,6 +91,17 @@ class FakeEngines(unittest.TestCase):
         self.assertAlmostEqual(r.found["sig A"], 0.5, delta=0.4)
         self.assertEqual(r.crash_files, 1)
 
+    def test_the_engine_is_told_the_signatures_found_so_far(self):
+        # Like a target that finds B only once it stops crashing on A: the
+        # fake writes B after SPLITFUZZ_IGNORE_FILE lists A.
+        fake = script(self.d, "fake",
+                      'echo "sig A" > "$1/crashes/c1"\n'
+                      'for i in $(seq 100); do grep -qx "sig A" "$SPLITFUZZ_IGNORE_FILE" && '
+                      '{ echo "sig B" > "$1/crashes/c2"; break; }; sleep 0.1; done\nsleep "$2"\n')
+        r = self.attempt(b.Fake(self.cfg, [str(fake)]), 8, ["sig A", "sig B"])
+        self.assertIn("sig B", r.found)
+        self.assertLess(r.secs, 5.0)
+
     def test_nothing_found_is_nothing(self):
         fake = script(self.d, "fake", 'echo "not a crash" > "$1/log2"; sleep 1\n')
         r = self.attempt(b.Fake(self.cfg, [str(fake)]), 1, ["sig A"])
