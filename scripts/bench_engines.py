@@ -269,6 +269,10 @@ class Afl(Engine):
         argv.append(str(binp))
         env = env_with(AFL_NO_UI=1, AFL_SKIP_CPUFREQ=1, AFL_NO_AFFINITY=1,
                        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1, AFL_SUPPRESS_ERROR=1)
+        if self.cfg.afl_fast:
+            # Trimming cuts programs at byte positions that break their structure;
+            # most queue entries are new model coverage, so calibration dominates.
+            env.update(AFL_DISABLE_TRIM="1", AFL_FAST_CAL="1")
         lib = self.target_dir() / "mutator" / "release" / "libsplitfuzz_afl_mutator.so"
         if self.cfg.mutator and lib.exists():
             env["AFL_CUSTOM_MUTATOR_LIBRARY"] = str(lib)
@@ -609,6 +613,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-execs", action="store_true", default=bool(os.environ.get("SKIP_EXECS")))
     ap.add_argument("--skip-signatures", action="store_true", default=bool(os.environ.get("SKIP_TTFF")))
     ap.add_argument("--no-mutator", action="store_true", help="AFL++ without the custom mutator")
+    ap.add_argument("--afl-fast", action="store_true", help="AFL++ with AFL_DISABLE_TRIM=1 AFL_FAST_CAL=1")
     ap.add_argument("--no-ignore", action="store_true",
                     help="the targets keep crashing on signatures already found (SPLITFUZZ_IGNORE_FILE unset)")
     ap.add_argument("--no-dict", action="store_true", help="no dictionary for libFuzzer/AFL++/honggfuzz")
@@ -625,7 +630,7 @@ def main(argv=None) -> int:
     if work == ROOT or ROOT in work.parents and not str(work).startswith(str(ROOT / "target")):
         sys.exit("bench: --work must be outside the repository (or under target/)")
     work.mkdir(parents=True, exist_ok=True)
-    cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator,
+    cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator, afl_fast=args.afl_fast,
                              dicts=not args.no_dict, dict_path=ROOT / "fuzz/dict/bytes.dict")
     seeds = []
     for part in args.seeds.replace(" ", ",").split(","):
@@ -659,7 +664,9 @@ def main(argv=None) -> int:
     md = [f"# splitfuzz engine measurements\n",
           f"Run {report['date']} by scripts/bench-engines.sh on {os.cpu_count()} cores, load average at start "
           f"{report['load_start']}; one engine process at a time; max {args.max}s per attempt; "
-          f"AFL++ custom mutator {'on' if cfg.mutator else 'off'}, dictionaries {'on' if cfg.dicts else 'off'}.\n"]
+          f"AFL++ custom mutator {'on' if cfg.mutator else 'off'}{' (AFL_DISABLE_TRIM, AFL_FAST_CAL)' if cfg.afl_fast else ''}, "
+          f"dictionaries {'on' if cfg.dicts else 'off'}, targets told the signatures found so far "
+          f"{'no' if args.no_ignore else 'yes'}.\n"]
 
     if not args.skip_execs:
         md += ["## exec/s (ratio = target / the same engine's empty target)\n",

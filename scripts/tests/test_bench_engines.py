@@ -27,7 +27,7 @@ class FakeEngines(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.d = Path(self.tmp.name)
-        self.cfg = argparse.Namespace(work=self.d, splitfuzz=None, mutator=False, dicts=False, dict_path=None)
+        self.cfg = argparse.Namespace(work=self.d, splitfuzz=None, mutator=False, afl_fast=False, dicts=False, dict_path=None)
 
     def tearDown(self):
         self.tmp.cleanup()
