@@ -39,7 +39,7 @@ impl State {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(self.calls);
         // One call in four: the ops of `buf`, then those of `add`.
-        self.out = if self.calls % 4 == 0 && !add.is_empty() {
+        self.out = if self.calls.is_multiple_of(4) && !add.is_empty() {
             crossover_bytes(buf, add, seed, max_size)
         } else {
             mutate_bytes(buf, add, seed, max_size)
