@@ -113,6 +113,33 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
+def tagged(token: str) -> list[int]:
+    """The processes whose environment holds SPLITFUZZ_BENCH_TOKEN=TOKEN: every
+    descendant of an attempt, also those that left its process group (AFL++
+    starts its target in a new session)."""
+    want = f"SPLITFUZZ_BENCH_TOKEN={token}".encode()
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if want in (d / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def stop_tagged(token: str) -> list[int]:
+    """SIGKILL every process tagged with TOKEN; the pids that were left."""
+    left = tagged(token)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
 def stop_group(p: subprocess.Popen, grace: float = 3.0) -> None:
     """Stop the whole process group of P: SIGTERM, then SIGKILL after GRACE s.
     Returns when no process of the group is left (zombies reaped by their
@@ -457,8 +484,10 @@ def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: f
     # engine restarting (libFuzzer -fork=1 starts a new job per crash).
     ignore = a.dir / "ignore"
     ignore.write_text("")
+    env = dict(env or os.environ)
+    token = f"{os.getpid()}-{time.time_ns()}"
+    env["SPLITFUZZ_BENCH_TOKEN"] = token
     if ignore_found:
-        env = dict(env or os.environ)
         env["SPLITFUZZ_IGNORE_FILE"] = str(ignore)
     logf = open(a.dir / "log", "w+b")
     found: dict = {}
@@ -522,7 +551,9 @@ def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: f
             pass
     ran = time.time() - t0
     stop_group(p)
-    stopped = not group_alive(p.pid)
+    escaped = stop_tagged(token)  # descendants in other sessions (AFL++'s target)
+    time.sleep(0.1 if escaped else 0)
+    stopped = not group_alive(p.pid) and not tagged(token)
     if reader:
         reader.join(timeout=5)
     n = scan()  # after exit: a file written just before the end counts too

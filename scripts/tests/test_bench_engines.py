@@ -16,6 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench_engines as b  # noqa: E402
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie waits for init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def script(dir: Path, name: str, body: str) -> Path:
     p = dir / name
     p.write_text("#!/bin/sh\n" + body)
@@ -81,6 +89,17 @@ class FakeEngines(unittest.TestCase):
             os.kill(pid, 0)
         time.sleep(max(0.0, 10.0 - (time.time() - t0)))
         self.assertFalse((self.d / "a" / "crashes" / "late").exists())
+
+    def test_a_descendant_in_another_session_is_stopped_too(self):
+        # AFL++ starts its target with setsid(): outside the engine's process group.
+        fake = script(self.d, "fake",
+                      'setsid sh -c \'echo $$ > "$0/escaped.pid"; trap "" TERM; sleep 30\' "$1" &\n'
+                      'sleep 30\n')
+        r = self.attempt(b.Fake(self.cfg, [str(fake)]), 1, ["sig never"], extra_secs=0.5)
+        pid = int((self.d / "a" / "escaped.pid").read_text())
+        self.assertTrue(r.stopped_group)
+        time.sleep(0.2)
+        self.assertFalse(running(pid))
 
     def test_a_finding_written_just_before_exit_is_seen(self):
         # The poll interval (30 s) is far longer than the run: only the look
