@@ -1,14 +1,33 @@
 //! AFL++ through cargo-afl: the targets are built with the `afl` feature into
 //! fuzz/target/afl and run by `cargo afl fuzz` as a main instance that
 //! resumes its output run after run and imports the shared corpus (-F); its
-//! queue's new inputs go to the shared corpus.
+//! queue's new inputs go to the shared corpus. It loads the model's
+//! structure-aware mutator ([`mutator_lib`]) and the byte format's dictionary.
 
 use super::{needs, tool, Engine, Job, Launch, Paths, Target};
 use anyhow::Result;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
 pub struct Afl;
+
+/// The model's structure-aware mutator as an AFL++ custom mutator library
+/// (fuzz/afl-mutator), built (a no-op when it is current) into
+/// fuzz/target/afl-mutator without AFL++'s instrumentation; None when the
+/// build fails (AFL++ then runs with its own mutations only).
+pub fn mutator_lib(paths: &Paths) -> Option<PathBuf> {
+    let dir = paths.fuzz_crate().join("target/afl-mutator");
+    let ok = tool("cargo")
+        .args(["build", "--release", "-q", "-p", "splitfuzz-afl-mutator"])
+        .env("CARGO_TARGET_DIR", &dir)
+        .current_dir(paths.fuzz_crate())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    Some(dir.join("release/libsplitfuzz_afl_mutator.so")).filter(|l| ok && l.is_file())
+}
 
 impl Afl {
     fn out(job: &Job) -> PathBuf {
@@ -62,8 +81,17 @@ impl Engine for Afl {
                     .iter()
                     .flat_map(|s| ["-s".to_string(), s.to_string()]),
             )
+            .args(
+                job.paths
+                    .dict()
+                    .iter()
+                    .flat_map(|d| [OsStr::new("-x"), d.as_os_str()]),
+            )
             .args(job.extra)
             .arg(bin);
+        if let Some(lib) = mutator_lib(job.paths) {
+            c.env("AFL_CUSTOM_MUTATOR_LIBRARY", lib);
+        }
         for (k, v) in [
             ("AFL_NO_UI", "1"),
             ("AFL_AUTORESUME", "1"),

@@ -2,9 +2,13 @@
 //! build` (the `honggfuzz` feature) into fuzz/hfuzz_target, which also holds
 //! the honggfuzz binary; it runs persistent (-P) on the shared corpus, which
 //! it adds to itself, and saves every crash (--save_all) in its workspace.
+//! honggfuzz has no custom-mutator interface (only an external command per
+//! input, `--mutate_cmd`, a process per execution), so it gets the byte
+//! format's dictionary (-w) but not the model's structure-aware mutator.
 
 use super::{host_triple, needs, tool, Engine, Job, Launch, Paths, Target};
 use anyhow::Result;
+use std::ffi::OsStr;
 use std::process::Command;
 
 pub struct Honggfuzz;
@@ -41,6 +45,12 @@ impl Engine for Honggfuzz {
             .arg(job.corpus())
             .args(["-P", "-n", "1", "--save_all", "--run_time"])
             .arg(job.secs().to_string())
+            .args(
+                job.paths
+                    .dict()
+                    .iter()
+                    .flat_map(|d| [OsStr::new("-w"), d.as_os_str()]),
+            )
             .args(job.extra)
             .arg("--")
             .arg(bin);

@@ -1,6 +1,9 @@
 //! libFuzzer through cargo-fuzz (nightly): the targets are built with
 //! `cargo +nightly fuzz build -s none` and run directly, in fork mode so that
-//! a crash does not end the run. It works on the shared corpus itself.
+//! a crash does not end the run. It works on the shared corpus itself. The
+//! targets mutate with the model's structure-aware mutator (libfuzzer-sys
+//! custom mutator and crossover, fuzz/src/lib.rs) and get the byte format's
+//! dictionary.
 
 use super::{host_triple, tool, Engine, Job, Launch, Paths, Target};
 use anyhow::Result;
@@ -63,6 +66,7 @@ impl Engine for LibFuzzer {
             ))
             .arg("-print_final_stats=1")
             .args(job.seed.map(|s| format!("-seed={s}")))
+            .args(job.paths.dict().map(|d| format!("-dict={}", d.display())))
             .args(job.extra);
         Ok(Launch::Process(c))
     }

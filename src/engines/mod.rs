@@ -20,6 +20,7 @@
 
 pub mod afl;
 pub mod builtin;
+pub mod dict;
 pub mod honggfuzz;
 pub mod libfuzzer;
 pub mod triage;
@@ -116,6 +117,11 @@ impl Paths {
     /// The fuzz crate.
     pub fn fuzz_crate(&self) -> PathBuf {
         self.root.join("fuzz")
+    }
+    /// The byte format's dictionary (`fuzz/dict/bytes.dict`, made by
+    /// [`dict`]), when it is there.
+    pub fn dict(&self) -> Option<PathBuf> {
+        Some(self.fuzz_crate().join("dict/bytes.dict")).filter(|p| p.is_file())
     }
     /// The curated findings (read only).
     pub fn known(&self) -> PathBuf {

@@ -251,6 +251,11 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
         interrupted,
         errors: g.errors,
         stats: rows,
+        unreachable: crate::model::coverage::NAMES
+            .iter()
+            .filter(|n| crate::model::coverage::unreachable(n, &opts.policy).is_some())
+            .map(|n| n.to_string())
+            .collect(),
     })
 }
 

@@ -5,6 +5,7 @@
 //! reached it, and the branches never reached.
 
 use crate::model::mm::{fnv, COV_BITS};
+use crate::model::policy::{Policy, Strategy};
 use serde::{Deserialize, Serialize};
 
 /// Every coverage point of the model, sorted (collected by build.rs).
@@ -92,5 +93,190 @@ pub fn by_function(branches: &[Branch]) -> Vec<(String, usize, usize, u64)> {
 pub fn accumulate(hits: &mut [u64], cov: &[u8]) {
     for (h, c) in hits.iter_mut().zip(cov) {
         *h += (*c != 0) as u64;
+    }
+}
+
+// ------------------------------------------------------------------ unreachable points
+
+/// Why a coverage point cannot be reached by any program under `policy` (its
+/// preset, deposit and per-caller strategies, overrides included), or None
+/// when a program can reach it. Three kinds of reasons:
+/// * the policy: a point on the path of a failed split needs a policy whose
+///   split can fail (no deposit) and whose caller has the strategy the branch
+///   is for; a deposit-only (or lazy-only) point needs that table handling;
+/// * the model runs one op at a time: points the kernel reaches only when
+///   another thread acts between two steps of one op (GUP-fast, khugepaged,
+///   a concurrent split) — the model names them after the kernel's code but no
+///   sequential program reaches them;
+/// * the kernel version: a point of another kernel's code (the VM oracle can
+///   run the model as that version; the fuzz campaigns run 7.2).
+///
+/// A campaign's "N of M reachable branches" counts only the others.
+pub fn unreachable(name: &str, policy: &Policy) -> Option<&'static str> {
+    use crate::model::policy::SplitCaller as C;
+    let st = |c| policy.strategy(c);
+    let lazy = !policy.deposit;
+    let r = |dead: bool, why: &'static str| dead.then_some(why);
+    match name {
+        // A split that can fail: no deposit.
+        "split_huge_pmd:enomem"
+        | "split_huge_pmd_address:enomem"
+        | "rmap_split:ret_false"
+        | "collapse:free_old_table" => r(
+            policy.deposit,
+            "deposit: __split_huge_pmd() withdraws the deposited table and never fails (7.2 mm/huge_memory.c __split_huge_pmd_locked, pgtable_trans_huge_withdraw); collapse_huge_page() deposits the old table",
+        ),
+        "migrate:split_failed_enomem" => r(
+            policy.deposit,
+            "deposit: split_folio() of an unpinned folio fails only when try_to_migrate_one() cannot split a PMD (rmap_split:ret_false), which deposit never does",
+        ),
+        "collapse:deposit_old_table" | "move_huge_pmd:withdraw_deposit" | "split:withdraw" => r(
+            lazy,
+            "no deposit under this policy: there is no deposited table to keep, move or withdraw",
+        ),
+        "split_huge_pmd_address:not_huge" => r(
+            !(lazy && policy.split_checks_pmd_first()),
+            "only lazy-fixed's __split_huge_pmd() checks the PMD before allocating (the posted versions allocate first; deposit allocates nothing)",
+        ),
+        // The strategy of one caller.
+        "zap_pmd_range:skip" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::Skip),
+            "needs a failed split with zap_pmd_range = skip (lazy-v2, lazy-v3: v2/v3 05)",
+        ),
+        "madvise:restart_syscall" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::Skip),
+            "MADV_GUARD_INSTALL restarts only when its zap skipped a PMD it could not split (zap_pmd_range = skip: lazy-v2, lazy-v3)",
+        ),
+        "zap_pmd_range:loop" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::Proceed),
+            "needs a void split in zap_pmd_range (strategy proceed: lazy-v1)",
+        ),
+        "move_pages:loop" => r(
+            !(lazy && st(C::MovePages) == Strategy::Proceed),
+            "needs a void split in move_pages (strategy proceed: lazy-v1)",
+        ),
+        "pagemap_scan_pmd_entry:again" => r(
+            !(lazy && st(C::PagemapScanThpEntry) == Strategy::Proceed),
+            "needs a void split in pagemap_scan_thp_entry (strategy proceed: lazy-v1, lazy-v2)",
+        ),
+        "rmap_split:crash" => r(
+            !(lazy
+                && (st(C::TryToUnmapOne) == Strategy::Proceed
+                    || st(C::TryToMigrateOne) == Strategy::Proceed)),
+            "needs try_to_unmap_one or try_to_migrate_one = proceed: no preset (every version returns false, v2 14 / v3 17); --override try_to_unmap_one=proceed reaches it",
+        ),
+        "unmap_source_vma:split_failed" => r(
+            !(lazy
+                && st(C::UnmapSourceVma) != Strategy::Error
+                && st(C::VmaAdjustTransHuge) == Strategy::Error),
+            "needs the source unmap's VMA split to fail (vma_adjust_trans_huge = error) and mremap not to split the source first (unmap_source_vma != error): lazy-v2, lazy-v3",
+        ),
+        // The model runs one op at a time.
+        "handle_pte_fault:huge_retry" => Some(
+            "sequential model: handle_pte_fault() is reached after a huge PMD only through VM_FAULT_FALLBACK, which the model returns only after a split that left a table (a void split returns a retry first); in 7.2 mm/memory.c handle_pte_fault() meets a huge PMD when another thread re-installs one after the fallback (e.g. a concurrent THP fault or collapse)",
+        ),
+        "copy_pte_range:skip_huge_src" => Some(
+            "sequential model: copy_pmd_range() (model fork.rs) reports a still-huge source as pmd_none_or_clear_bad() before calling copy_pte_range(), so copy_pte_range() never sees it; in 7.2 mm/memory.c copy_pte_range() sees a huge source only when it became huge after copy_pmd_range()'s check (a concurrent fault or collapse)",
+        ),
+        "split:migration" => Some(
+            "sequential model: a PMD migration entry lives only inside one migrate op (try_to_migrate_one() to remove_migration_pmd()), and no split runs in between; in 7.2 __split_huge_pmd_locked() meets one when a concurrent munmap/mprotect splits a THP being migrated",
+        ),
+        "try_to_unmap_one:pinned"
+        | "try_to_unmap_one:lazyfree_extra_ref"
+        | "try_to_unmap_one:lazyfree_pte_extra_ref" => Some(
+            "sequential model: the only extra folio reference is a pin, and shrink_folio_list() keeps a maybe-pinned folio before try_to_unmap() (model rmap.rs shrink_folio: folio_maybe_dma_pinned); in 7.2 mm/rmap.c a GUP-fast pin or a speculative reference taken during the walk reaches these",
+        ),
+        "try_to_migrate_one:pinned" => Some(
+            "sequential model: migrate_pages() and split_folio() both stop at a pinned folio before try_to_migrate() (model rmap.rs migrate_folio, split_folio: can_split_folio); in 7.2 mm/rmap.c a GUP-fast pin taken during the walk reaches it",
+        ),
+        // The kernel version.
+        "madvise_collapse:inside_one_pmd" => Some(
+            "6.18 only: 7.2 mm/khugepaged.c madvise_collapse() returns 0 when hstart >= hend, before the wrap this point models; the fuzz campaigns run the 7.2 model",
+        ),
+        _ => None,
+    }
+}
+
+/// The coverage points `policy` can reach (every name minus [`unreachable`]).
+pub fn reachable(policy: &Policy) -> Vec<&'static str> {
+    NAMES
+        .iter()
+        .copied()
+        .filter(|n| unreachable(n, policy).is_none())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::policy::Preset;
+
+    #[test]
+    fn every_unreachable_point_is_a_coverage_point() {
+        // A renamed point would silently drop out of the table: each name the
+        // table knows must exist, and be unreachable under some preset.
+        let listed = [
+            "split_huge_pmd:enomem",
+            "split_huge_pmd_address:enomem",
+            "rmap_split:ret_false",
+            "collapse:free_old_table",
+            "migrate:split_failed_enomem",
+            "collapse:deposit_old_table",
+            "move_huge_pmd:withdraw_deposit",
+            "split:withdraw",
+            "split_huge_pmd_address:not_huge",
+            "zap_pmd_range:skip",
+            "madvise:restart_syscall",
+            "zap_pmd_range:loop",
+            "move_pages:loop",
+            "pagemap_scan_pmd_entry:again",
+            "rmap_split:crash",
+            "unmap_source_vma:split_failed",
+            "handle_pte_fault:huge_retry",
+            "copy_pte_range:skip_huge_src",
+            "split:migration",
+            "try_to_unmap_one:pinned",
+            "try_to_unmap_one:lazyfree_extra_ref",
+            "try_to_unmap_one:lazyfree_pte_extra_ref",
+            "try_to_migrate_one:pinned",
+            "madvise_collapse:inside_one_pmd",
+        ];
+        for n in listed {
+            assert!(NAMES.contains(&n), "{n} is not a coverage point");
+            assert!(
+                Preset::ALL
+                    .iter()
+                    .any(|p| unreachable(n, &Policy::preset(*p)).is_some()),
+                "{n}"
+            );
+        }
+        let dead_somewhere = NAMES
+            .iter()
+            .filter(|n| {
+                Preset::ALL
+                    .iter()
+                    .any(|p| unreachable(n, &Policy::preset(*p)).is_some())
+            })
+            .count();
+        assert_eq!(dead_somewhere, listed.len());
+    }
+
+    #[test]
+    fn the_policy_decides_what_a_failed_split_reaches() {
+        let dep = Policy::preset(Preset::Deposit);
+        let v1 = Policy::preset(Preset::LazyV1);
+        let v3 = Policy::preset(Preset::LazyV3);
+        assert!(unreachable("split_huge_pmd:enomem", &dep).is_some());
+        assert!(unreachable("split_huge_pmd:enomem", &v3).is_none());
+        assert!(unreachable("zap_pmd_range:loop", &v1).is_none());
+        assert!(unreachable("zap_pmd_range:loop", &v3).is_some());
+        assert!(unreachable("zap_pmd_range:skip", &v3).is_none());
+        assert!(unreachable("move_pages_huge_pmd", &dep).is_none());
+        // An override moves a point from dead to reachable.
+        let mut o = Policy::preset(Preset::LazyV3);
+        o.apply_override("try_to_unmap_one=proceed").unwrap();
+        assert!(unreachable("rmap_split:crash", &v3).is_some());
+        assert!(unreachable("rmap_split:crash", &o).is_none());
+        assert!(reachable(&dep).len() < NAMES.len());
     }
 }
