@@ -107,7 +107,7 @@ pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
 }
 
 pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
-    let alloc = FaultInjector::from_plans(&prog.faults.pte_alloc, &prog.faults.thp);
+    let alloc = FaultInjector::from_fault_plan(&prog.faults);
     let mut k = Kernel::new(cfg.geometry, cfg.policy.clone(), alloc);
     k.uffd_async = prog.uffd_async;
     k

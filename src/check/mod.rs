@@ -66,6 +66,7 @@ pub fn attribute(k: &Kernel, mm: usize, page: usize, fallback: &'static str) -> 
     };
     hit(EventKind::Skipped, true)
         .or_else(|| hit(EventKind::SplitFailed, true))
+        .or_else(|| hit(EventKind::ZeroedInPlace, false))
         .or_else(|| hit(EventKind::SplitFailed, false))
         .unwrap_or(fallback)
 }

@@ -323,7 +323,10 @@ mod tests {
         p.apply_override("zap_pmd_range=zero").unwrap();
         p.apply_override("zap_pmd_range=opt-in").unwrap();
         p.apply_override("change_pmd_range=split-upfront").unwrap();
-        assert_eq!(p.strategy(SplitCaller::ChangePmdRange), Strategy::SplitUpfront);
+        assert_eq!(
+            p.strategy(SplitCaller::ChangePmdRange),
+            Strategy::SplitUpfront
+        );
         for bad in [
             "change_pmd_range=zero",
             "copy_huge_pmd=opt-in",
@@ -334,7 +337,10 @@ mod tests {
         }
         let v4 = Policy::preset(Preset::LazyV4Proposed);
         assert_eq!(v4.strategy(SplitCaller::ZapPmdRange), Strategy::Zero);
-        assert_eq!(v4.strategy(SplitCaller::ChangePmdRange), Strategy::SplitUpfront);
+        assert_eq!(
+            v4.strategy(SplitCaller::ChangePmdRange),
+            Strategy::SplitUpfront
+        );
         assert!(v4.pmd_swap_entries() && !v4.deposit);
         // Every other caller as v3.
         for c in SplitCaller::ALL {
@@ -345,7 +351,12 @@ mod tests {
         // Each preset cell's strategy applies to its caller.
         for pr in Preset::ALL {
             for c in SplitCaller::ALL {
-                assert!(cell(pr, c).strategy.applies_to(c), "{} {}", pr.name(), c.name());
+                assert!(
+                    cell(pr, c).strategy.applies_to(c),
+                    "{} {}",
+                    pr.name(),
+                    c.name()
+                );
             }
         }
     }

@@ -128,7 +128,7 @@ impl Kernel {
                         need_zap = true;
                         break 'walk;
                     }
-                    Pmd::Migration { .. } => {
+                    Pmd::Migration { .. } | Pmd::Swap { .. } => {
                         need_zap = true;
                         break 'walk;
                     }
