@@ -263,6 +263,9 @@ impl Policy {
         } else {
             out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() on an anon VMA before looking at the PMD, and can fail\n");
         }
+        if self.preset == Preset::LazyV4Proposed {
+            out.push_str("  proposed strategies (v3 review, usable on any preset with --override):\n    zap_pmd_range=zero           Kiryl Shutsemau on v3 05/24 (2026-03-30): zero the covered part of the THP in place; the range reads zero, RSS is not dropped\n    zap_pmd_range=opt-in         Kiryl Shutsemau on v3 05/24 (2026-03-30): skip only for callers passing a ZAP_FLAG; no caller reaching a partial huge PMD (MADV_DONTNEED[_LOCKED], MADV_GUARD_INSTALL: mm/madvise.c) may keep the range, the whole-VMA zaps (unmap_vmas, the OOM reaper's zap_vma_for_reaping) never split: -ENOMEM for all\n    change_pmd_range=split-upfront  Kiryl Shutsemau on v3 07/24 (2026-03-30): split both partly covered huge PMDs before any entry changes, -ENOMEM with nothing changed\n");
+        }
         if self.pmd_swap_entries() {
             out.push_str("  reclaim: a PMD-mapped THP swaps out as one PMD swap entry (no table) when `folio_alloc_swap()` gets a contiguous cluster (`fail swap-cluster` fails it), else v3's split; a PMD swap entry is zapped, copied at fork, moved and mprotected whole, swapped in whole by `do_huge_pmd_swap_page()` when a THP can be allocated, and split into PTE swap entries (a table) otherwise. GUESS for every path: modelled from the v7 cover letter (2026-09-14, Message-ID 20260914114320.12988-1-usama.arif@linux.dev), the series' code was not found in the mirrors searched\n");
         }
