@@ -186,7 +186,7 @@ impl Kernel {
         for slot in ends {
             let partial = lo > slot * p || hi < slot * p + p;
             if partial && self.mms[mm].pmds[slot].is_huge() {
-                cov!(self, "change_pmd_range:split_upfront");
+                cov!(self, "change_pmd_range:upfront_split");
                 if let Err(e) = self.split_huge_pmd(mm, slot, SplitCaller::ChangePmdRange, false) {
                     cov!(self, "change_pmd_range:split_upfront_enomem");
                     return Err(e);

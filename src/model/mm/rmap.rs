@@ -687,7 +687,7 @@ impl Kernel {
             if !self.alloc.alloc(AllocKind::SwapCluster, "folio_alloc_swap") {
                 cov!(self, "shrink_folio:swpout_fallback_split");
                 let Some(small) = self.split_folio(f)? else {
-                    cov!(self, "shrink_folio:swpout_fallback_split_failed");
+                    cov!(self, "shrink_folio:swpout_split_failed");
                     return Ok(false);
                 };
                 let mut all = true;
