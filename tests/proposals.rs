@@ -136,3 +136,41 @@ fn bad_overrides_of_the_proposed_strategies_are_one_line_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("applies only to zap_pmd_range"), "{err}");
 }
+
+#[test]
+fn hughs_number_in_both_swap_states() {
+    use splitfuzz::diff::{maximize_with, reclaim_demand, MaxTarget, SwapClusters};
+    // A THP PMD-mapped in 3 mms; the 3rd table allocation fails.
+    let text = "fail pte_alloc nth=3\nmmap 0 2M thp\ntouch 0 2M write\nfork\nfork\nreclaim 0\n";
+    let kept = |preset: Preset, swap: SwapClusters| {
+        let mut p = Program::parse(text).unwrap();
+        swap.apply(&mut p);
+        let d = reclaim_demand(&p, &RunConfig::new(Policy::preset(preset), Geometry::SMALL));
+        d.get(MaxTarget::KeptTables)
+    };
+    for swap in [SwapClusters::Available, SwapClusters::Exhausted] {
+        assert_eq!(kept(Preset::Deposit, swap), 0);
+        assert_eq!(kept(Preset::LazyV3, swap), 2, "{swap:?}");
+    }
+    assert_eq!(kept(Preset::LazyV4Proposed, SwapClusters::Available), 0);
+    assert_eq!(kept(Preset::LazyV4Proposed, SwapClusters::Exhausted), 2);
+    // The search reaches the model's bound under v3 and stays at 0 with
+    // PMD swap entries and a cluster; deterministic for a seed.
+    let m = |preset, swap| {
+        maximize_with(
+            &Policy::preset(preset),
+            Geometry::SMALL,
+            12_000,
+            1,
+            MaxTarget::KeptTables,
+            swap,
+        )
+    };
+    let v3 = m(Preset::LazyV3, SwapClusters::Available);
+    assert_eq!(v3.best, splitfuzz::diff::kept_bound());
+    assert_eq!(
+        v3.program,
+        m(Preset::LazyV3, SwapClusters::Available).program
+    );
+    assert_eq!(m(Preset::LazyV4Proposed, SwapClusters::Available).best, 0);
+}

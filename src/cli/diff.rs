@@ -6,8 +6,8 @@ use super::args::{geometry, load, make_policy, Format};
 use super::say_text;
 use anyhow::{anyhow, bail, Result};
 use splitfuzz::diff::{
-    demand_bound, diff_program, maximize_with, program_report, DiffConfig, MaxTarget, Summary,
-    SwapClusters,
+    demand_bound, diff_program, kept_bound, maximize_with, program_report, DiffConfig, MaxTarget,
+    Summary, SwapClusters,
 };
 use splitfuzz::prog::{Program, MAX_MMS};
 use splitfuzz::say;
@@ -123,17 +123,25 @@ fn maximize_reclaim_tables(
         SwapClusters::Available => ", contiguous swap available",
         SwapClusters::Exhausted => ", contiguous swap exhausted",
     };
+    let (bound, why) = match target {
+        MaxTarget::ReclaimTables => (
+            demand_bound(geometry),
+            format!("one rmap-walk allocation per VMA visited: at most one VMA per page of the folio in each of at most {MAX_MMS} mms"),
+        ),
+        MaxTarget::KeptTables => (
+            kept_bound(),
+            format!("a table is kept per PMD mapping split before the failing one: at most one PMD mapping per mm, at most {MAX_MMS} mms"),
+        ),
+    };
     say!(
-        "== maximize {what} under {policy} ({} geometry{swap}, seed {}, {} runs): worst {} (first reached at run {}, {} input(s) kept); bound in this model {} (one rmap-walk allocation per VMA visited: at most one VMA per page of the folio in each of at most {} mms): {}",
+        "== maximize {what} under {policy} ({} geometry{swap}, seed {}, {} runs): worst {} (first reached at run {}, {} input(s) kept); bound in this model {bound} ({why}): {}",
         geometry.name(),
         a.seed,
         r.runs,
         r.best,
         r.found_at,
         r.kept,
-        demand_bound(geometry),
-        MAX_MMS,
-        if r.best >= demand_bound(geometry) {
+        if r.best >= bound {
             "reached"
         } else {
             "not reached"

@@ -130,6 +130,14 @@ pub fn demand_bound(geometry: Geometry) -> u32 {
     (MAX_MMS * geometry.ptrs) as u32
 }
 
+/// The upper bound of the tables a reclaim can hold while freeing nothing:
+/// a table is kept only where a PMD mapping was split, a folio has at most
+/// one PMD mapping per mm, and the walk stops at the first failure, so at
+/// most one fewer than `MAX_MMS` (Hugh's "500 of 1000").
+pub fn kept_bound() -> u32 {
+    MAX_MMS as u32 - 1
+}
+
 #[derive(Clone, Debug)]
 pub struct MaxResult {
     pub best: u32,

@@ -47,8 +47,8 @@ mod side;
 use compare::compare;
 pub use compare::{op_kind, ProgramDiff};
 pub use demand::{
-    demand_bound, maximize, maximize_with, reclaim_demand, MaxResult, MaxTarget, ReclaimDemand,
-    SwapClusters,
+    demand_bound, kept_bound, maximize, maximize_with, reclaim_demand, MaxResult, MaxTarget,
+    ReclaimDemand, SwapClusters,
 };
 pub use report::{program_report, ClassCount, Summary};
 use side::*;
