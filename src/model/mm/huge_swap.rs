@@ -130,7 +130,13 @@ impl Kernel {
             self.mms[mm].rss_swap -= p as i64;
             self.mms[mm].pmds[slot] = Pmd::None;
             let f = self.folio_alloc(p, data);
-            let w = self.mms[mm].vmas[vi].write;
+            // The entry's uffd-wp bits stay with the pages (as do_swap_page()
+            // keeps pte_swp_uffd_wp() as pte_mkuffd_wp()): a THP with any
+            // write-protected page is mapped read-only, so a write goes
+            // through the uffd-wp fault path (wp_huge_pmd()).
+            let lo = self.geom.slot_start(slot);
+            let wp = self.mms[mm].uffd_wp[lo..lo + p].iter().any(|b| *b);
+            let w = self.mms[mm].vmas[vi].write && !wp;
             self.map_anon_folio_pmd(mm, slot, f, w);
             return Ok(FaultRet::Done);
         }
