@@ -13,7 +13,7 @@ use std::process::ExitCode;
     about = "Fault-injection fuzzing of THP PMD split-failure handling",
     long_about = "Fault-injection fuzzing of THP PMD split-failure handling: an executable model of the kernel's \
 anonymous-THP page-table paths runs programs of user-level operations under a split policy \
-(deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed) with allocation failures injected from the program, \
+(deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed, lazy-v4-proposed) with allocation failures injected from the program, \
 and checks invariants after every step.",
     arg_required_else_help = true,
     after_help = "The main job: splitfuzz fuzz --policy lazy-v1,lazy-v3 --time 60s (60 s in total, 30 s per policy).\n\

@@ -107,7 +107,7 @@ pub fn run(prog: &Program, cfg: &RunConfig) -> Outcome {
 }
 
 pub fn build(prog: &Program, cfg: &RunConfig) -> Kernel {
-    let alloc = FaultInjector::from_plans(&prog.faults.pte_alloc, &prog.faults.thp);
+    let alloc = FaultInjector::from_fault_plan(&prog.faults);
     let mut k = Kernel::new(cfg.geometry, cfg.policy.clone(), alloc);
     k.uffd_async = prog.uffd_async;
     k
@@ -211,7 +211,7 @@ fn errno_contract(k: &Kernel, prog: &Program, i: usize, e: Errno) -> Option<Viol
     if check::contract::allows(&line.op, &format!("{e:?}")) {
         return None;
     }
-    let alloc = FaultInjector::from_plans_sparing(&prog.faults.pte_alloc, &prog.faults.thp, i);
+    let alloc = FaultInjector::from_fault_plan_sparing(&prog.faults, i);
     let mut again = Kernel::new(k.geom, k.policy.clone(), alloc);
     again.uffd_async = prog.uffd_async;
     let mut prefix = prog.clone();

@@ -100,6 +100,8 @@ impl SplitCaller {
             "__split_huge_pmd_locked" => Some(SplitCaller::VmaAdjustTransHuge),
             "pagemap_scan_pmd_entry" => Some(SplitCaller::PagemapScanThpEntry),
             "move_pages_pte" => Some(SplitCaller::MovePages),
+            // zap_pmd_range=zero zeroes a THP another mapping still sees.
+            "folio_zero_range" => Some(SplitCaller::ZapPmdRange),
             _ => None,
         })
     }
@@ -108,6 +110,7 @@ impl SplitCaller {
     /// at `func` shows its harm (7.2 files), for crash files and `repro`.
     pub fn call_chain(func: &str) -> Option<&'static str> {
         Some(match func {
+            "folio_zero_range" => "madvise(MADV_DONTNEED) → madvise_dontneed_single_vma → zap_vma_range_batched → zap_pmd_range → __split_huge_pmd fails → (proposed, Kiryl Shutsemau on v3 05/24) the covered part of the THP is zeroed in place: every other mapping of the folio sees the zeros (mm/madvise.c, mm/memory.c)",
             "zap_pmd_range" => "madvise(MADV_DONTNEED) → madvise_dontneed_single_vma → zap_vma_range_batched → zap_pmd_range → __split_huge_pmd (mm/madvise.c, mm/memory.c, mm/huge_memory.c); MADV_GUARD_INSTALL reaches it through madvise_guard_install → zap_vma_range",
             "madvise_guard_install" => "madvise(MADV_GUARD_INSTALL) → madvise_guard_install → zap_vma_range → zap_pmd_range → __split_huge_pmd; after MAX_MADVISE_GUARD_RETRIES (3) rounds restart_syscall() (mm/madvise.c, mm/memory.c)",
             "change_pmd_range" => "ioctl(UFFDIO_WRITEPROTECT) → mwriteprotect_range → uffd_wp_range → change_protection → change_pmd_range → __split_huge_pmd (mm/userfaultfd.c, mm/mprotect.c)",
@@ -169,6 +172,10 @@ impl SplitCaller {
             (TryToUnmapOne | TryToMigrateOne, Skip | Retry | Error) => "ret = false: the rmap walk stops and the folio stays mapped (reclaim keeps it; split_folio() -EAGAIN); the PMD mappings split before it keep their tables",
             (MadviseColdOrPageout | MadviseFreeHugePmd, Proceed | Skip | Retry) => "split_folio() -EAGAIN: the range is skipped (advisory, allowed)",
             (MadviseColdOrPageout | MadviseFreeHugePmd, Error) => "-ENOMEM to madvise",
+            (ZapPmdRange, Zero) => "the covered pages of the THP are zeroed in place and the call returns 0: the range reads zero (MADV_DONTNEED's visible effect) but stays mapped (RSS not dropped); every other mapping of the folio (a fork child, a pin) sees the zeros too; MADV_GUARD_INSTALL still finds the THP (killable loop)",
+            (ZapPmdRange, OptIn) => "skip only for a zap caller that passes the opt-in flag; no caller reaching a partial huge PMD opts in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_GUARD_INSTALL), so -ENOMEM to each",
+            (ChangePmdRange, SplitUpfront) => "both partly covered huge PMDs are split before any entry changes; a failed split returns -ENOMEM with nothing changed",
+            (_, Zero | OptIn | SplitUpfront) => "not applicable to this caller (rejected by --override)",
         }
     }
 }
@@ -185,14 +192,30 @@ pub enum Strategy {
     Retry,
     /// Return the error to user space (or ret=false for rmap walkers).
     Error,
+    /// `zap_pmd_range` only: zero the covered part of the THP in place and
+    /// report success (Kiryl Shutsemau on v3 05/24, 2026-03-30: "At very
+    /// least you need to zero the skipped range").
+    Zero,
+    /// `zap_pmd_range` only: skip for the zap callers that opt in with a
+    /// zap flag, -ENOMEM for the rest (Kiryl Shutsemau on v3 05/24,
+    /// 2026-03-30: "it has to be opt-in. Maybe a ZAP_FLAG_...").
+    OptIn,
+    /// `change_pmd_range` only: split every partly covered huge PMD before
+    /// any entry changes, -ENOMEM with nothing changed (Kiryl Shutsemau on
+    /// v3 07/24, 2026-03-30: split page tables up front, as
+    /// `vma_adjust_trans_huge()` does for VMA splits).
+    SplitUpfront,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::Proceed,
         Strategy::Skip,
         Strategy::Retry,
         Strategy::Error,
+        Strategy::Zero,
+        Strategy::OptIn,
+        Strategy::SplitUpfront,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -200,7 +223,23 @@ impl Strategy {
             Strategy::Skip => "skip",
             Strategy::Retry => "retry",
             Strategy::Error => "error",
+            Strategy::Zero => "zero",
+            Strategy::OptIn => "opt-in",
+            Strategy::SplitUpfront => "split-upfront",
         }
+    }
+    /// The one caller a proposed (v3 review) strategy is defined for; None
+    /// for the four general strategies, which apply to every caller.
+    pub fn only_for(self) -> Option<SplitCaller> {
+        match self {
+            Strategy::Zero | Strategy::OptIn => Some(SplitCaller::ZapPmdRange),
+            Strategy::SplitUpfront => Some(SplitCaller::ChangePmdRange),
+            _ => None,
+        }
+    }
+    /// Can `caller` take this strategy?
+    pub fn applies_to(self, caller: SplitCaller) -> bool {
+        self.only_for().is_none_or(|c| c == caller)
     }
     pub fn from_name(s: &str) -> Option<Strategy> {
         Strategy::ALL.iter().copied().find(|x| x.name() == s)
@@ -219,7 +258,19 @@ pub fn parse_override(spec: &str) -> Result<(SplitCaller, Strategy), String> {
             SplitCaller::ALL.map(|c| c.name()).join(", ")
         )
     })?;
-    let strat = Strategy::from_name(s.trim())
-        .ok_or_else(|| format!("unknown strategy '{s}' (known: proceed, skip, retry, error)"))?;
+    let strat = Strategy::from_name(s.trim()).ok_or_else(|| {
+        format!(
+            "unknown strategy '{s}' (known: {})",
+            Strategy::ALL.map(|s| s.name()).join(", ")
+        )
+    })?;
+    if let Some(only) = strat.only_for().filter(|o| *o != caller) {
+        return Err(format!(
+            "strategy '{}' applies only to {}, not {}",
+            strat.name(),
+            only.name(),
+            caller.name()
+        ));
+    }
     Ok((caller, strat))
 }

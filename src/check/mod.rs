@@ -66,6 +66,15 @@ pub fn attribute(k: &Kernel, mm: usize, page: usize, fallback: &'static str) -> 
     };
     hit(EventKind::Skipped, true)
         .or_else(|| hit(EventKind::SplitFailed, true))
+        // A THP zeroed in place is seen wherever it is mapped, at any address
+        // (a fork child's, or after an mremap): any such event of the op.
+        .or_else(|| {
+            k.events
+                .iter()
+                .rev()
+                .find(|e| e.kind == EventKind::ZeroedInPlace)
+                .map(|e| e.func)
+        })
         .or_else(|| hit(EventKind::SplitFailed, false))
         .unwrap_or(fallback)
 }

@@ -91,6 +91,13 @@ pub(super) fn walk_mm(
                 }
             }
             Pmd::Migration { .. } => c.rss += p as i64,
+            Pmd::Swap { first } => {
+                // A PMD swap entry holds one reference on each of its slots.
+                for i in 0..p {
+                    c.swapents += 1;
+                    sc.swap_refs.add(first + i as u32);
+                }
+            }
             Pmd::Table(t) => {
                 c.tables += 1;
                 sc.installed.add(t);

@@ -186,7 +186,7 @@ fn decode_bytes(path: &Path, format: Format, kind: Content, bytes: &[u8]) -> Pro
 
 #[derive(clap::Args, Clone)]
 pub struct PolicyArgs {
-    /// Policy preset: deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed. Default: the program's
+    /// Policy preset: deposit, lazy-v1, lazy-v2, lazy-v3, lazy-fixed, lazy-v4-proposed. Default: the program's
     /// `policy` line, else the crashes/<policy>/ folder the file is in, else lazy-v3.
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<String>,

@@ -5,7 +5,10 @@
 use super::args::{geometry, load, make_policy, Format};
 use super::say_text;
 use anyhow::{anyhow, bail, Result};
-use splitfuzz::diff::{demand_bound, diff_program, maximize, program_report, DiffConfig, Summary};
+use splitfuzz::diff::{
+    demand_bound, diff_program, kept_bound, maximize_with, program_report, DiffConfig, MaxTarget,
+    Summary, SwapClusters,
+};
 use splitfuzz::prog::{Program, MAX_MMS};
 use splitfuzz::say;
 use splitfuzz::{Geometry, Policy};
@@ -37,9 +40,15 @@ pub struct DiffArgs {
     /// `fail pte_alloc`).
     #[arg(long, value_name = "K")]
     oom_from_op: Option<usize>,
-    /// Search for the worst case of a number instead: `reclaim-tables`.
+    /// Search for the worst case of a number instead: `reclaim-tables`, or
+    /// `reclaim-kept-tables` (tables a reclaim holds when it gives up with
+    /// nothing freed: Hugh Dickins' number).
     #[arg(long, value_name = "WHAT")]
     maximize: Option<String>,
+    /// With --maximize: contiguous swap clusters `available` or `exhausted`
+    /// for every program tried (default: as each program's plan says).
+    #[arg(long, value_name = "STATE")]
+    swap_cluster: Option<String>,
     /// Executions of the --maximize search.
     #[arg(long)]
     runs: Option<u64>,
@@ -58,14 +67,19 @@ pub fn main(a: DiffArgs) -> Result<ExitCode> {
     let geometry = geometry(&a.geometry)?;
     let policy = make_policy(&a.policy, &a.overrides)?;
     if let Some(what) = &a.maximize {
-        if what != "reclaim-tables" {
-            bail!("unknown --maximize target '{what}' (reclaim-tables)");
-        }
+        let target = MaxTarget::parse(what).map_err(|e| anyhow!(e))?;
+        let swap = match &a.swap_cluster {
+            Some(s) => SwapClusters::parse(s).map_err(|e| anyhow!(e))?,
+            None => SwapClusters::AsPlanned,
+        };
         if !files.is_empty() || a.generate.is_some() || a.oom_from_op.is_some() {
             bail!("--maximize takes no FILE, --generate or --oom-from-op");
         }
-        maximize_reclaim_tables(&a, &policy, geometry);
+        maximize_reclaim_tables(&a, &policy, geometry, target, swap);
         return Ok(ExitCode::SUCCESS);
+    }
+    if a.swap_cluster.is_some() {
+        bail!("--swap-cluster goes with --maximize");
     }
     if a.runs.is_some() {
         bail!("--runs goes with --maximize");
@@ -89,20 +103,45 @@ pub fn main(a: DiffArgs) -> Result<ExitCode> {
 }
 
 /// `--maximize reclaim-tables`: the worst table demand found and its program.
-fn maximize_reclaim_tables(a: &DiffArgs, policy: &Policy, geometry: Geometry) {
+fn maximize_reclaim_tables(
+    a: &DiffArgs,
+    policy: &Policy,
+    geometry: Geometry,
+    target: MaxTarget,
+    swap: SwapClusters,
+) {
     let runs = a.runs.unwrap_or(20_000);
-    let r = maximize(policy, geometry, runs, a.seed);
+    let r = maximize_with(policy, geometry, runs, a.seed, target, swap);
+    let what = match target {
+        MaxTarget::ReclaimTables => "reclaim tables per reclaimed folio",
+        MaxTarget::KeptTables => {
+            "tables a reclaim holds when it gives up with nothing freed (Hugh's number)"
+        }
+    };
+    let swap = match swap {
+        SwapClusters::AsPlanned => "",
+        SwapClusters::Available => ", contiguous swap available",
+        SwapClusters::Exhausted => ", contiguous swap exhausted",
+    };
+    let (bound, why) = match target {
+        MaxTarget::ReclaimTables => (
+            demand_bound(geometry),
+            format!("one rmap-walk allocation per VMA visited: at most one VMA per page of the folio in each of at most {MAX_MMS} mms"),
+        ),
+        MaxTarget::KeptTables => (
+            kept_bound(),
+            format!("a table is kept per PMD mapping split before the failing one: at most one PMD mapping per mm, at most {MAX_MMS} mms"),
+        ),
+    };
     say!(
-        "== maximize reclaim tables per reclaimed folio under {policy} ({} geometry, seed {}, {} runs): worst {} (first reached at run {}, {} input(s) kept); bound in this model {} (one rmap-walk allocation per VMA visited: at most one VMA per page of the folio in each of at most {} mms): {}",
+        "== maximize {what} under {policy} ({} geometry{swap}, seed {}, {} runs): worst {} (first reached at run {}, {} input(s) kept); bound in this model {bound} ({why}): {}",
         geometry.name(),
         a.seed,
         r.runs,
         r.best,
         r.found_at,
         r.kept,
-        demand_bound(geometry),
-        MAX_MMS,
-        if r.best >= demand_bound(geometry) {
+        if r.best >= bound {
             "reached"
         } else {
             "not reached"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args)]
 pub struct FuzzArgs {
     /// One or more policies (comma separated or repeated): deposit, lazy-v1, lazy-v2,
-    /// lazy-v3, lazy-fixed.
+    /// lazy-v3, lazy-fixed, lazy-v4-proposed.
     #[arg(long, value_delimiter = ',', required = true, value_name = "POLICY")]
     policy: Vec<String>,
     /// Change one split caller's strategy in every policy: CALLER=STRATEGY (repeatable;

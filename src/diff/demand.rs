@@ -3,6 +3,7 @@
 
 use super::side::*;
 use super::*;
+use crate::prog::Plan;
 
 /// Reclaim's table demand in one run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +47,77 @@ impl ReclaimDemand {
     pub fn value(&self) -> u32 {
         self.per_reclaimed_folio.map_or(0, |x| x.0)
     }
+    /// The number `target` names.
+    pub fn get(&self, target: MaxTarget) -> u32 {
+        match target {
+            MaxTarget::ReclaimTables => self.value(),
+            MaxTarget::KeptTables => self.consumed_nothing_freed.map_or(0, |x| x.0),
+        }
+    }
+}
+
+/// What `diff --maximize` drives up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxTarget {
+    /// `reclaim-tables`: rmap-walk tables per reclaimed folio.
+    ReclaimTables,
+    /// `reclaim-kept-tables`: Hugh Dickins' number (v3 00/24, 2026-04-05):
+    /// tables a reclaim allocated and still holds when it gives up with
+    /// its folio still mapped, nothing freed (pages taken from reserves
+    /// under PF_MEMALLOC in the kernel).
+    KeptTables,
+}
+
+impl MaxTarget {
+    pub const ALL: [MaxTarget; 2] = [MaxTarget::ReclaimTables, MaxTarget::KeptTables];
+    pub fn name(self) -> &'static str {
+        match self {
+            MaxTarget::ReclaimTables => "reclaim-tables",
+            MaxTarget::KeptTables => "reclaim-kept-tables",
+        }
+    }
+    pub fn parse(s: &str) -> Result<MaxTarget, String> {
+        MaxTarget::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown --maximize target '{s}' ({})",
+                    MaxTarget::ALL.map(|t| t.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// Contiguous swap during a `--maximize` search: as each program's plan
+/// says, or forced for every program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapClusters {
+    AsPlanned,
+    /// Every `folio_alloc_swap()` of a THP gets its cluster.
+    Available,
+    /// Every one fails (`fail swap-cluster from=1`).
+    Exhausted,
+}
+
+impl SwapClusters {
+    pub fn parse(s: &str) -> Result<SwapClusters, String> {
+        match s {
+            "available" => Ok(SwapClusters::Available),
+            "exhausted" => Ok(SwapClusters::Exhausted),
+            _ => Err(format!(
+                "unknown --swap-cluster '{s}' (available, exhausted)"
+            )),
+        }
+    }
+    /// Set `prog`'s swap-cluster plan accordingly.
+    pub fn apply(self, prog: &mut Program) {
+        match self {
+            SwapClusters::AsPlanned => {}
+            SwapClusters::Available => prog.faults.swap_cluster = Plan::Never,
+            SwapClusters::Exhausted => prog.faults.swap_cluster = Plan::From(1),
+        }
+    }
 }
 
 /// The upper bound of reclaim's table demand in this model: one rmap-walk
@@ -56,6 +128,14 @@ impl ReclaimDemand {
 /// mms.
 pub fn demand_bound(geometry: Geometry) -> u32 {
     (MAX_MMS * geometry.ptrs) as u32
+}
+
+/// The upper bound of the tables a reclaim can hold while freeing nothing:
+/// a table is kept only where a PMD mapping was split, a folio has at most
+/// one PMD mapping per mm, and the walk stops at the first failure, so at
+/// most one fewer than `MAX_MMS` (Hugh's "500 of 1000").
+pub fn kept_bound() -> u32 {
+    MAX_MMS as u32 - 1
 }
 
 #[derive(Clone, Debug)]
@@ -76,9 +156,19 @@ pub fn reclaim_demand(prog: &Program, cfg: &RunConfig) -> ReclaimDemand {
 }
 
 /// Drop fault plans and ops (greedily, last op first) while the program's
-/// reclaim table demand stays at `best`.
-pub(super) fn shrink_keeping(prog: &Program, cfg: &RunConfig, best: u32) -> Program {
-    let keeps = |p: &Program| reclaim_demand(p, cfg).value() >= best;
+/// number `target` stays at `best` (the swap-cluster state held).
+pub(super) fn shrink_keeping(
+    prog: &Program,
+    cfg: &RunConfig,
+    best: u32,
+    target: MaxTarget,
+    swap: SwapClusters,
+) -> Program {
+    let keeps = |p: &Program| {
+        let mut q = p.clone();
+        swap.apply(&mut q);
+        q == *p && reclaim_demand(p, cfg).get(target) >= best
+    };
     if best == 0 || !keeps(prog) {
         return prog.clone();
     }
@@ -88,10 +178,31 @@ pub(super) fn shrink_keeping(prog: &Program, cfg: &RunConfig, best: u32) -> Prog
 /// Mutate programs (the engine's mutation) keeping those that raise the max
 /// tables per reclaimed folio. Deterministic for a seed and `runs`.
 pub fn maximize(policy: &Policy, geometry: Geometry, runs: u64, seed: u64) -> MaxResult {
+    maximize_with(
+        policy,
+        geometry,
+        runs,
+        seed,
+        MaxTarget::ReclaimTables,
+        SwapClusters::AsPlanned,
+    )
+}
+
+/// [`maximize`] for any target, with the swap-cluster state forced on
+/// every program tried.
+pub fn maximize_with(
+    policy: &Policy,
+    geometry: Geometry,
+    runs: u64,
+    seed: u64,
+    target: MaxTarget,
+    swap: SwapClusters,
+) -> MaxResult {
     let cfg = RunConfig::new(policy.clone(), geometry);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut corpus: Vec<Vec<u8>> = Vec::new();
     let mut best = 0u32;
+    let mut best_score = (0u32, 0u32);
     let mut best_prog = Program::default();
     let mut found_at = 0;
     for run in 0..runs {
@@ -110,18 +221,31 @@ pub fn maximize(policy: &Policy, geometry: Geometry, runs: u64, seed: u64) -> Ma
             let b = rng.gen_range(0..corpus.len());
             crate::prog::mutate::mutate(&mut rng, &corpus[a], &corpus[b])
         };
-        let prog = Program::decode(&input);
-        let v = reclaim_demand(&prog, &cfg).value();
-        if v > best {
-            best = v;
-            best_prog = prog;
-            found_at = run;
+        let mut prog = Program::decode(&input);
+        swap.apply(&mut prog);
+        let d = reclaim_demand(&prog, &cfg);
+        let v = d.get(target);
+        // Kept tables are 0 until a plan fails a later rmap allocation of
+        // a walk: the rmap calls of any reclaim op give the search a slope
+        // (an input is kept when it raises (value, calls)).
+        let slope = match target {
+            MaxTarget::KeptTables => d.max_calls.map_or(0, |c| c.0),
+            MaxTarget::ReclaimTables => 0,
+        };
+        let score = (v, slope);
+        if score > best_score {
+            best_score = score;
             corpus.push(input);
+            if v > best {
+                best = v;
+                best_prog = prog;
+                found_at = run;
+            }
         }
     }
     MaxResult {
         best,
-        program: shrink_keeping(&best_prog, &cfg, best),
+        program: shrink_keeping(&best_prog, &cfg, best, target, swap),
         found_at,
         runs,
         kept: corpus.len(),

@@ -46,7 +46,10 @@ mod side;
 
 use compare::compare;
 pub use compare::{op_kind, ProgramDiff};
-pub use demand::{demand_bound, maximize, reclaim_demand, MaxResult, ReclaimDemand};
+pub use demand::{
+    demand_bound, kept_bound, maximize, maximize_with, reclaim_demand, MaxResult, MaxTarget,
+    ReclaimDemand, SwapClusters,
+};
 pub use report::{program_report, ClassCount, Summary};
 use side::*;
 

@@ -157,6 +157,7 @@ pub(super) fn run_side(
             on: on.clone(),
         };
         k.alloc = FaultInjector::new(Box::new(pte), prog.faults.thp.policy());
+        k.alloc.set_swap_cluster(prog.faults.swap_cluster.policy());
     }
     k.alloc.record = true;
     let init = if watch { observe(&k) } else { Vec::new() };
@@ -166,6 +167,8 @@ pub(super) fn run_side(
     let mut start = 0usize;
     let mut tstart = 0usize;
     let mut folio: Option<FolioId> = None;
+    let mut maps: Vec<(usize, usize)> = Vec::new();
+    let mut fstart = 0usize;
     let violation = run::run_on(
         &mut k,
         prog,
@@ -177,6 +180,8 @@ pub(super) fn run_side(
                 start = k.alloc.log.len();
                 tstart = k.tables.len();
                 folio = None;
+                maps.clear();
+                fstart = k.folios.len();
                 if let Op::Reclaim { .. } = line.op {
                     let (lo, _) = op_pages(&line.op, k.geom);
                     folio = k.folio_at(line.mm, lo);
@@ -193,6 +198,14 @@ pub(super) fn run_side(
                             pmd_maps,
                             mapped_after: true,
                         });
+                        // Where it is mapped: a reclaim that splits it
+                        // (no contiguous swap cluster) leaves its pages in
+                        // new folios there.
+                        maps = (0..k.mms.len())
+                            .filter(|&m| k.mms[m].alive)
+                            .flat_map(|m| (0..k.pages()).map(move |pg| (m, pg)))
+                            .filter(|&(m, pg)| k.folio_at(m, pg) == Some(f))
+                            .collect();
                     }
                 }
                 return;
@@ -209,7 +222,12 @@ pub(super) fn run_side(
                 r.obs = Some(observe(k));
             }
             if let (Some(f), Some(rec)) = (folio, r.reclaim.as_mut()) {
-                rec.mapped_after = (0..k.mms.len()).any(|m| k.mms[m].alive && k.maps_folio(m, f));
+                rec.mapped_after = (0..k.mms.len()).any(|m| k.mms[m].alive && k.maps_folio(m, f))
+                    || maps.iter().any(|&(m, pg)| {
+                        k.mms[m].alive
+                            && k.folio_at(m, pg)
+                                .is_some_and(|g| g == f || g as usize >= fstart)
+                    });
             }
         },
         true,

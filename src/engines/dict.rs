@@ -75,18 +75,24 @@ pub fn bytes_dict() -> String {
             let _ = writeln!(s, "op_{name}_pmd=\"{}\"", escape(&b[NO_PLAN.len()..]));
         }
     }
+    let n = || Plan::Never;
     let plans = [
-        ("none", Plan::Never, Plan::Never),
-        ("pte_nth1", Plan::Nth(1), Plan::Never),
-        ("pte_nth2", Plan::Nth(2), Plan::Never),
-        ("pte_from1", Plan::From(1), Plan::Never),
-        ("pte_from2", Plan::From(2), Plan::Never),
-        ("thp_nth1", Plan::Never, Plan::Nth(1)),
-        ("thp_from1", Plan::Never, Plan::From(1)),
+        ("none", n(), n(), n()),
+        ("pte_nth1", Plan::Nth(1), n(), n()),
+        ("pte_nth2", Plan::Nth(2), n(), n()),
+        ("pte_from1", Plan::From(1), n(), n()),
+        ("pte_from2", Plan::From(2), n(), n()),
+        ("thp_nth1", n(), Plan::Nth(1), n()),
+        ("thp_from1", n(), Plan::From(1), n()),
+        ("swap_cluster_from1", n(), n(), Plan::From(1)),
     ];
-    for (name, pte_alloc, thp) in plans {
+    for (name, pte_alloc, thp, swap_cluster) in plans {
         let p = Program {
-            faults: FaultPlan { pte_alloc, thp },
+            faults: FaultPlan {
+                pte_alloc,
+                thp,
+                swap_cluster,
+            },
             ..Program::default()
         };
         if let Ok(b) = encode(&p) {
@@ -110,7 +116,8 @@ pub fn text_dict() -> String {
         progs.push(Program {
             faults: FaultPlan {
                 pte_alloc: plan.clone(),
-                thp: plan,
+                thp: plan.clone(),
+                swap_cluster: plan,
             },
             ..Program::default()
         });

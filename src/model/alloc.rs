@@ -116,6 +116,12 @@ pub enum AllocKind {
     /// A PMD-order THP folio (fault, CoW of the huge zero page, collapse, migration
     /// target, first huge zero folio).
     Thp,
+    /// A contiguous PMD-order swap cluster: `folio_alloc_swap()` of a
+    /// PMD-sized anon folio in reclaim (mm/vmscan.c shrink_folio_list). When
+    /// it fails, 7.2 splits the folio (`split_folio_to_list()`) and swaps
+    /// its pages one by one; lazy-v4-proposed then also cannot use a PMD
+    /// swap entry.
+    SwapCluster,
 }
 
 impl AllocKind {
@@ -123,6 +129,7 @@ impl AllocKind {
         match self {
             AllocKind::PteTable => "pte_alloc",
             AllocKind::Thp => "thp",
+            AllocKind::SwapCluster => "swap-cluster",
         }
     }
 }
@@ -182,14 +189,17 @@ impl FailPolicy for Before {
 pub struct FaultInjector {
     pte: Box<dyn FailPolicy>,
     thp: Box<dyn FailPolicy>,
+    swap: Box<dyn FailPolicy>,
     pte_calls: u32,
     thp_calls: u32,
+    swap_calls: u32,
     /// The op running, and its calls of each kind so far.
     op: usize,
     pte_in_op: u32,
     thp_in_op: u32,
     /// Calls of either kind that failed in the op running.
     failed_in_op: u32,
+    swap_in_op: u32,
     pub log: Vec<AllocRecord>,
     /// Uncounted charged allocations, in order with `log` (when recording).
     pub charges: Vec<ChargeRecord>,
@@ -201,12 +211,15 @@ impl FaultInjector {
         FaultInjector {
             pte,
             thp,
+            swap: Box::new(NeverFail),
             pte_calls: 0,
             thp_calls: 0,
+            swap_calls: 0,
             op: 0,
             pte_in_op: 0,
             thp_in_op: 0,
             failed_in_op: 0,
+            swap_in_op: 0,
             log: Vec::new(),
             charges: Vec::new(),
             record: false,
@@ -217,14 +230,28 @@ impl FaultInjector {
         Self::new(pte.policy(), thp.policy())
     }
 
-    /// The plans with every call from op `op` on succeeding: the same run up
-    /// to that op, and the op as it goes with no failure (the model's errno
-    /// contract asks what the op returns without it).
-    pub fn from_plans_sparing(pte: &Plan, thp: &Plan, op: usize) -> Self {
-        Self::new(
-            Box::new(Before(pte.policy(), op)),
-            Box::new(Before(thp.policy(), op)),
-        )
+    /// The allocator a program's whole fault plan means.
+    pub fn from_fault_plan(f: &crate::prog::FaultPlan) -> Self {
+        let mut a = Self::from_plans(&f.pte_alloc, &f.thp);
+        a.set_swap_cluster(f.swap_cluster.policy());
+        a
+    }
+
+    /// The same plans with every call from op `op` on succeeding: the same
+    /// run up to that op, and the op as it goes with no failure (the model's
+    /// errno contract asks what the op returns without it).
+    pub fn from_fault_plan_sparing(f: &crate::prog::FaultPlan, op: usize) -> Self {
+        let mut a = Self::new(
+            Box::new(Before(f.pte_alloc.policy(), op)),
+            Box::new(Before(f.thp.policy(), op)),
+        );
+        a.set_swap_cluster(Box::new(Before(f.swap_cluster.policy(), op)));
+        a
+    }
+
+    /// Which contiguous swap-cluster allocations fail (`fail swap-cluster`).
+    pub fn set_swap_cluster(&mut self, p: Box<dyn FailPolicy>) {
+        self.swap = p;
     }
 
     /// Returns true when the allocation succeeds.
@@ -232,6 +259,7 @@ impl FaultInjector {
         let (calls, in_op, pol) = match kind {
             AllocKind::PteTable => (&mut self.pte_calls, &mut self.pte_in_op, &self.pte),
             AllocKind::Thp => (&mut self.thp_calls, &mut self.thp_in_op, &self.thp),
+            AllocKind::SwapCluster => (&mut self.swap_calls, &mut self.swap_in_op, &self.swap),
         };
         *calls += 1;
         *in_op += 1;
@@ -285,6 +313,7 @@ impl FaultInjector {
         self.op = op;
         self.pte_in_op = 0;
         self.thp_in_op = 0;
+        self.swap_in_op = 0;
         self.failed_in_op = 0;
     }
 
@@ -297,6 +326,7 @@ impl FaultInjector {
         match kind {
             AllocKind::PteTable => self.pte_calls,
             AllocKind::Thp => self.thp_calls,
+            AllocKind::SwapCluster => self.swap_calls,
         }
     }
 }
@@ -361,5 +391,24 @@ mod tests {
         h.begin_op(5);
         assert!(!h.alloc(AllocKind::Thp, "t"));
         assert!(h.alloc(AllocKind::PteTable, "t"));
+    }
+
+    #[test]
+    fn swap_clusters_are_counted_and_failed_on_their_own() {
+        let f = crate::prog::FaultPlan {
+            pte_alloc: Plan::Nth(1),
+            thp: Plan::Never,
+            swap_cluster: Plan::Nth(2),
+        };
+        let mut a = FaultInjector::from_fault_plan(&f);
+        assert!(a.alloc(AllocKind::SwapCluster, "folio_alloc_swap"));
+        assert!(!a.alloc(AllocKind::PteTable, "t"));
+        assert!(!a.alloc(AllocKind::SwapCluster, "folio_alloc_swap"));
+        assert!(a.alloc(AllocKind::SwapCluster, "folio_alloc_swap"));
+        assert_eq!(a.calls(AllocKind::SwapCluster), 3);
+        assert_eq!(a.calls(AllocKind::PteTable), 1);
+        // No plan: every cluster is there.
+        let mut b = FaultInjector::from_plans(&Plan::Never, &Plan::Never);
+        assert!(b.alloc(AllocKind::SwapCluster, "folio_alloc_swap"));
     }
 }

@@ -21,15 +21,19 @@ pub enum Preset {
     LazyV2,
     LazyV3,
     LazyFixed,
+    /// v3 plus the v3 review's proposals (zap zeroes in place, mprotect
+    /// splits up front) plus PMD-level swap entries for reclaim.
+    LazyV4Proposed,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 5] = [
+    pub const ALL: [Preset; 6] = [
         Preset::Deposit,
         Preset::LazyV1,
         Preset::LazyV2,
         Preset::LazyV3,
         Preset::LazyFixed,
+        Preset::LazyV4Proposed,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +42,7 @@ impl Preset {
             Preset::LazyV2 => "lazy-v2",
             Preset::LazyV3 => "lazy-v3",
             Preset::LazyFixed => "lazy-fixed",
+            Preset::LazyV4Proposed => "lazy-v4-proposed",
         }
     }
     pub fn from_name(s: &str) -> Option<Preset> {
@@ -59,6 +64,7 @@ impl Preset {
             Preset::LazyV2 => "RFC v2 (2026-02-26, 21 patches): split returns -ENOMEM, callers as posted; pagemap_scan still ignores it",
             Preset::LazyV3 => "v3 (2026-03-27, 24 patches): split returns -ENOMEM, callers as posted",
             Preset::LazyFixed => "every caller returns the error (advisory madvise and reclaim may skip); MADV_DONTNEED and UFFDIO_WRITEPROTECT return -ENOMEM; the split allocates only for a huge PMD; the reference",
+            Preset::LazyV4Proposed => "v3 plus the v3 review's proposals, not posted code: zap_pmd_range zeroes the covered part of the THP in place (Kiryl Shutsemau, v3 05/24), change_pmd_range splits up front (Kiryl Shutsemau, v3 07/24); reclaim swaps a PMD-mapped THP out as one PMD swap entry, with no table, when a contiguous swap cluster is free (\"mm: PMD-level swap entries for anonymous THPs\", v1 2026-04-27 .. v7 2026-09-14), else splits as v3",
         }
     }
 }
@@ -145,6 +151,29 @@ pub fn cell(p: Preset, caller: SplitCaller) -> Cell {
         (Preset::LazyV3, TryToMigrateOne) => c(Error, "v3 17 · mm/rmap.c:try_to_migrate_one (ret = false)"),
         (Preset::LazyFixed, TryToMigrateOne) => c(Error, "as v3 17"),
 
+        // lazy-v4-proposed: the two proposals, the rest as v3.
+        (Preset::LazyV4Proposed, ZapPmdRange) => c(Zero, "proposal: Kiryl Shutsemau on v3 05/24 (2026-03-30), \"At very least you need to zero the skipped range\" · mm/memory.c:zap_pmd_range; the alternative, opt-in skip (same mail), is `--override zap_pmd_range=opt-in`"),
+        (Preset::LazyV4Proposed, ChangePmdRange) => c(SplitUpfront, "proposal: Kiryl Shutsemau on v3 07/24 (2026-03-30), split page tables up front before change_protection() makes irreversible changes · mm/mprotect.c:change_pmd_range"),
+        (Preset::LazyV4Proposed, caller) => {
+            let v3 = cell(Preset::LazyV3, caller);
+            Cell {
+                strategy: v3.strategy,
+                cite: match caller {
+                    DoHugePmdWpPage => "as v3 04",
+                    WpHugePmd => "as v3 06",
+                    CopyHugePmd => "as v3 03 (a PMD swap entry is copied whole at fork: no split; GUESS: cover letter of the PMD swap series v7 00/29 lists fork among the consumers, code not read)",
+                    MovePageTables => "as v3 10",
+                    MovePages => "as v3 11",
+                    PagemapScanThpEntry => "as v3 13",
+                    VmaAdjustTransHuge => "as v3 02 (also splits a PMD swap entry at an unaligned VMA split, needing a table; GUESS: the PMD swap series' split of a swap PMD is modelled from its cover letter, code not read)",
+                    UnmapSourceVma => "as v3: 7.2 mm/mremap.c:unmap_source_vma ignores a do_vmi_munmap() error; no proposal touches it",
+                    TryToUnmapOne => "as v3 17; with a free contiguous swap cluster a PMD mapping becomes one PMD swap entry and needs no table (GUESS: PMD swap series v7 00/29 cover letter, code not read)",
+                    TryToMigrateOne => "as v3 17",
+                    _ => v3.cite,
+                },
+            }
+        }
+
         (Preset::LazyV1 | Preset::LazyV2 | Preset::LazyV3 | Preset::LazyFixed, MadviseColdOrPageout) => c(Skip, "7.2 mm/madvise.c:madvise_cold_or_pageout_pte_range: split_folio() error → return 0 (unchanged by every version)"),
         (Preset::LazyV1 | Preset::LazyV2 | Preset::LazyV3 | Preset::LazyFixed, MadviseFreeHugePmd) => c(Skip, "7.2 mm/huge_memory.c:madvise_free_huge_pmd: split_folio() result ignored (unchanged by every version)"),
     }
@@ -180,6 +209,16 @@ impl Policy {
     /// self"), which splitting the source first cannot prevent.
     pub fn split_checks_pmd_first(&self) -> bool {
         self.preset == Preset::LazyFixed
+    }
+
+    /// lazy-v4-proposed: reclaim swaps a PMD-mapped THP out as one PMD swap
+    /// entry (no table) when a contiguous swap cluster is free ("mm:
+    /// PMD-level swap entries for anonymous THPs", v7 00/29, 2026-09-14,
+    /// Message-ID 20260914114320.12988-1-usama.arif@linux.dev); a split of
+    /// that entry (partial munmap/mprotect/zap, a failed huge swap-in) needs
+    /// a PTE table like any split.
+    pub fn pmd_swap_entries(&self) -> bool {
+        self.preset == Preset::LazyV4Proposed
     }
 
     pub fn strategy(&self, c: SplitCaller) -> Strategy {
@@ -223,6 +262,12 @@ impl Policy {
             out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() only when the PMD is huge (a lockless check first, rechecked under the lock), and can fail\n");
         } else {
             out.push_str("  no deposit; __split_huge_pmd calls pte_alloc_one() on an anon VMA before looking at the PMD, and can fail\n");
+        }
+        if self.preset == Preset::LazyV4Proposed {
+            out.push_str("  proposed strategies (v3 review, usable on any preset with --override):\n    zap_pmd_range=zero           Kiryl Shutsemau on v3 05/24 (2026-03-30): zero the covered part of the THP in place; the range reads zero, RSS is not dropped\n    zap_pmd_range=opt-in         Kiryl Shutsemau on v3 05/24 (2026-03-30): skip only for callers passing a ZAP_FLAG; no caller reaching a partial huge PMD (MADV_DONTNEED[_LOCKED], MADV_GUARD_INSTALL: mm/madvise.c) may keep the range, the whole-VMA zaps (unmap_vmas, the OOM reaper's zap_vma_for_reaping) never split: -ENOMEM for all\n    change_pmd_range=split-upfront  Kiryl Shutsemau on v3 07/24 (2026-03-30): split both partly covered huge PMDs before any entry changes, -ENOMEM with nothing changed\n");
+        }
+        if self.pmd_swap_entries() {
+            out.push_str("  reclaim: a PMD-mapped THP swaps out as one PMD swap entry (no table) when `folio_alloc_swap()` gets a contiguous cluster (`fail swap-cluster` fails it), else v3's split; a PMD swap entry is zapped, copied at fork, moved and mprotected whole, swapped in whole by `do_huge_pmd_swap_page()` when a THP can be allocated, and split into PTE swap entries (a table) otherwise. GUESS for every path: modelled from the v7 cover letter (2026-09-14, Message-ID 20260914114320.12988-1-usama.arif@linux.dev), the series' code was not found in the mirrors searched\n");
         }
         for c in SplitCaller::ALL {
             let s = self.strategy(c);
@@ -276,6 +321,50 @@ mod tests {
     }
 
     #[test]
+    fn proposed_strategies_only_for_their_caller() {
+        let mut p = Policy::preset(Preset::LazyV3);
+        p.apply_override("zap_pmd_range=zero").unwrap();
+        p.apply_override("zap_pmd_range=opt-in").unwrap();
+        p.apply_override("change_pmd_range=split-upfront").unwrap();
+        assert_eq!(
+            p.strategy(SplitCaller::ChangePmdRange),
+            Strategy::SplitUpfront
+        );
+        for bad in [
+            "change_pmd_range=zero",
+            "copy_huge_pmd=opt-in",
+            "zap_pmd_range=split-upfront",
+        ] {
+            let e = p.apply_override(bad).unwrap_err();
+            assert!(e.contains("applies only to"), "{e}");
+        }
+        let v4 = Policy::preset(Preset::LazyV4Proposed);
+        assert_eq!(v4.strategy(SplitCaller::ZapPmdRange), Strategy::Zero);
+        assert_eq!(
+            v4.strategy(SplitCaller::ChangePmdRange),
+            Strategy::SplitUpfront
+        );
+        assert!(v4.pmd_swap_entries() && !v4.deposit);
+        // Every other caller as v3.
+        for c in SplitCaller::ALL {
+            if !matches!(c, SplitCaller::ZapPmdRange | SplitCaller::ChangePmdRange) {
+                assert_eq!(v4.strategy(c), Policy::preset(Preset::LazyV3).strategy(c));
+            }
+        }
+        // Each preset cell's strategy applies to its caller.
+        for pr in Preset::ALL {
+            for c in SplitCaller::ALL {
+                assert!(
+                    cell(pr, c).strategy.applies_to(c),
+                    "{} {}",
+                    pr.name(),
+                    c.name()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_caller_has_a_call_chain() {
         for c in SplitCaller::ALL {
             assert!(SplitCaller::call_chain(c.name()).is_some(), "{}", c.name());
@@ -289,6 +378,7 @@ mod tests {
             Preset::LazyV2,
             Preset::LazyV3,
             Preset::LazyFixed,
+            Preset::LazyV4Proposed,
         ] {
             for c in SplitCaller::ALL {
                 let cell = cell(p, c);
@@ -299,6 +389,7 @@ mod tests {
                     || cell.cite.starts_with("v2:")
                     || cell.cite.starts_with("fix:")
                     || cell.cite.starts_with("as v3")
+                    || cell.cite.starts_with("proposal: ")
                     || cell.cite.starts_with("GUESS");
                 assert!(cited, "{} {}: '{}'", p.name(), c.name(), cell.cite);
             }

@@ -45,6 +45,8 @@ pub fn charged(kind: AllocKind, site: &str) -> bool {
     match kind {
         AllocKind::PteTable => true,
         AllocKind::Thp => !matches!(site, "get_huge_zero_folio" | "alloc_migration_target"),
+        // Swap space is not charged as memory (and no kernel has the plan).
+        AllocKind::SwapCluster => false,
     }
 }
 

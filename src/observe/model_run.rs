@@ -23,6 +23,8 @@ pub fn model_line(k: &Kernel, m: usize) -> String {
             Pmd::Huge { .. } => states[s..s + p].fill(b'H'),
             Pmd::HugeZero => states[s..s + p].fill(b'Z'),
             Pmd::Migration { .. } => states[s..s + p].fill(b'm'),
+            // A PMD swap entry (lazy-v4-proposed): every page swapped out.
+            Pmd::Swap { .. } => states[s..s + p].fill(b's'),
             Pmd::Table(t) => {
                 for i in 0..p {
                     states[s + i] = match k.pte(t, i) {

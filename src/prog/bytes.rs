@@ -152,6 +152,7 @@ impl Program {
         let pte_alloc = plan(&mut u, 1);
         let thp = plan(&mut u, 5);
         let flags: u8 = u.arbitrary().unwrap_or(0);
+        let swap_cluster = swap_cluster_plan(flags);
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < MAX_DECODED_OPS {
             ops.push(op(&mut u));
@@ -160,12 +161,45 @@ impl Program {
             policy: None,
             uffd_async: flags & 1 != 0,
             overrides: Vec::new(),
-            faults: FaultPlan { pte_alloc, thp },
+            faults: FaultPlan {
+                pte_alloc,
+                thp,
+                swap_cluster,
+            },
             ops,
             expect: None,
             expect_results: Vec::new(),
         }
     }
+}
+
+/// The swap-cluster plan lives in bits 1-6 of the flags byte (bit 0 is
+/// `uffd async`), so bytes written before it existed decode to the same ops
+/// and pte_alloc/thp plans: bits 1-2 the kind (1 nth, 2 from, else never),
+/// bits 3-6 N-1. `encode` writes flags 0 or 1 when there is no swap-cluster
+/// plan, so every encoded file keeps meaning "clusters available".
+fn swap_cluster_plan(flags: u8) -> Plan {
+    let n = 1 + ((flags >> 3) & 15) as u32;
+    match (flags >> 1) & 3 {
+        1 => Plan::Nth(n),
+        2 => Plan::From(n),
+        _ => Plan::Never,
+    }
+}
+
+fn enc_swap_cluster(plan: &Plan) -> Result<u8, String> {
+    Ok(match plan {
+        Plan::Never => 0,
+        Plan::Nth(n) | Plan::From(n) if (1..=16).contains(n) => {
+            let kind = if matches!(plan, Plan::Nth(_)) { 1 } else { 2 };
+            (kind << 1) | (((*n - 1) as u8) << 3)
+        }
+        _ => {
+            return Err(format!(
+                "swap-cluster plan '{plan}' is outside the byte format (nth/from <= 16)"
+            ))
+        }
+    })
 }
 
 fn enc_plan(out: &mut Vec<u8>, plan: &Plan, never_tag: u8) -> Result<(), String> {
@@ -217,7 +251,7 @@ pub fn encode(p: &Program) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     enc_plan(&mut out, &p.faults.pte_alloc, 3)?;
     enc_plan(&mut out, &p.faults.thp, 3)?;
-    out.push(p.uffd_async as u8);
+    out.push(p.uffd_async as u8 | enc_swap_cluster(&p.faults.swap_cluster)?);
     for line in &p.ops {
         let kind = match line.op {
             Op::Mmap { .. } => 0,

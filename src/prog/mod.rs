@@ -176,6 +176,9 @@ pub struct OpLine {
 pub struct FaultPlan {
     pub pte_alloc: Plan,
     pub thp: Plan,
+    /// Contiguous PMD-order swap clusters (`folio_alloc_swap()` of a THP in
+    /// reclaim): `fail swap-cluster ...`.
+    pub swap_cluster: Plan,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -120,6 +120,9 @@ impl Program {
         if !self.faults.pte_alloc.is_never() {
             let _ = writeln!(out, "fail pte_alloc {}", self.faults.pte_alloc);
         }
+        if !self.faults.swap_cluster.is_never() {
+            let _ = writeln!(out, "fail swap-cluster {}", self.faults.swap_cluster);
+        }
         if !self.faults.thp.is_never() {
             let _ = writeln!(out, "fail thp {}", self.faults.thp);
         }
@@ -323,7 +326,12 @@ fn parse_header(cmd: &str, args: &[&str], p: &mut Program) -> Result<bool, Strin
             match args[0] {
                 "pte_alloc" => p.faults.pte_alloc = plan,
                 "thp" => p.faults.thp = plan,
-                k => return Err(format!("unknown allocation '{k}' (pte_alloc, thp)")),
+                "swap-cluster" => p.faults.swap_cluster = plan,
+                k => {
+                    return Err(format!(
+                        "unknown allocation '{k}' (pte_alloc, thp, swap-cluster)"
+                    ))
+                }
             }
             Ok(true)
         }

@@ -76,6 +76,13 @@ pub fn dump(k: &Kernel) -> String {
                 Pmd::Migration { folio, .. } => {
                     let _ = writeln!(s, "    pmd {a:#x}: migration entry for folio {folio}");
                 }
+                Pmd::Swap { first } => {
+                    let _ = writeln!(
+                        s,
+                        "    pmd {a:#x}: PMD swap entry, slots {first}..{}",
+                        first as usize + p
+                    );
+                }
             }
         }
     }

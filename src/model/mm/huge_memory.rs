@@ -36,10 +36,23 @@ impl Kernel {
         caller: SplitCaller,
         freeze: bool,
     ) -> KResult<()> {
+        self.split_huge_pmd_named(mm, slot, caller.name(), freeze)
+    }
+
+    /// `__split_huge_pmd()` on behalf of kernel function `caller` (a split
+    /// caller, or a split site with no strategy of its own such as
+    /// `do_huge_pmd_swap_page`'s fallback).
+    pub fn split_huge_pmd_named(
+        &mut self,
+        mm: usize,
+        slot: usize,
+        caller: &'static str,
+        freeze: bool,
+    ) -> KResult<()> {
         if !self.mms[mm].pmds[slot].is_huge() {
             return Ok(());
         }
-        tracing::trace!(target: "splitfuzz::kernel", "__split_huge_pmd mm {mm} slot {slot} caller {} freeze {freeze}", caller.name());
+        tracing::trace!(target: "splitfuzz::kernel", "__split_huge_pmd mm {mm} slot {slot} caller {caller} freeze {freeze}");
         let table = if self.policy.deposit {
             None
         } else {
@@ -48,20 +61,14 @@ impl Kernel {
                 None => {
                     self.stats.thp_split_pmd_failed += 1;
                     let lo = self.geom.slot_start(slot);
-                    self.event(
-                        EventKind::SplitFailed,
-                        caller.name(),
-                        mm,
-                        lo,
-                        lo + self.ptrs(),
-                    );
-                    tracing::debug!(target: "splitfuzz::kernel", "__split_huge_pmd from {} failed: -ENOMEM (THP_SPLIT_PMD_FAILED)", caller.name());
+                    self.event(EventKind::SplitFailed, caller, mm, lo, lo + self.ptrs());
+                    tracing::debug!(target: "splitfuzz::kernel", "__split_huge_pmd from {caller} failed: -ENOMEM (THP_SPLIT_PMD_FAILED)");
                     cov!(self, "split_huge_pmd:enomem");
                     return Err(Errno::ENOMEM.into());
                 }
             }
         };
-        self.split_huge_pmd_locked(mm, slot, freeze, table, caller.name())?;
+        self.split_huge_pmd_locked(mm, slot, freeze, table, caller)?;
         Ok(())
     }
 
@@ -80,7 +87,9 @@ impl Kernel {
             match self.split_huge_pmd(mm, slot, caller, freeze) {
                 Ok(()) => return Ok(Split::Done),
                 Err(KErr::Errno(Errno::ENOMEM)) => match self.strategy(caller) {
-                    Strategy::Error => return Err(Errno::ENOMEM.into()),
+                    // split-upfront: a split the up-front pass did not
+                    // make fails like `error`.
+                    Strategy::Error | Strategy::SplitUpfront => return Err(Errno::ENOMEM.into()),
                     Strategy::Retry => {
                         self.retry_guard(
                             &mut iters,
@@ -232,6 +241,14 @@ impl Kernel {
                             },
                         );
                     }
+                }
+            }
+            Pmd::Swap { first } => {
+                // The PMD swap series' fallback (v7 00/29 cover letter):
+                // the entry becomes PTE swap entries of the same slots.
+                cov!(self, "split:pmd_swap_entry");
+                for i in 0..p {
+                    self.set_pte(t, i, Pte::Swap(first + i as u32));
                 }
             }
             Pmd::None | Pmd::Table(_) => unreachable!("checked is_huge"),
@@ -409,6 +426,7 @@ impl Kernel {
                     self.zap_deposited_table(mm, slot, "zap_huge_pmd")?;
                 }
             }
+            Pmd::Swap { first } => self.zap_huge_swap_pmd(mm, first),
             Pmd::None | Pmd::Table(_) => {}
         }
         Ok(())
@@ -471,6 +489,11 @@ impl Kernel {
                     write: false,
                     dirty,
                 };
+                Ok(true)
+            }
+            Pmd::Swap { first } => {
+                // lazy-v4-proposed only (no deposit, `t` is None).
+                self.copy_huge_swap_pmd(dst, slot, first);
                 Ok(true)
             }
             _ => {

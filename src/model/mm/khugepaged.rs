@@ -46,7 +46,8 @@ impl Kernel {
         for slot in hstart..hend {
             match self.mms[mm].pmds[slot] {
                 // SCAN_PMD_NULL (pmd none, or a non-present migration PMD)
-                Pmd::None | Pmd::Migration { .. } => last = Errno::EINVAL,
+                // (a PMD swap entry is not present either: SCAN_PMD_NULL)
+                Pmd::None | Pmd::Migration { .. } | Pmd::Swap { .. } => last = Errno::EINVAL,
                 Pmd::Table(t) => match self.collapse_huge_page(mm, vi, slot, t) {
                     Ok(()) => thps += 1,
                     Err(KErr::Errno(Errno::ENOMEM)) => return Err(Errno::ENOMEM.into()),

@@ -128,7 +128,7 @@ impl Kernel {
                         need_zap = true;
                         break 'walk;
                     }
-                    Pmd::Migration { .. } => {
+                    Pmd::Migration { .. } | Pmd::Swap { .. } => {
                         need_zap = true;
                         break 'walk;
                     }
@@ -288,6 +288,21 @@ impl Kernel {
                 }
                 // Partial: split_folio(), result ignored.
                 self.madvise_split_folio(mm, folio, caller, s_lo, s_hi)?;
+            }
+            if let Pmd::Swap { first } = self.mms[mm].pmds[slot] {
+                // lazy-v4-proposed: a whole PMD swap entry is freed in place
+                // (as free_swap_and_cache() does per PTE); a partial one is
+                // left alone (advisory). GUESS: the PMD swap series' cover
+                // letter (v7 00/29) frees a whole one and splits a partial
+                // one; its code was not read.
+                if s_hi - s_lo == p {
+                    cov!(self, "madvise_free_huge_pmd:swap_entry");
+                    self.mms[mm].pmds[slot] = Pmd::None;
+                    self.zap_huge_swap_pmd(mm, first);
+                    self.clear_uffd_wp(mm, s_lo, s_hi);
+                }
+                slot += 1;
+                continue;
             }
             if let Pmd::Table(t) = self.mms[mm].pmds[slot] {
                 let mut page = s_lo;

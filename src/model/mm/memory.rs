@@ -111,6 +111,13 @@ impl Kernel {
             if write && !self.uffd_async && self.mms[mm].uffd_wp[page] && self.populated(mm, page) {
                 // handle_userfault(): the executor's handler resolves it.
                 self.handle_userfault_wp(mm, page)?;
+                if self.mms[mm].uffd_wp[page] {
+                    // The handler's UFFDIO_WRITEPROTECT(off) returned success
+                    // but the page is still protected (a caller that skipped
+                    // its failed split): the fault is raised again, and the
+                    // handler called again, through user space for ever.
+                    self.retry_guard(&mut retries, "change_pmd_range", mm, page, true)?;
+                }
                 continue;
             }
             match self.follow(mm, page, write) {
@@ -215,6 +222,11 @@ impl Kernel {
                 }
             }
             Pmd::Migration { .. } => return Ok(FaultRet::Retry("pmd_migration_entry_wait")),
+            Pmd::Swap { .. } => match self.do_huge_pmd_swap_page(mm, vi, slot)? {
+                // Split into PTE swap entries: do_swap_page() at PTE level.
+                FaultRet::Fallback => {}
+                r => return Ok(r),
+            },
             Pmd::Table(_) => {}
         }
         self.handle_pte_fault(mm, vi, page, write, fallback_from)
@@ -470,6 +482,23 @@ impl Kernel {
                                 self.event(EventKind::Skipped, "zap_pmd_range", mm, s_lo, s_hi);
                                 break;
                             }
+                            Split::Failed(Strategy::Zero) => {
+                                if self.zap_zero_huge_pmd(mm, slot, s_lo, s_hi)? {
+                                    break;
+                                }
+                                return Err(Errno::ENOMEM.into());
+                            }
+                            Split::Failed(Strategy::OptIn) => {
+                                // ZAP_FLAG opt-in (Kiryl Shutsemau on v3
+                                // 05/24): none of the zap callers that reach
+                                // a partial huge PMD (MADV_DONTNEED[_LOCKED],
+                                // MADV_GUARD_INSTALL) may leave the range
+                                // mapped, so none opts in: -ENOMEM. Whole-VMA
+                                // zaps (unmap_vmas, the OOM reaper) never
+                                // split. docs/policies.md.
+                                cov!(self, "zap_pmd_range:opt_in_error");
+                                return Err(Errno::ENOMEM.into());
+                            }
                             Split::Failed(_) => {
                                 // Void split: zap_pte_range() cannot map the PTEs, returns
                                 // addr unchanged; pmd--: the same PMD again.
@@ -483,6 +512,40 @@ impl Kernel {
             slot += 1;
         }
         Ok(())
+    }
+
+    /// The proposed `zap_pmd_range=zero` (Kiryl Shutsemau on v3 05/24,
+    /// 2026-03-30): the split of the huge PMD at `slot` failed, so zero pages
+    /// `[lo, hi)` of the THP in place and leave it mapped. The range then
+    /// reads zero, as after MADV_DONTNEED, but nothing is unmapped or freed
+    /// (RSS unchanged), and the uffd-wp bits of the range go as with a zap.
+    /// The folio is written whoever else maps or pins it: the proposal says
+    /// nothing about a shared THP, so the model zeroes it as written (a fork
+    /// child then reads the zeros: `no-silent-skip folio_zero_range`).
+    /// Returns false when there is nothing to zero in place (a PMD swap
+    /// entry: no page to write; GUESS, the proposal predates the PMD swap
+    /// series), and the caller returns -ENOMEM.
+    fn zap_zero_huge_pmd(&mut self, mm: usize, slot: usize, lo: usize, hi: usize) -> KResult<bool> {
+        let base = self.geom.slot_start(slot);
+        match self.mms[mm].pmds[slot] {
+            Pmd::HugeZero => cov!(self, "zap_pmd_range:zero_huge_zero"),
+            Pmd::Huge { folio, .. } => {
+                cov!(self, "zap_pmd_range:zero_in_place");
+                let fo = &mut self.folios[folio as usize];
+                fo.data[lo - base..hi - base]
+                    .iter_mut()
+                    .for_each(|d| *d = 0);
+                self.event(EventKind::ZeroedInPlace, "folio_zero_range", mm, lo, hi);
+            }
+            _ => {
+                cov!(self, "zap_pmd_range:zero_impossible");
+                return Ok(false);
+            }
+        }
+        self.mms[mm].uffd_wp[lo..hi]
+            .iter_mut()
+            .for_each(|b| *b = false);
+        Ok(true)
     }
 
     /// `zap_pte_range()`. Guard markers stay unless `drop_markers`

@@ -7,6 +7,7 @@ pub mod exit;
 pub mod fork;
 pub mod gup;
 pub mod huge_memory;
+pub mod huge_swap;
 pub mod khugepaged;
 pub mod madvise;
 pub mod memory;
@@ -81,14 +82,22 @@ pub enum Pmd {
         excl: bool,
         dirty: bool,
     },
+    /// PMD-level swap entry (lazy-v4-proposed only): one entry for the
+    /// contiguous swap slots `first .. first + PTRS_PER_PTE` of a swapped-out
+    /// THP, no PTE table ("mm: PMD-level swap entries for anonymous THPs",
+    /// v7 00/29; see huge_swap.rs).
+    Swap {
+        first: SwapId,
+    },
 }
 
 impl Pmd {
-    /// `pmd_is_huge()`: trans-huge or a PMD migration entry.
+    /// `pmd_is_huge()`: trans-huge, a PMD migration entry, or (lazy-v4-proposed)
+    /// a PMD swap entry: what `split_huge_pmd()` splits.
     pub fn is_huge(&self) -> bool {
         matches!(
             self,
-            Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Migration { .. }
+            Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Migration { .. } | Pmd::Swap { .. }
         )
     }
 }
@@ -332,6 +341,9 @@ pub enum EventKind {
     SplitFailed,
     /// A caller skipped a range and carried on.
     Skipped,
+    /// The proposed `zap_pmd_range=zero` wrote zeros into a THP in place
+    /// (what another mapping of the folio then reads is blamed on it).
+    ZeroedInPlace,
 }
 
 /// Failure-handling events of the current op: used to name the kernel function a
@@ -661,6 +673,7 @@ impl Kernel {
             Pmd::Huge { folio, .. } | Pmd::Migration { folio, .. } => {
                 self.folios[folio as usize].data[i]
             }
+            Pmd::Swap { first } => self.swap[first as usize + i].data,
             Pmd::Table(t) => match self.pte(t, i) {
                 Pte::None | Pte::Zero | Pte::Guard => 0,
                 Pte::Present { folio, idx, .. } | Pte::Migration { folio, idx, .. } => {

@@ -81,6 +81,9 @@ impl Kernel {
         change: Change,
     ) -> KResult<()> {
         let p = self.ptrs();
+        if self.strategy(SplitCaller::ChangePmdRange) == Strategy::SplitUpfront {
+            self.change_pmd_range_split_upfront(mm, lo, hi)?;
+        }
         let mut slot = lo / p;
         while slot * p < hi {
             let s_lo = lo.max(slot * p);
@@ -158,6 +161,37 @@ impl Kernel {
                 }
             }
             slot += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Kernel {
+    /// The proposed `change_pmd_range=split-upfront` (Kiryl Shutsemau on v3
+    /// 07/24, 2026-03-30: split page tables before change_protection() makes
+    /// irreversible changes, as `vma_adjust_trans_huge()` does for a VMA
+    /// split): only the PMDs at the two ends of `[lo, hi)` can be partly
+    /// covered; split each huge one there before any entry changes, and
+    /// return -ENOMEM, nothing changed, when a split cannot get its table.
+    /// A split that succeeded stays (it changes no protection).
+    fn change_pmd_range_split_upfront(&mut self, mm: usize, lo: usize, hi: usize) -> KResult<()> {
+        let p = self.ptrs();
+        if hi <= lo {
+            return Ok(());
+        }
+        let mut ends = vec![lo / p];
+        if (hi - 1) / p != lo / p {
+            ends.push((hi - 1) / p);
+        }
+        for slot in ends {
+            let partial = lo > slot * p || hi < slot * p + p;
+            if partial && self.mms[mm].pmds[slot].is_huge() {
+                cov!(self, "change_pmd_range:upfront_split");
+                if let Err(e) = self.split_huge_pmd(mm, slot, SplitCaller::ChangePmdRange, false) {
+                    cov!(self, "change_pmd_range:split_upfront_enomem");
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

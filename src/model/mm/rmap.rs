@@ -186,11 +186,15 @@ impl Kernel {
         f: FolioId,
         split: bool,
         (lo, hi): (usize, usize),
+        cluster: Option<SwapId>,
     ) -> KResult<bool> {
         let p = self.ptrs();
         let lazy = !self.policy.deposit;
         let mut prealloc = None;
-        if lazy && split {
+        // lazy-v4-proposed with a PMD-order cluster: the PMD mapping becomes
+        // a PMD swap entry and nothing is split, so no table is preallocated
+        // (GUESS: PMD swap series v7 00/29, code not read).
+        if lazy && split && cluster.is_none() {
             prealloc = self.pte_alloc_one(mm, "try_to_unmap_one");
         }
         let mut ret = true;
@@ -224,6 +228,12 @@ impl Kernel {
                         self.zap_deposited_table(mm, slot, "__discard_anon_folio_pmd_locked")?;
                     }
                     self.folio_put(f, 1, "__discard_anon_folio_pmd_locked", mm)?;
+                }
+                None if cluster.is_some() => {
+                    let first = cluster.expect("checked");
+                    if !self.set_pmd_swap_entry(mm, slot, f, first)? {
+                        ret = false;
+                    }
                 }
                 None if split => {
                     cov!(self, "try_to_unmap_one:split");
@@ -667,10 +677,43 @@ impl Kernel {
             return Ok(false);
         }
         let large = self.folios[f as usize].nr > 1;
-        // try_to_unmap(): one try_to_unmap_one() per VMA the rmap walk visits,
-        // until ret = false or the folio is unmapped.
+        // folio_alloc_swap(): a swap-backed large folio needs a contiguous
+        // PMD-order cluster (mm/vmscan.c shrink_folio_list). Without one,
+        // 7.2 splits the folio (split_folio_to_list(), THP_SWPOUT_FALLBACK)
+        // and its pages are reclaimed one by one in the same pass. A
+        // lazyfree (!swapbacked) folio takes no swap.
+        let mut cluster = None;
+        if large && !self.folios[f as usize].lazyfree {
+            if !self.alloc.alloc(AllocKind::SwapCluster, "folio_alloc_swap") {
+                cov!(self, "shrink_folio:swpout_fallback_split");
+                let Some(small) = self.split_folio(f)? else {
+                    cov!(self, "shrink_folio:swpout_split_failed");
+                    return Ok(false);
+                };
+                let mut all = true;
+                for n in small {
+                    if !self.folios[n as usize].freed {
+                        all &= self.shrink_folio(n)?;
+                    }
+                }
+                return Ok(all);
+            }
+            if self.policy.pmd_swap_entries() {
+                cluster = Some(self.swap_cluster_alloc(f));
+            }
+        }
+        let r = self.try_to_unmap(f, large, cluster);
+        if let Some(first) = cluster {
+            self.swap_cluster_release(first);
+        }
+        r
+    }
+
+    /// `try_to_unmap()`: one try_to_unmap_one() per VMA the rmap walk
+    /// visits, until ret = false or the folio is unmapped.
+    fn try_to_unmap(&mut self, f: FolioId, large: bool, cluster: Option<SwapId>) -> KResult<bool> {
         for (mm, lo, hi) in self.rmap_walk_vmas(f) {
-            if !self.try_to_unmap_one(mm, f, large, (lo, hi))? {
+            if !self.try_to_unmap_one(mm, f, large, (lo, hi), cluster)? {
                 cov!(self, "shrink_folio:keep");
                 return Ok(false);
             }

@@ -43,7 +43,11 @@ impl Kernel {
                             break;
                         }
                         Pmd::Migration { .. } => break,
-                        Pmd::Huge { .. } | Pmd::HugeZero => {
+                        // A PMD swap entry as a THP (GUESS: the PMD swap
+                        // series' pagemap handling not read; a swap entry
+                        // without the uffd-wp bit counts as written, as
+                        // for PTE swap entries in 7.2).
+                        Pmd::Huge { .. } | Pmd::HugeZero | Pmd::Swap { .. } => {
                             if self.mms[mm].uffd_wp[s_lo] {
                                 break; // not written
                             }

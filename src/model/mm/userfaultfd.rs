@@ -154,6 +154,14 @@ impl Kernel {
                 break;
             }
             if self.mms[mm].pmds[sslot].is_huge() {
+                // The source PMD was found: mm_alloc_pmd(mm, dst_addr), so the
+                // destination's PUD and PMD levels exist from here on
+                // (mm/userfaultfd.c move_pages()); the PTE path below gets them
+                // from pte_alloc(). Without it a THP moved whole sat under a
+                // PUD the model took for absent, and a later VMA split there
+                // skipped vma_adjust_trans_huge(): a false vma-containment
+                // finding under every preset, deposit included.
+                self.pmd_alloc(mm, dslot);
                 let splits = s % p != 0 || d % p != 0 || end - s < p;
                 if splits || self.mms[mm].pmds[dslot] != Pmd::None {
                     if let Pmd::Huge { folio, .. } = self.mms[mm].pmds[sslot] {
@@ -261,6 +269,13 @@ impl Kernel {
                 self.folio_set_anon(folio, mm, self.geom.slot_start(dslot));
             }
             Pmd::HugeZero => self.mms[mm].pmds[dslot] = Pmd::HugeZero,
+            // lazy-v4-proposed: a PMD swap entry moves whole, as PTE swap
+            // entries do (move_swap_pte()). GUESS: the PMD swap series (v7
+            // 00/29) lists UFFDIO_MOVE among its consumers; code not read.
+            Pmd::Swap { first } => {
+                cov!(self, "move_pages_huge_pmd:swap");
+                self.mms[mm].pmds[dslot] = Pmd::Swap { first };
+            }
             _ => return Err(Errno::EAGAIN.into()),
         }
         cov!(self, "move_pages_huge_pmd");
