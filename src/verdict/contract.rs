@@ -232,7 +232,8 @@ fn judge_op(p: &Program, reference: &Transcript, t: &Transcript, i: usize) -> Co
     // even deposit's own: the op may have failed earlier, at its split):
     // every page old or new.
     let old_or_new = kr != "ok" || contract::advisory(op);
-    match page_breach(p, reference, t, i, old_or_new) {
+    let discarded = kr != "ok" && contract::may_discard_on_failure(op);
+    match page_breach(p, reference, t, i, old_or_new, discarded) {
         None => Contract::Held,
         Some((breach, detail)) => Contract::Broken {
             breach,
@@ -367,13 +368,16 @@ fn differs(reference: &Transcript, t: &Transcript, i: usize) -> Option<String> {
 }
 
 /// With `old_or_new`, a page of op `i` that is neither the reference's before
-/// nor after the op; without, one that is not the reference's after.
+/// nor after the op; without, one that is not the reference's after. With
+/// `discarded`, a page the op was to guard may also read zero
+/// ([`contract::may_discard_on_failure`]).
 fn page_breach(
     p: &Program,
     reference: &Transcript,
     t: &Transcript,
     i: usize,
     old_or_new: bool,
+    discarded: bool,
 ) -> Option<(Breach, String)> {
     // The state before op `i`: after the last op that ran (an op of an mm
     // that is not live runs nowhere and observes nothing).
@@ -397,7 +401,10 @@ fn page_breach(
             let new = after.as_ref().and_then(|a| a.get(pg));
             let was = old.as_ref().and_then(|o| o.get(pg));
             let ok = new.is_some_and(|n| n.matches(k))
-                || (old_or_new && was.is_some_and(|w| w.matches(k)));
+                || (old_or_new && was.is_some_and(|w| w.matches(k)))
+                || (discarded
+                    && matches!(new, Some(Seen::Guard))
+                    && matches!(k, Seen::Mapped { data: Some(d), .. } if d == "0"));
             if ok {
                 continue;
             }
@@ -536,6 +543,48 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
+    }
+
+    #[test]
+    fn a_failed_guard_install_may_leave_its_range_zapped_and_unguarded() {
+        // 7.2 madvise_guard_install(): zap, then the install walk's table
+        // allocation fails: ENOMEM with the THP gone and no guard.
+        let p = Program::parse(
+            "fail pte_alloc op=2:nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmadvise 0 2M guard-install\n",
+        )
+        .unwrap();
+        let empty = "mm 0 pte 0 anon 0 thp 0 vmas 0-4M:rw+h pages .1024 data -*1024";
+        let guarded = "mm 0 pte 1 anon 0 thp 0 vmas 0-4M:rw+h pages g512.512 data -*1024";
+        let reference = t(&["ok", "ok", "ok"], &[empty, MAPPED, guarded]);
+        let zapped = t(&["ok", "ok", "ENOMEM"], &[empty, MAPPED, empty]);
+        assert_eq!(
+            judge(&p, &reference, &kernel(&zapped, None)),
+            Contract::Held
+        );
+        // Success with the range zapped and unguarded is not the effect.
+        let ok_zapped = t(&["ok", "ok", "ok"], &[empty, MAPPED, empty]);
+        assert!(matches!(
+            judge(&p, &reference, &kernel(&ok_zapped, None)),
+            Contract::Broken {
+                breach: Breach::Page,
+                ..
+            }
+        ));
+        // A failed DONTNEED has no such allowance for a page that is
+        // neither old nor new (a data value it never held).
+        let dn = prog();
+        let dn_ref = t(&["ok", "ok", "ok"], &[empty, MAPPED, ZAPPED]);
+        let odd = t(
+            &["ok", "ok", "ENOMEM"],
+            &[empty, MAPPED, &MAPPED.replace("w1*512", "w9*512")],
+        );
+        assert!(matches!(
+            judge(&dn, &dn_ref, &kernel(&odd, None)),
+            Contract::Broken {
+                breach: Breach::Page,
+                ..
+            }
+        ));
     }
 
     #[test]
