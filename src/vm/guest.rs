@@ -13,7 +13,8 @@
 //! does after a broken program; the host starts the next boot at K+1.
 
 use super::protocol::{
-    cmdline_value, Batch, End, ExitStatus, Msg, CMDLINE_START, CMDLINE_TIMEOUT, EXEC_LIST, PROGRAMS,
+    cmdline_value, read_streamed, Batch, End, ExitStatus, Msg, CMDLINE_START, CMDLINE_STREAM,
+    CMDLINE_TIMEOUT, EXEC_LIST, PROGRAMS,
 };
 use crate::host::{self, ExecOpts};
 use anyhow::{anyhow, bail, Context, Result};
@@ -141,9 +142,101 @@ fn run(ch: &mut Channel) -> Result<()> {
     if let Ok(list) = std::fs::read_to_string(EXEC_LIST) {
         return run_execs(ch, &list, timeout.max(60));
     }
+    if cmdline_value(&cmdline, CMDLINE_STREAM).is_some() {
+        return run_stream(ch, timeout);
+    }
     let text = std::fs::read_to_string(PROGRAMS).context("reading /programs.txt")?;
     let batch = Batch::parse(&text)?;
     for (k, (prog, limits)) in batch.programs.iter().enumerate().skip(start) {
+        if run_one(ch, k, prog, limits, timeout, None)? == Next::Reboot {
+            return Ok(());
+        }
+    }
+    ch.send(&Msg::Done);
+    Ok(())
+}
+
+/// After a program: go on, or reboot (a task survived SIGKILL, or the
+/// program broke the executor).
+#[derive(PartialEq, Eq)]
+enum Next {
+    Go,
+    Reboot,
+}
+
+/// What this boot has sent of the kernel coverage (`vm fuzz`): each op's
+/// PCs and edges go to the host once per boot, and the edges of ops in which
+/// an allocation failed once more as such.
+struct CovState {
+    kcov: host::kcov::Kcov,
+    pcs: std::collections::HashSet<u32>,
+    edges: std::collections::HashSet<u32>,
+    fail_edges: std::collections::HashSet<u32>,
+}
+
+impl CovState {
+    /// The op's PCs and edges this boot has not sent yet.
+    fn news(&mut self, c: &host::kcov::OpCov) -> (Vec<u32>, Vec<u32>) {
+        let pcs = c.pcs.iter().copied().filter(|p| self.pcs.insert(*p)).collect();
+        let seen = if c.failed {
+            &mut self.fail_edges
+        } else {
+            &mut self.edges
+        };
+        let edges = c.edges.iter().copied().filter(|e| seen.insert(*e)).collect();
+        (pcs, edges)
+    }
+}
+
+/// `vm fuzz`: the persistent executor. Programs come from the host on the
+/// third serial port (`protocol::read_streamed`), one at a time, each run
+/// with its op coverage, until the kernel dies or the host stops the guest.
+fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
+    let input = std::fs::File::open("/dev/ttyS2").context("opening /dev/ttyS2")?;
+    raw_tty(&input);
+    let mut cov = CovState {
+        kcov: host::kcov::Kcov::open().map_err(|e| anyhow!(e))?,
+        pcs: Default::default(),
+        edges: Default::default(),
+        fail_edges: Default::default(),
+    };
+    let mut rd = std::io::BufReader::new(input);
+    loop {
+        let (k, prog) = match read_streamed(&mut rd)? {
+            Some(x) => x,
+            None => {
+                ch.send(&Msg::Done);
+                return Ok(());
+            }
+        };
+        if run_one(ch, k, &prog, &None, timeout, Some(&mut cov))? == Next::Reboot {
+            return Ok(());
+        }
+    }
+}
+
+/// A tty in raw mode: no echo, no line editing, no CR/NL translation.
+fn raw_tty(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(f.as_raw_fd(), &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::cfsetispeed(&mut t, libc::B115200);
+            libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t);
+        }
+    }
+}
+
+/// Run program `k` and send its transcript.
+fn run_one(
+    ch: &mut Channel,
+    k: usize,
+    prog: &crate::prog::Program,
+    limits: &super::protocol::Limits,
+    timeout: u64,
+    mut cov: Option<&mut CovState>,
+) -> Result<Next> {
         // Fault plans through our kernel patch; or, with the memcg trigger,
         // the plans disarmed (the patch only counts) and the program in a
         // memory cgroup at its limit during the limited ops.
@@ -151,6 +244,7 @@ fn run(ch: &mut Channel) -> Result<()> {
             inject: true,
             markers: true,
             op_timeout: Duration::from_secs(timeout),
+            kcov: cov.as_ref().map(|c| c.kcov.clone()),
             memcg: limits.as_ref().map(|l| host::MemcgOpts {
                 dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
                 limited: l.clone(),
@@ -177,7 +271,7 @@ fn run(ch: &mut Channel) -> Result<()> {
                     k,
                     end: End::Broken(0, format!("{e:#}")),
                 });
-                return Ok(());
+                return Ok(Next::Reboot);
             }
         };
         for i in 0..prog.ops.len() {
@@ -213,6 +307,15 @@ fn run(ch: &mut Channel) -> Result<()> {
             for o in &r.t.obs[i] {
                 ch.send(&Msg::Obs(o.clone()));
             }
+            if let (Some(c), Some(oc)) = (cov.as_mut(), &r.cov[i]) {
+                let (pcs, edges) = c.news(oc);
+                ch.send(&Msg::Cov {
+                    i,
+                    failed: oc.failed,
+                    pcs,
+                    edges,
+                });
+            }
         }
         ch.send(&Msg::Khugepaged(r.khugepaged));
         if let Some(i) = r.hung {
@@ -238,10 +341,7 @@ fn run(ch: &mut Channel) -> Result<()> {
                 k,
                 end: End::Hung(i),
             });
-            if gone {
-                continue;
-            }
-            return Ok(());
+            return Ok(if gone { Next::Go } else { Next::Reboot });
         }
         host::driver::kmsg(&format!("splitfuzz: end {k}"));
         if let Some((i, why)) = &r.broken {
@@ -249,7 +349,7 @@ fn run(ch: &mut Channel) -> Result<()> {
                 k,
                 end: End::Broken(*i, why.clone()),
             });
-            return Ok(());
+            return Ok(Next::Reboot);
         }
         match &r.unsupported {
             Some((i, why)) => ch.send(&Msg::End {
@@ -258,9 +358,7 @@ fn run(ch: &mut Channel) -> Result<()> {
             }),
             None => ch.send(&Msg::End { k, end: End::Ok }),
         }
-    }
-    ch.send(&Msg::Done);
-    Ok(())
+    Ok(Next::Go)
 }
 
 /// `vm exec`: run each executable (stdout and stderr to the data channel as

@@ -108,10 +108,47 @@ pub fn boot(
     start: usize,
     boot_no: usize,
 ) -> Result<Session> {
+    spawn(o, dir, initrd, &format!("sfstart={start}"), None, boot_no)
+}
+
+/// Boot for `vm fuzz`: the guest's executor reads programs from its third
+/// serial port, this stream (a Unix socket QEMU serves).
+pub fn boot_stream(
+    o: &VmOptions,
+    dir: &Path,
+    initrd: &Path,
+    boot_no: usize,
+) -> Result<(Session, std::os::unix::net::UnixStream)> {
+    let sock = dir.join(format!("input.{boot_no}.sock"));
+    let _ = std::fs::remove_file(&sock);
+    let mut s = spawn(o, dir, initrd, "sfstream=1", Some(&sock), boot_no)?;
+    let t0 = Instant::now();
+    loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(c) => return Ok((s, c)),
+            Err(e) => {
+                if s.exited() || t0.elapsed() > std::time::Duration::from_secs(30) {
+                    s.kill();
+                    bail!("cannot connect to the guest's input {}: {e}", sock.display());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn spawn(
+    o: &VmOptions,
+    dir: &Path,
+    initrd: &Path,
+    extra: &str,
+    input: Option<&Path>,
+    boot_no: usize,
+) -> Result<Session> {
     let data = dir.join(format!("data.{boot_no}.log"));
     let console = dir.join(format!("console.{boot_no}.log"));
     let append = format!(
-        "console=ttyS0 nokaslr numa=fake=2 oops=panic panic=-1 softlockup_panic=1 rdinit=/init sfstart={start} sftimeout={}",
+        "console=ttyS0 nokaslr numa=fake=2 oops=panic panic=-1 softlockup_panic=1 rdinit=/init {extra} sftimeout={}",
         o.timeout
     );
     let mut cmd = Command::new(qemu_binary()?);
@@ -126,6 +163,14 @@ pub fn boot(
         .arg(format!("file:{}", console.display()))
         .arg("-serial")
         .arg(format!("file:{}", data.display()));
+    if let Some(sock) = input {
+        cmd.arg("-chardev")
+            .arg(format!(
+                "socket,id=sfin,path={},server=on,wait=off",
+                sock.display()
+            ))
+            .args(["-serial", "chardev:sfin"]);
+    }
     if o.kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
