@@ -214,6 +214,9 @@ pub struct ExecOpts {
     pub memcg: Option<MemcgOpts>,
     /// Collect each op's kernel coverage into these KCOV buffers (`kcov.rs`).
     pub kcov: Option<Kcov>,
+    /// Observe the processes only after the ops before this one (None:
+    /// after every op). `vm fuzz` needs no observation after a plan's op.
+    pub observe_ops: Option<usize>,
 }
 
 /// Where and when the memcg trigger puts the program at its memory limit.
@@ -235,6 +238,7 @@ impl Default for ExecOpts {
             op_timeout: Duration::from_secs(60),
             memcg: None,
             kcov: None,
+            observe_ops: None,
         }
     }
 }
@@ -639,8 +643,9 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
             run.memcg_events[i] = Some(memcg_events(&mc.dir));
         }
         run.t.results[i] = Some(r);
+        let observe = opts.observe_ops.is_none_or(|n| i < n);
         for (k, pid) in pids.iter().enumerate() {
-            if pid.is_some() {
+            if pid.is_some() && observe {
                 if !cmd(k, CMD_OBSERVE, 0, 0) {
                     run.broken = Some((i, format!("mm {k} is gone")));
                     break 'ops;

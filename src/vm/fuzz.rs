@@ -200,8 +200,24 @@ impl<'a> Guest<'a> {
         }
     }
 
-    /// Run `p` in the guest (booting it first if needed).
+    /// Run `p` in the guest (booting it first if needed), observing the
+    /// processes as deep as the contract needs: through the plan's op, or
+    /// not at all for a program with no plan when `shallow`.
+    fn run_obs(&mut self, p: &Program, shallow: bool) -> Result<GuestRun> {
+        let observe = match contract::planned_op(p) {
+            Some(i) => Some(i + 1),
+            None if shallow => Some(0),
+            None => None,
+        };
+        self.run_with(p, observe)
+    }
+
+    /// Run `p` observed after every op.
     fn run(&mut self, p: &Program) -> Result<GuestRun> {
+        self.run_obs(p, false)
+    }
+
+    fn run_with(&mut self, p: &Program, observe: Option<usize>) -> Result<GuestRun> {
         if self.cur.is_none() {
             self.boot()?;
         }
@@ -211,7 +227,7 @@ impl<'a> Guest<'a> {
         let mut g = GuestRun::new(n);
         g.linux = self.linux;
         let (s, input) = self.cur.as_mut().unwrap();
-        if input.write_all(write_streamed(k, p).as_bytes()).is_err() {
+        if input.write_all(write_streamed(k, p, observe).as_bytes()).is_err() {
             g.end = End::Crashed;
             self.cur = None;
             return Ok(g);
@@ -594,7 +610,7 @@ impl Campaign<'_> {
                 continue;
             }
             let boots0 = guest.boots;
-            let g = guest.run(&p)?;
+            let g = guest.run_obs(&p, true)?;
             self.account(&g, guest.boots - boots0);
             self.take(&p, &g);
             if contract::planned_op(&p).is_some() {
@@ -731,5 +747,60 @@ impl Campaign<'_> {
             bp.ops.len()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::kcov::OpCov;
+
+    #[test]
+    fn plans_aim_at_allocations_the_ops_made() {
+        let p = Program::parse("mmap 0 4M thp\ntouch 0 2M write\nmadvise 0 256K dontneed\n").unwrap();
+        let calls = vec![Some((0, 0)), Some((1, 1)), Some((2, 0))];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        for _ in 0..200 {
+            let q = targeted_plan(&mut rng, &p, &calls).unwrap();
+            let op = contract::planned_op(&q).unwrap();
+            assert_eq!(q.ops.len(), 3);
+            match (&q.faults.pte_alloc, &q.faults.thp) {
+                (Plan::InOp { op: o, nth }, Plan::Never) => {
+                    assert_eq!(*o, op);
+                    assert!(op == 1 || op == 2);
+                    let n = calls[op].unwrap().0;
+                    assert!(nth.is_none_or(|k| k >= 1 && k <= n), "{nth:?}");
+                }
+                (Plan::Never, Plan::InOp { op: o, nth }) => {
+                    assert_eq!((*o, op), (1, 1));
+                    assert!(nth.is_none_or(|k| k == 1));
+                }
+                x => panic!("{x:?}"),
+            }
+        }
+        // No op made an allocation: no plan to aim.
+        assert!(targeted_plan(&mut rng, &p, &[Some((0, 0)); 3]).is_none());
+    }
+
+    #[test]
+    fn coverage_counts_new_edges_and_those_under_a_failure() {
+        let mut cov = Coverage::default();
+        let mut g = GuestRun::new(2);
+        g.hr.cov[0] = Some(OpCov {
+            pcs: vec![1, 2],
+            edges: vec![10, 11],
+            failed: false,
+        });
+        assert_eq!(cov.merge(&g), (2, 0));
+        assert_eq!(cov.merge(&g), (0, 0));
+        // The same edge reached while an allocation fails is new as such.
+        g.hr.cov[1] = Some(OpCov {
+            pcs: vec![2],
+            edges: vec![11, 12],
+            failed: true,
+        });
+        assert_eq!(cov.merge(&g), (1, 2));
+        assert_eq!(cov.fail_pcs.len(), 1);
+        assert_eq!(cov.pcs.len(), 2);
     }
 }

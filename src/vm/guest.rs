@@ -168,7 +168,10 @@ enum Next {
 /// PCs and edges go to the host once per boot, and the edges of ops in which
 /// an allocation failed once more as such.
 struct CovState {
-    kcov: host::kcov::Kcov,
+    /// None: a kernel without KCOV (programs run, no coverage).
+    kcov: Option<host::kcov::Kcov>,
+    /// The program running now: observe after its first N ops only.
+    observe_ops: Option<usize>,
     pcs: std::collections::HashSet<u32>,
     edges: std::collections::HashSet<u32>,
     fail_edges: std::collections::HashSet<u32>,
@@ -195,20 +198,24 @@ fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
     let input = std::fs::File::open("/dev/ttyS2").context("opening /dev/ttyS2")?;
     raw_tty(&input);
     let mut cov = CovState {
-        kcov: host::kcov::Kcov::open().map_err(|e| anyhow!(e))?,
+        kcov: host::kcov::Kcov::open()
+            .map_err(|e| host::driver::kmsg(&format!("splitfuzz: no coverage: {e}")))
+            .ok(),
+        observe_ops: None,
         pcs: Default::default(),
         edges: Default::default(),
         fail_edges: Default::default(),
     };
     let mut rd = std::io::BufReader::new(input);
     loop {
-        let (k, prog) = match read_streamed(&mut rd)? {
+        let (k, prog, observe) = match read_streamed(&mut rd)? {
             Some(x) => x,
             None => {
                 ch.send(&Msg::Done);
                 return Ok(());
             }
         };
+        cov.observe_ops = observe;
         if run_one(ch, k, &prog, &None, timeout, Some(&mut cov))? == Next::Reboot {
             return Ok(());
         }
@@ -244,7 +251,8 @@ fn run_one(
             inject: true,
             markers: true,
             op_timeout: Duration::from_secs(timeout),
-            kcov: cov.as_ref().map(|c| c.kcov.clone()),
+            kcov: cov.as_ref().and_then(|c| c.kcov.clone()),
+            observe_ops: cov.as_ref().and_then(|c| c.observe_ops),
             memcg: limits.as_ref().map(|l| host::MemcgOpts {
                 dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
                 limited: l.clone(),

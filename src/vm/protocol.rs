@@ -199,16 +199,23 @@ fn parse_hex_list(s: &str) -> Option<Vec<u32>> {
     s.split(',').map(|x| u32::from_str_radix(x, 16).ok()).collect()
 }
 
-/// One program for the persistent executor (host → guest, `vm fuzz`).
-pub fn write_streamed(k: usize, p: &Program) -> String {
+/// One program for the persistent executor (host → guest, `vm fuzz`);
+/// `observe`: observe the processes after the first N ops only.
+pub fn write_streamed(k: usize, p: &Program, observe: Option<usize>) -> String {
     let mut q = p.clone();
     q.expect = None;
-    format!("=== {k}\n{}=== run\n", q.to_text())
+    let obs = observe.map(|n| format!(" obs={n}")).unwrap_or_default();
+    format!("=== {k}{obs}\n{}=== run\n", q.to_text())
 }
 
+/// A streamed program: its index, the program, and how many ops to observe
+/// after (None: every op).
+pub type Streamed = (usize, Program, Option<usize>);
+
 /// The next streamed program, or None at the end of the input.
-pub fn read_streamed(rd: &mut impl std::io::BufRead) -> Result<Option<(usize, Program)>> {
+pub fn read_streamed(rd: &mut impl std::io::BufRead) -> Result<Option<Streamed>> {
     let mut k: Option<usize> = None;
+    let mut obs: Option<usize> = None;
     let mut text = String::new();
     let mut line = String::new();
     loop {
@@ -221,11 +228,16 @@ pub fn read_streamed(rd: &mut impl std::io::BufRead) -> Result<Option<(usize, Pr
             if h == "run" {
                 if let Some(k) = k {
                     let p = Program::parse(&text).map_err(|e| anyhow!("program {k}: {e}"))?;
-                    return Ok(Some((k, p)));
+                    return Ok(Some((k, p, obs)));
                 }
                 continue;
             }
-            k = h.trim().parse().ok();
+            let mut w = h.split_whitespace();
+            k = w.next().and_then(|x| x.parse().ok());
+            obs = w
+                .next()
+                .and_then(|x| x.strip_prefix("obs="))
+                .and_then(|x| x.parse().ok());
             text.clear();
         } else if k.is_some() {
             text.push_str(l);
@@ -467,12 +479,16 @@ mod tests {
     fn streamed_programs_round_trip() {
         let a = Program::parse("fail pte_alloc op=1:nth=2\nmmap 0 2M thp\ntouch 0 2M write\n").unwrap();
         let b = Program::parse("mmap 4M 2M\nfork\n").unwrap();
-        let text = format!("noise\n{}{}", write_streamed(7, &a), write_streamed(8, &b));
+        let text = format!(
+            "noise\n{}{}",
+            write_streamed(7, &a, Some(2)),
+            write_streamed(8, &b, None)
+        );
         let mut rd = std::io::BufReader::new(text.as_bytes());
-        let (k, p) = read_streamed(&mut rd).unwrap().unwrap();
-        assert_eq!((k, p.to_text()), (7, a.to_text()));
-        let (k, p) = read_streamed(&mut rd).unwrap().unwrap();
-        assert_eq!((k, p.to_text()), (8, b.to_text()));
+        let (k, p, o) = read_streamed(&mut rd).unwrap().unwrap();
+        assert_eq!((k, p.to_text(), o), (7, a.to_text(), Some(2)));
+        let (k, p, o) = read_streamed(&mut rd).unwrap().unwrap();
+        assert_eq!((k, p.to_text(), o), (8, b.to_text(), None));
         assert!(read_streamed(&mut rd).unwrap().is_none());
     }
 
