@@ -120,7 +120,11 @@ pub enum VmCmd {
         seed: u64,
         /// Seed programs: `default` (corpus/ and crashes/), `none`, or
         /// files and folders (repeatable).
-        #[arg(long = "corpus", value_name = "default|none|PATH", default_value = "default")]
+        #[arg(
+            long = "corpus",
+            value_name = "default|none|PATH",
+            default_value = "default"
+        )]
         corpus: Vec<String>,
         /// Seconds an op may take before it counts as hung (at least 1).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
@@ -276,7 +280,10 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
                         } else if p.is_file() {
                             seeds.push(p);
                         } else {
-                            return Err(anyhow!("--corpus {}: no such file or folder", p.display()));
+                            return Err(anyhow!(
+                                "--corpus {}: no such file or folder",
+                                p.display()
+                            ));
                         }
                     }
                 }

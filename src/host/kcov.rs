@@ -66,7 +66,10 @@ impl Kcov {
             }
             k.fds.push(fd);
             if unsafe { libc::ioctl(fd, KCOV_INIT_TRACE as _, COVER_SIZE as libc::c_ulong) } != 0 {
-                return Err(format!("KCOV_INIT_TRACE: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "KCOV_INIT_TRACE: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             let a = unsafe {
                 libc::mmap(
@@ -172,6 +175,9 @@ mod tests {
         // A loop repeats its edges: no new ones.
         assert_eq!(op_cov(&[a, b, a, b, a, b], false).edges.len(), 3);
         // The edge into a PC keeps its high bits.
-        assert!(x.edges.iter().all(|e| e >> 12 == 0x81001 || e >> 12 == 0x81002 || e >> 12 == 0x81003));
+        assert!(x
+            .edges
+            .iter()
+            .all(|e| e >> 12 == 0x81001 || e >> 12 == 0x81002 || e >> 12 == 0x81003));
     }
 }

@@ -180,13 +180,23 @@ struct CovState {
 impl CovState {
     /// The op's PCs and edges this boot has not sent yet.
     fn news(&mut self, c: &host::kcov::OpCov) -> (Vec<u32>, Vec<u32>) {
-        let pcs = c.pcs.iter().copied().filter(|p| self.pcs.insert(*p)).collect();
+        let pcs = c
+            .pcs
+            .iter()
+            .copied()
+            .filter(|p| self.pcs.insert(*p))
+            .collect();
         let seen = if c.failed {
             &mut self.fail_edges
         } else {
             &mut self.edges
         };
-        let edges = c.edges.iter().copied().filter(|e| seen.insert(*e)).collect();
+        let edges = c
+            .edges
+            .iter()
+            .copied()
+            .filter(|e| seen.insert(*e))
+            .collect();
         (pcs, edges)
     }
 }
@@ -244,128 +254,128 @@ fn run_one(
     timeout: u64,
     mut cov: Option<&mut CovState>,
 ) -> Result<Next> {
-        // Fault plans through our kernel patch; or, with the memcg trigger,
-        // the plans disarmed (the patch only counts) and the program in a
-        // memory cgroup at its limit during the limited ops.
-        let opts = ExecOpts {
-            inject: true,
-            markers: true,
-            op_timeout: Duration::from_secs(timeout),
-            kcov: cov.as_ref().and_then(|c| c.kcov.clone()),
-            observe_ops: cov.as_ref().and_then(|c| c.observe_ops),
-            memcg: limits.as_ref().map(|l| host::MemcgOpts {
-                dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
-                limited: l.clone(),
-            }),
-        };
-        let mut plain;
-        let prog = if limits.is_some() {
-            plain = prog.clone();
-            plain.faults = Default::default();
-            &plain
-        } else {
-            prog
-        };
-        ch.send(&Msg::Begin(k));
-        host::driver::kmsg(&format!("splitfuzz: begin {k}"));
-        // Free the huge zero folio (its shrinker) so its first use in this
-        // program allocates, as in the model's fresh kernel.
-        let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
-        let r = host::host_run_opts(prog, &opts);
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                ch.send(&Msg::End {
-                    k,
-                    end: End::Broken(0, format!("{e:#}")),
-                });
-                return Ok(Next::Reboot);
-            }
-        };
-        for i in 0..prog.ops.len() {
-            if r.t.results[i].is_none() {
-                // A hung limited op still has its memory.events.
-                if let Some(ev) = &r.memcg_events[i] {
-                    ch.send(&Msg::Memcg {
-                        i,
-                        events: ev.clone(),
-                    });
-                }
-            }
-            let Some(res) = &r.t.results[i] else { continue };
-            ch.send(&Msg::Op {
-                i,
-                res: res.clone(),
+    // Fault plans through our kernel patch; or, with the memcg trigger,
+    // the plans disarmed (the patch only counts) and the program in a
+    // memory cgroup at its limit during the limited ops.
+    let opts = ExecOpts {
+        inject: true,
+        markers: true,
+        op_timeout: Duration::from_secs(timeout),
+        kcov: cov.as_ref().and_then(|c| c.kcov.clone()),
+        observe_ops: cov.as_ref().and_then(|c| c.observe_ops),
+        memcg: limits.as_ref().map(|l| host::MemcgOpts {
+            dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
+            limited: l.clone(),
+        }),
+    };
+    let mut plain;
+    let prog = if limits.is_some() {
+        plain = prog.clone();
+        plain.faults = Default::default();
+        &plain
+    } else {
+        prog
+    };
+    ch.send(&Msg::Begin(k));
+    host::driver::kmsg(&format!("splitfuzz: begin {k}"));
+    // Free the huge zero folio (its shrinker) so its first use in this
+    // program allocates, as in the model's fresh kernel.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+    let r = host::host_run_opts(prog, &opts);
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            ch.send(&Msg::End {
+                k,
+                end: End::Broken(0, format!("{e:#}")),
             });
-            if let Some((p, t)) = r.t.allocs[i] {
-                ch.send(&Msg::Alloc { i, pte: p, thp: t });
-            }
-            if r.fallbacks[i] > 0 {
-                ch.send(&Msg::Fallbacks {
-                    i,
-                    n: r.fallbacks[i],
-                });
-            }
+            return Ok(Next::Reboot);
+        }
+    };
+    for i in 0..prog.ops.len() {
+        if r.t.results[i].is_none() {
+            // A hung limited op still has its memory.events.
             if let Some(ev) = &r.memcg_events[i] {
                 ch.send(&Msg::Memcg {
                     i,
                     events: ev.clone(),
                 });
             }
-            for o in &r.t.obs[i] {
-                ch.send(&Msg::Obs(o.clone()));
-            }
-            if let (Some(c), Some(oc)) = (cov.as_mut(), &r.cov[i]) {
-                let (pcs, edges) = c.news(oc);
-                ch.send(&Msg::Cov {
-                    i,
-                    failed: oc.failed,
-                    pcs,
-                    edges,
-                });
-            }
         }
-        ch.send(&Msg::Khugepaged(r.khugepaged));
-        if let Some(i) = r.hung {
-            // The driver probed the hung op while its failures went on.
-            if let Some(n) = r.hang_faults {
-                ch.send(&Msg::Faults(n));
-            }
-            if let Some(k) = r.hang_killable {
-                ch.send(&Msg::Killable(k));
-            }
-            // The plan is disarmed now. A task retrying a failed fault in user
-            // space ends on SIGKILL; one looping in the kernel may not.
-            let gone = kill_and_reap(&r.pids, Duration::from_secs(3));
-            if !gone {
-                // Backtraces of the CPUs and blocked tasks into the console log.
-                sysrq("l");
-                sysrq("w");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            ch.send(&Msg::Stuck(!gone));
-            host::driver::kmsg(&format!("splitfuzz: end {k}"));
-            ch.send(&Msg::End {
-                k,
-                end: End::Hung(i),
+        let Some(res) = &r.t.results[i] else { continue };
+        ch.send(&Msg::Op {
+            i,
+            res: res.clone(),
+        });
+        if let Some((p, t)) = r.t.allocs[i] {
+            ch.send(&Msg::Alloc { i, pte: p, thp: t });
+        }
+        if r.fallbacks[i] > 0 {
+            ch.send(&Msg::Fallbacks {
+                i,
+                n: r.fallbacks[i],
             });
-            return Ok(if gone { Next::Go } else { Next::Reboot });
         }
+        if let Some(ev) = &r.memcg_events[i] {
+            ch.send(&Msg::Memcg {
+                i,
+                events: ev.clone(),
+            });
+        }
+        for o in &r.t.obs[i] {
+            ch.send(&Msg::Obs(o.clone()));
+        }
+        if let (Some(c), Some(oc)) = (cov.as_mut(), &r.cov[i]) {
+            let (pcs, edges) = c.news(oc);
+            ch.send(&Msg::Cov {
+                i,
+                failed: oc.failed,
+                pcs,
+                edges,
+            });
+        }
+    }
+    ch.send(&Msg::Khugepaged(r.khugepaged));
+    if let Some(i) = r.hung {
+        // The driver probed the hung op while its failures went on.
+        if let Some(n) = r.hang_faults {
+            ch.send(&Msg::Faults(n));
+        }
+        if let Some(k) = r.hang_killable {
+            ch.send(&Msg::Killable(k));
+        }
+        // The plan is disarmed now. A task retrying a failed fault in user
+        // space ends on SIGKILL; one looping in the kernel may not.
+        let gone = kill_and_reap(&r.pids, Duration::from_secs(3));
+        if !gone {
+            // Backtraces of the CPUs and blocked tasks into the console log.
+            sysrq("l");
+            sysrq("w");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ch.send(&Msg::Stuck(!gone));
         host::driver::kmsg(&format!("splitfuzz: end {k}"));
-        if let Some((i, why)) = &r.broken {
-            ch.send(&Msg::End {
-                k,
-                end: End::Broken(*i, why.clone()),
-            });
-            return Ok(Next::Reboot);
-        }
-        match &r.unsupported {
-            Some((i, why)) => ch.send(&Msg::End {
-                k,
-                end: End::Unsupported(*i, why.clone()),
-            }),
-            None => ch.send(&Msg::End { k, end: End::Ok }),
-        }
+        ch.send(&Msg::End {
+            k,
+            end: End::Hung(i),
+        });
+        return Ok(if gone { Next::Go } else { Next::Reboot });
+    }
+    host::driver::kmsg(&format!("splitfuzz: end {k}"));
+    if let Some((i, why)) = &r.broken {
+        ch.send(&Msg::End {
+            k,
+            end: End::Broken(*i, why.clone()),
+        });
+        return Ok(Next::Reboot);
+    }
+    match &r.unsupported {
+        Some((i, why)) => ch.send(&Msg::End {
+            k,
+            end: End::Unsupported(*i, why.clone()),
+        }),
+        None => ch.send(&Msg::End { k, end: End::Ok }),
+    }
     Ok(Next::Go)
 }
 

@@ -36,6 +36,12 @@ impl SymbolMap {
         std::fs::read_to_string(p).ok().map(|t| Self::parse(&t))
     }
 
+    /// Whether the kernel has a text symbol of this name (a static function
+    /// the compiler inlined everywhere has none: its PCs are its callers').
+    pub fn has(&self, name: &str) -> bool {
+        self.syms.iter().any(|s| s.1 == name)
+    }
+
     /// The function holding `pc`.
     pub fn function(&self, pc: u32) -> Option<&str> {
         let i = self.syms.partition_point(|s| s.0 <= pc);
@@ -53,6 +59,8 @@ pub struct FunctionCov {
     /// A function the model has (the split's callers and error paths it
     /// models, by the kernel's names).
     pub modelled: bool,
+    /// It has a symbol in System.map (else inlined, or not in this kernel).
+    pub symbol: bool,
 }
 
 /// Coverage by function: every function reached, and every function the
@@ -69,6 +77,7 @@ pub fn by_function(map: &SymbolMap, pcs: &HashSet<u32>, fail: &HashSet<u32>) -> 
             FunctionCov {
                 name: f.to_string(),
                 modelled: true,
+                symbol: map.has(f),
                 ..Default::default()
             },
         );
@@ -78,6 +87,7 @@ pub fn by_function(map: &SymbolMap, pcs: &HashSet<u32>, fail: &HashSet<u32>) -> 
             let Some(f) = map.function(*pc) else { continue };
             let e = m.entry(f.to_string()).or_insert_with(|| FunctionCov {
                 name: f.to_string(),
+                symbol: true,
                 ..Default::default()
             });
             if failing {
@@ -103,14 +113,25 @@ pub fn table(fs: &[FunctionCov]) -> String {
             "reached with an allocation failing"
         } else if f.pcs > 0 {
             "reached, never with an allocation failing"
+        } else if !f.symbol {
+            "no symbol: inlined into its callers, or not in this kernel"
         } else {
-            "never reached (or not in this kernel)"
+            "never reached"
         };
-        s.push_str(&format!("{:<40} {:>5} {:>5}  {how}\n", f.name, f.pcs, f.fail_pcs));
+        s.push_str(&format!(
+            "{:<40} {:>5} {:>5}  {how}\n",
+            f.name, f.pcs, f.fail_pcs
+        ));
     }
     s.push_str("# other functions reached:\n");
     let mut other: Vec<&FunctionCov> = fs.iter().filter(|f| !f.modelled).collect();
-    other.sort_by_key(|f| (std::cmp::Reverse(f.fail_pcs), std::cmp::Reverse(f.pcs), f.name.clone()));
+    other.sort_by_key(|f| {
+        (
+            std::cmp::Reverse(f.fail_pcs),
+            std::cmp::Reverse(f.pcs),
+            f.name.clone(),
+        )
+    });
     for f in other {
         s.push_str(&format!("{:<40} {:>5} {:>5}\n", f.name, f.pcs, f.fail_pcs));
     }
@@ -153,5 +174,9 @@ mod tests {
         let c = fs.iter().find(|f| f.name == "change_pmd_range").unwrap();
         assert!(c.modelled && c.pcs == 0);
         assert!(table(&fs).contains("never reached"));
+        // One the kernel does not have as a symbol (inlined) says so.
+        let t = table(&fs);
+        let line = t.lines().find(|l| l.starts_with("copy_huge_pmd ")).unwrap();
+        assert!(line.contains("no symbol"), "{line}");
     }
 }

@@ -196,7 +196,9 @@ fn parse_hex_list(s: &str) -> Option<Vec<u32>> {
     if s == "-" {
         return Some(Vec::new());
     }
-    s.split(',').map(|x| u32::from_str_radix(x, 16).ok()).collect()
+    s.split(',')
+        .map(|x| u32::from_str_radix(x, 16).ok())
+        .collect()
 }
 
 /// One program for the persistent executor (host → guest, `vm fuzz`);
@@ -477,7 +479,8 @@ mod tests {
 
     #[test]
     fn streamed_programs_round_trip() {
-        let a = Program::parse("fail pte_alloc op=1:nth=2\nmmap 0 2M thp\ntouch 0 2M write\n").unwrap();
+        let a =
+            Program::parse("fail pte_alloc op=1:nth=2\nmmap 0 2M thp\ntouch 0 2M write\n").unwrap();
         let b = Program::parse("mmap 4M 2M\nfork\n").unwrap();
         let text = format!(
             "noise\n{}{}",

@@ -129,7 +129,10 @@ pub fn boot_stream(
             Err(e) => {
                 if s.exited() || t0.elapsed() > std::time::Duration::from_secs(30) {
                     s.kill();
-                    bail!("cannot connect to the guest's input {}: {e}", sock.display());
+                    bail!(
+                        "cannot connect to the guest's input {}: {e}",
+                        sock.display()
+                    );
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
