@@ -135,6 +135,9 @@ pub enum VmCmd {
         /// The run directory (default: target/splitfuzz-vm-fuzz/<UTC date-time>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Keep the initramfs and every boot's serial logs in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Run executables in the guest (e.g. `emit-c` reproducers built here,
     /// with their shared libraries) and print their output; exit 1 unless
@@ -264,6 +267,7 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
             timeout,
             minimize_runs,
             out,
+            keep,
         } => {
             let budget = time
                 .map(|t| super::args::parse_duration(&t, "--time"))
@@ -291,7 +295,7 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("target/splitfuzz-vm-fuzz").join(super::fuzz::utc_stamp())
             });
-            let o = vm_options(guest, timeout, false, None)?;
+            let o = vm_options(guest, timeout, false, keep)?;
             super::vm_fuzz::run(
                 &o,
                 &super::vm_fuzz::FuzzRequest {

@@ -165,8 +165,10 @@ impl<'a> Guest<'a> {
     fn boot(&mut self) -> Result<()> {
         if let Some((mut s, _)) = self.cur.take() {
             s.kill();
-            let _ = std::fs::remove_file(&s.data);
-            let _ = std::fs::remove_file(&s.console);
+            if self.o.keep.is_none() {
+                let _ = std::fs::remove_file(&s.data);
+                let _ = std::fs::remove_file(&s.console);
+            }
         }
         self.boot_no += 1;
         self.boots += 1;
@@ -365,7 +367,9 @@ pub fn targeted_plan(
         return None;
     }
     let (op, pte, n) = sites[rng.gen_range(0..sites.len())];
-    let nth = if rng.gen_ratio(1, 3) {
+    // Every call (a sustained failure: what a retry loop needs) a fifth of
+    // the time: a fault under it retries until the op bound, seconds.
+    let nth = if rng.gen_ratio(1, 5) {
         None
     } else {
         Some(rng.gen_range(1..=n.min(8)))
@@ -423,9 +427,12 @@ pub fn fuzz(cfg: &FuzzConfig) -> Result<Outcome> {
         bail!("no kernel at {}", cfg.vm.kernel.display());
     }
     super::qemu::remove_stale_run_dirs();
-    let dir = super::build::cache_dir()
-        .join("run")
-        .join(format!("{}", std::process::id()));
+    // --keep's folder (serial logs kept), else cache/run/<pid>.
+    let dir = cfg.vm.keep.clone().unwrap_or_else(|| {
+        super::build::cache_dir()
+            .join("run")
+            .join(format!("{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let initrd = dir.join("initramfs.cpio");
     std::fs::write(&initrd, super::initramfs::build(&cfg.vm.exe, "")?)?;
@@ -519,7 +526,9 @@ pub fn fuzz(cfg: &FuzzConfig) -> Result<Outcome> {
             }
         }
     });
-    let _ = std::fs::remove_dir_all(&dir);
+    if cfg.vm.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let sh = c.shared.into_inner().unwrap();
     Ok(Outcome {
         tally: sh.tally,

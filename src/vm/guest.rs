@@ -165,8 +165,8 @@ enum Next {
 }
 
 /// What this boot has sent of the kernel coverage (`vm fuzz`): each op's
-/// PCs and edges go to the host once per boot, and the edges of ops in which
-/// an allocation failed once more as such.
+/// PCs and edges go to the host once per boot, those of ops in which an
+/// allocation failed once more as such.
 struct CovState {
     /// None: a kernel without KCOV (programs run, no coverage).
     kcov: Option<host::kcov::Kcov>,
@@ -174,39 +174,35 @@ struct CovState {
     observe_ops: Option<usize>,
     pcs: std::collections::HashSet<u32>,
     edges: std::collections::HashSet<u32>,
+    fail_pcs: std::collections::HashSet<u32>,
     fail_edges: std::collections::HashSet<u32>,
 }
 
 impl CovState {
     /// The op's PCs and edges this boot has not sent yet.
     fn news(&mut self, c: &host::kcov::OpCov) -> (Vec<u32>, Vec<u32>) {
-        let pcs = c
-            .pcs
-            .iter()
-            .copied()
-            .filter(|p| self.pcs.insert(*p))
-            .collect();
-        let seen = if c.failed {
-            &mut self.fail_edges
+        let (pcs, edges) = if c.failed {
+            (&mut self.fail_pcs, &mut self.fail_edges)
         } else {
-            &mut self.edges
+            (&mut self.pcs, &mut self.edges)
         };
-        let edges = c
-            .edges
-            .iter()
-            .copied()
-            .filter(|e| seen.insert(*e))
-            .collect();
-        (pcs, edges)
+        (
+            c.pcs.iter().copied().filter(|p| pcs.insert(*p)).collect(),
+            c.edges
+                .iter()
+                .copied()
+                .filter(|e| edges.insert(*e))
+                .collect(),
+        )
     }
 }
 
 /// `vm fuzz`: the persistent executor. Programs come from the host on the
-/// third serial port (`protocol::read_streamed`), one at a time, each run
+/// data channel (`protocol::read_streamed`), one at a time, each run
 /// with its op coverage, until the kernel dies or the host stops the guest.
 fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
-    let input = std::fs::File::open("/dev/ttyS2").context("opening /dev/ttyS2")?;
-    raw_tty(&input);
+    // The data channel, both ways (raw since `Channel::open`).
+    let input = std::fs::File::open("/dev/ttyS1").context("opening /dev/ttyS1 to read")?;
     let mut cov = CovState {
         kcov: host::kcov::Kcov::open()
             .map_err(|e| host::driver::kmsg(&format!("splitfuzz: no coverage: {e}")))
@@ -214,6 +210,7 @@ fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
         observe_ops: None,
         pcs: Default::default(),
         edges: Default::default(),
+        fail_pcs: Default::default(),
         fail_edges: Default::default(),
     };
     let mut rd = std::io::BufReader::new(input);
@@ -228,19 +225,6 @@ fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
         cov.observe_ops = observe;
         if run_one(ch, k, &prog, &None, timeout, Some(&mut cov))? == Next::Reboot {
             return Ok(());
-        }
-    }
-}
-
-/// A tty in raw mode: no echo, no line editing, no CR/NL translation.
-fn raw_tty(f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    unsafe {
-        let mut t: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(f.as_raw_fd(), &mut t) == 0 {
-            libc::cfmakeraw(&mut t);
-            libc::cfsetispeed(&mut t, libc::B115200);
-            libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t);
         }
     }
 }

@@ -6,7 +6,7 @@
 //! program's text), the executables list `/exec.list` (`vm exec`), and two
 //! kernel command-line values (`sfstart=K`, `sftimeout=S`). `vm fuzz` boots
 //! with `sfstream=1` instead of a programs file and streams programs on the
-//! third serial port ([`write_streamed`], [`read_streamed`]): `=== K`, the
+//! data channel ([`write_streamed`], [`read_streamed`]): `=== K`, the
 //! program's text, `=== run`.
 //!
 //! Guest → host: one [`Msg`] per line on the data channel (the second serial

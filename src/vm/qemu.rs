@@ -111,21 +111,31 @@ pub fn boot(
     spawn(o, dir, initrd, &format!("sfstart={start}"), None, boot_no)
 }
 
-/// Boot for `vm fuzz`: the guest's executor reads programs from its third
-/// serial port, this stream (a Unix socket QEMU serves).
+/// Boot for `vm fuzz`: the data channel (the second serial port) is a Unix
+/// socket QEMU serves, both ways: the guest's executor reads programs from
+/// it, and a thread here copies what the guest writes to the data log, which
+/// `Session::lines` reads as for a batch. (A third serial port would share
+/// the console's ISA interrupt line, IRQ 4, and lose its input interrupts.)
 pub fn boot_stream(
     o: &VmOptions,
     dir: &Path,
     initrd: &Path,
     boot_no: usize,
 ) -> Result<(Session, std::os::unix::net::UnixStream)> {
-    let sock = dir.join(format!("input.{boot_no}.sock"));
+    let sock = dir.join(format!("data.{boot_no}.sock"));
     let _ = std::fs::remove_file(&sock);
     let mut s = spawn(o, dir, initrd, "sfstream=1", Some(&sock), boot_no)?;
     let t0 = Instant::now();
     loop {
         match std::os::unix::net::UnixStream::connect(&sock) {
-            Ok(c) => return Ok((s, c)),
+            Ok(c) => {
+                let mut rd = c.try_clone()?;
+                let mut log = std::fs::File::create(&s.data)?;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut rd, &mut log);
+                });
+                return Ok((s, c));
+            }
             Err(e) => {
                 if s.exited() || t0.elapsed() > std::time::Duration::from_secs(30) {
                     s.kill();
@@ -164,16 +174,14 @@ fn spawn(
         .args(["-append", &append])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", data.display()));
-    if let Some(sock) = input {
-        cmd.arg("-chardev")
-            .arg(format!(
-                "socket,id=sfin,path={},server=on,wait=off",
-                sock.display()
-            ))
-            .args(["-serial", "chardev:sfin"]);
-    }
+        .arg("-serial");
+    match input {
+        None => cmd.arg(format!("file:{}", data.display())),
+        Some(sock) => cmd.arg("chardev:sfdata").arg("-chardev").arg(format!(
+            "socket,id=sfdata,path={},server=on,wait=off",
+            sock.display()
+        )),
+    };
     if o.kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
