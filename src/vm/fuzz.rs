@@ -388,12 +388,33 @@ pub fn mutate_ops(rng: &mut Xoshiro256PlusPlus, p: &Program, other: &Program) ->
     runnable(Program::decode(&crate::prog::mutate::mutate(rng, &a, &b)))
 }
 
-/// A fresh program: random bytes decoded, as the generator makes them.
-fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
-    let len = rng.gen_range(8..200);
-    let mut b = vec![0u8; len];
-    rng.fill_bytes(&mut b);
-    runnable(Program::decode(&b))
+/// A fresh program: random bytes decoded, as the generator makes them; of
+/// FRESH_TRIES such programs, the one whose run in the deposit model (kernel
+/// geometry, no plan; a fraction of a millisecond) reaches the most named
+/// model branches, the model's coverage being a cheap guess at what reaches
+/// the split's callers in the kernel.
+pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
+    const FRESH_TRIES: usize = 16;
+    let cfg = crate::run::RunConfig::new(
+        crate::model::policy::Policy::preset(crate::model::policy::Preset::Deposit),
+        crate::base::Geometry::KERNEL,
+    );
+    let mut best: Option<(usize, Program)> = None;
+    for _ in 0..FRESH_TRIES {
+        let len = rng.gen_range(8..200);
+        let mut b = vec![0u8; len];
+        rng.fill_bytes(&mut b);
+        let p = runnable(Program::decode(&b));
+        let reached = crate::run::run(&p, &cfg)
+            .cov
+            .iter()
+            .filter(|c| **c != 0)
+            .count();
+        if best.as_ref().is_none_or(|b| reached > b.0) {
+            best = Some((reached, p));
+        }
+    }
+    best.map(|b| b.1).unwrap_or_default()
 }
 
 /// Run `progs` one after another in one guest's persistent executor (booted
