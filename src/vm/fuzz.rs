@@ -391,10 +391,12 @@ pub fn mutate_ops(rng: &mut Xoshiro256PlusPlus, p: &Program, other: &Program) ->
 /// A fresh program: random bytes decoded, as the generator makes them; of
 /// FRESH_TRIES such programs, the one whose run in the deposit model (kernel
 /// geometry, no plan; a fraction of a millisecond) reaches the most named
-/// model branches, the model's coverage being a cheap guess at what reaches
-/// the split's callers in the kernel.
+/// model branches of a split (`split` in the name: `zap_pmd_range:
+/// partial_split`, `split:withdraw`, `change_pmd_range:split`, ...), then the
+/// most branches: the model's coverage is a cheap guess at what reaches the
+/// split's callers in the kernel.
 pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
-    const FRESH_TRIES: usize = 16;
+    const FRESH_TRIES: usize = 32;
     let cfg = crate::run::RunConfig::new(
         crate::model::policy::Policy::preset(crate::model::policy::Preset::Deposit),
         crate::base::Geometry::KERNEL,
@@ -405,11 +407,16 @@ pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
         let p = runnable(Program::decode(&b));
-        let reached = crate::run::run(&p, &cfg)
+        let hits: Vec<u64> = crate::run::run(&p, &cfg)
             .cov
             .iter()
-            .filter(|c| **c != 0)
-            .count();
+            .map(|c| (*c != 0) as u64)
+            .collect();
+        let reached = crate::model::coverage::table(&hits)
+            .iter()
+            .filter(|b| b.hits > 0)
+            .map(|b| if b.name.contains("split") { 1000 } else { 1 })
+            .sum::<usize>();
         if best.as_ref().is_none_or(|b| reached > b.0) {
             best = Some((reached, p));
         }
@@ -615,7 +622,7 @@ impl Campaign<'_> {
             let p = sh.plans.pop_front().unwrap();
             return (p, false);
         }
-        if sh.corpus.is_empty() || rng.gen_ratio(1, 8) {
+        if sh.corpus.is_empty() || rng.gen_ratio(1, 4) {
             drop(sh);
             return (fresh(rng), true);
         }
@@ -849,6 +856,40 @@ mod tests {
         }
         // No op made an allocation: no plan to aim.
         assert!(targeted_plan(&mut rng, &p, &[Some((0, 0)); 3]).is_none());
+    }
+
+    #[test]
+    fn fresh_programs_split_more_often_than_random_ones() {
+        let cfg = crate::run::RunConfig::new(
+            crate::model::policy::Policy::preset(crate::model::policy::Preset::Deposit),
+            crate::base::Geometry::KERNEL,
+        );
+        let splits = |p: &Program| {
+            let hits: Vec<u64> = crate::run::run(p, &cfg)
+                .cov
+                .iter()
+                .map(|c| (*c != 0) as u64)
+                .collect();
+            crate::model::coverage::table(&hits)
+                .iter()
+                .any(|b| b.hits > 0 && b.name.contains("split"))
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let n = 40;
+        let picked = (0..n).filter(|_| splits(&fresh(&mut rng))).count();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let random = (0..n)
+            .filter(|_| {
+                let mut b = vec![0u8; rng.gen_range(8..200)];
+                rng.fill_bytes(&mut b);
+                splits(&runnable(Program::decode(&b)))
+            })
+            .count();
+        eprintln!("programs that split in the model: fresh {picked}/{n}, random {random}/{n}");
+        assert!(
+            picked > random && picked >= n / 2,
+            "fresh {picked}, random {random}"
+        );
     }
 
     #[test]
