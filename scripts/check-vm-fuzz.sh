@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `vm fuzz` on the kernel with our planted split-failure bugs
 # (kernel/test-patches/, every patch applied, as scripts/check-planted.sh
-# builds it), from an empty corpus, for VM_FUZZ_TIME (default 2m) with seed
+# builds it), from an empty corpus, for VM_FUZZ_TIME (default 5m) with seed
 # VM_FUZZ_SEED (default 3): it must find at least one planted bug, named as
 # kernel/test-patches/expected.txt names them, and nothing that is not a
-# planted bug. Exit 0 when so. Guest timing makes it marginal on a loaded
-# machine: seed 3 found the IGNORE bug at 115 s (load 5), seed 1 found
-# nothing in 2 minutes (load 6); see docs/vm.md "vm fuzz".
+# planted bug. Exit 0 when so. Two minutes (the issue's aim) is not enough
+# reliably: guest timing changes the campaign, and of three 2-minute-or-longer
+# runs, one found the IGNORE bug (at 115 s, seed 3, in a 5-minute run) and
+# two 2-minute runs (seeds 1 and 3) found nothing; see docs/vm.md "vm fuzz".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SF=./target/release/splitfuzz
@@ -15,7 +16,7 @@ for p in kernel/test-patches/*.patch; do patches+=(--patch "$p"); done
 bz=$($SF vm build --quiet "${patches[@]}" | tail -n 1)
 out=$(mktemp -d)
 set +e
-$SF vm fuzz --kernel "$bz" --time "${VM_FUZZ_TIME:-2m}" --seed "${VM_FUZZ_SEED:-3}" \
+$SF vm fuzz --kernel "$bz" --time "${VM_FUZZ_TIME:-5m}" --seed "${VM_FUZZ_SEED:-3}" \
   --corpus none --out "$out"
 rc=$?
 set -e
