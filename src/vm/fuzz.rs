@@ -615,7 +615,9 @@ impl Campaign<'_> {
     /// The next program a job runs, and the calls its ops made if known.
     fn next(&self, rng: &mut Xoshiro256PlusPlus) -> (Program, bool) {
         let mut sh = self.shared.lock().unwrap();
-        if let Some(p) = sh.seeds.pop_front() {
+        // Seeds and the plans of what they reached, in turn.
+        if !sh.seeds.is_empty() && (sh.plans.is_empty() || rng.gen_ratio(1, 2)) {
+            let p = sh.seeds.pop_front().unwrap();
             return (p, true);
         }
         if !sh.plans.is_empty() && rng.gen_ratio(2, 3) {
