@@ -22,9 +22,14 @@ rc=$?
 set -e
 found=$(cd "$out/findings" 2>/dev/null && ls *.txt 2>/dev/null | sed 's/\.txt$//' | sort || true)
 want=$(grep -v '^#' kernel/test-patches/expected.txt | sed '/^$/d' | sort)
+# The same planted bug seen through another op (vm fuzz reaches it where the
+# test programs do not): LOOP through UFFDIO_UNREGISTER's write-protect clear
+# (kernel/test-patches/README.md). Allowed, not required.
+also="unkillable-loop-unkillable-loop-uffd-unregister"
+allowed=$(printf '%s\n%s\n' "$want" "$also" | sort)
 echo "planted bugs:"; echo "$want" | sed 's/^/  /'
 echo "vm fuzz found:"; echo "$found" | sed 's/^/  /'
-extra=$(comm -23 <(echo "$found" | sed '/^$/d') <(echo "$want"))
+extra=$(comm -23 <(echo "$found" | sed '/^$/d') <(echo "$allowed"))
 hit=$(comm -12 <(echo "$found" | sed '/^$/d') <(echo "$want") | wc -l)
 if [ "$rc" != 1 ] || [ "$hit" -lt 1 ] || [ -n "$extra" ]; then
   echo "check-vm-fuzz: vm fuzz (exit $rc) found $hit planted bug(s); not planted: ${extra:-none}" >&2
