@@ -1,9 +1,14 @@
 //! Benchmark (not a test): programs per second in the guest, as `vm check`
 //! runs them: the deposit programs of tests/programs once as they are, then
 //! their failure runs (op-scoped plans, nth 1 and every call) for at most
-//! BENCH_SECS seconds (default 60). Run: cargo bench --bench vm (needs a
-//! kernel from `splitfuzz vm build`; says SKIPPED without one). Prints the
-//! load average: the guest runs under TCG on the host's CPUs.
+//! BENCH_SECS seconds (default 60); then `vm fuzz`'s persistent executor
+//! (one boot, programs streamed, KCOV coverage per op, the contract judging
+//! every run with a plan) for BENCH_FUZZ_SECS seconds (default 60, 0: skip)
+//! from an empty corpus, seed 1, with BENCH_FUZZ_JOBS guests (default 1) of
+//! BENCH_SMP vCPUs (default 2). BENCH_KERNEL=BZIMAGE: another kernel (e.g.
+//! one without KCOV, to see what coverage costs). Run: cargo bench --bench vm
+//! (needs a kernel from `splitfuzz vm build`; says SKIPPED without one).
+//! Prints the load average: the guest runs under TCG on the host's CPUs.
 
 use splitfuzz::prog::Program;
 use splitfuzz::vm::batch::run_batch;
@@ -19,7 +24,11 @@ fn loadavg() -> String {
 }
 
 fn main() {
-    let Some(kernel) = splitfuzz::vm::build::default_kernel() else {
+    let env = |k: &str| std::env::var(k).ok();
+    let Some(kernel) = env("BENCH_KERNEL")
+        .map(PathBuf::from)
+        .or_else(splitfuzz::vm::build::default_kernel)
+    else {
         println!("SKIPPED: no kernel in the cache (run splitfuzz vm build)");
         return;
     };
@@ -35,7 +44,7 @@ fn main() {
         kernel,
         exe: PathBuf::from(env!("CARGO_BIN_EXE_splitfuzz")),
         timeout: 3,
-        smp: 2,
+        smp: env("BENCH_SMP").and_then(|s| s.parse().ok()).unwrap_or(2),
         memory: "2G".into(),
         kvm: false,
         verbose: false,
@@ -110,4 +119,52 @@ fn main() {
         variants.len()
     );
     println!("load average after: {}", loadavg());
+    fuzz_bench(&o);
+}
+
+/// `vm fuzz` for BENCH_FUZZ_SECS: programs/s and ops/s, per vCPU too.
+fn fuzz_bench(o: &VmOptions) {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let secs: u64 = std::env::var("BENCH_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    if secs == 0 {
+        return;
+    }
+    let jobs: usize = std::env::var("BENCH_FUZZ_JOBS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    println!("load average before vm fuzz: {}", loadavg());
+    let cfg = splitfuzz::vm::fuzz::FuzzConfig {
+        vm: o.clone(),
+        seeds: Vec::new(),
+        budget: Some(Duration::from_secs(secs)),
+        jobs,
+        seed: 1,
+        stop: &STOP,
+        progress_every: Duration::from_secs(3600),
+        stats_every: Duration::from_secs(3600),
+        minimize_runs: 0,
+        stats_csv: None,
+    };
+    let out = splitfuzz::vm::fuzz::fuzz(&cfg).unwrap();
+    let t = out.elapsed.as_secs_f64();
+    let vcpus = (jobs as u32 * o.smp) as f64;
+    println!(
+        "vm fuzz:      {:>5} programs {:>6} ops in {t:>6.1}s: {:>6.2} programs/s {:>7.1} ops/s; per vCPU ({jobs} guest(s) x {} vCPUs) {:.2} programs/s {:.1} ops/s; {} boots, {} runs with a plan, {} kernel edges, kernel {}",
+        out.execs,
+        out.ops,
+        out.execs as f64 / t,
+        out.ops as f64 / t,
+        o.smp,
+        out.execs as f64 / t / vcpus,
+        out.ops as f64 / t / vcpus,
+        out.boots,
+        out.tally.variants,
+        out.cov.edges.len(),
+        o.kernel.display()
+    );
+    println!("load average after vm fuzz: {}", loadavg());
 }

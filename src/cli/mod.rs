@@ -10,7 +10,7 @@
 //! | `minimize` | minimize.rs |
 //! | `policies` | policies.rs |
 //! | `real` | real.rs |
-//! | `vm build`, `vm run`, `vm exec`, `vm check` | vm.rs, vm_run.rs, vm_check.rs |
+//! | `vm build`, `vm run`, `vm exec`, `vm check`, `vm fuzz` | vm.rs, vm_run.rs, vm_check.rs, vm_fuzz.rs |
 //! | `emit-c` | emit_c.rs |
 //! | `emit-kselftest` | emit_kselftest.rs |
 //! | `emit-syz` | emit_syz.rs |
@@ -46,6 +46,7 @@ pub mod run;
 pub mod stop;
 pub mod vm;
 pub mod vm_check;
+pub mod vm_fuzz;
 pub mod vm_run;
 
 use splitfuzz::prog::Expect;

@@ -103,6 +103,42 @@ pub enum VmCmd {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Fuzz the kernel: programs mutated (ops, and op-scoped plans failing
+    /// the allocations their ops made) with KCOV coverage as feedback, every
+    /// run with a plan judged by the contract; findings minimized in the
+    /// guest and saved as `vm check` saves them. Exit 1 on a finding.
+    Fuzz {
+        #[command(flatten)]
+        guest: GuestArgs,
+        /// How long, e.g. 10m (default: until SIGINT).
+        #[arg(long, value_name = "DURATION")]
+        time: Option<String>,
+        /// Guests, each with its persistent executor (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seed programs: `default` (corpus/ and crashes/), `none`, or
+        /// files and folders (repeatable).
+        #[arg(
+            long = "corpus",
+            value_name = "default|none|PATH",
+            default_value = "default"
+        )]
+        corpus: Vec<String>,
+        /// Seconds an op may take before it counts as hung (at least 1).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Guest runs a finding's minimization may take.
+        #[arg(long, default_value_t = 40)]
+        minimize_runs: usize,
+        /// The run directory (default: target/splitfuzz-vm-fuzz/<UTC date-time>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Keep the initramfs and every boot's serial logs in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Run executables in the guest (e.g. `emit-c` reproducers built here,
     /// with their shared libraries) and print their output; exit 1 unless
     /// every one exits 0.
@@ -219,6 +255,56 @@ pub fn main(cmd: VmCmd) -> Result<ExitCode> {
                     nth,
                     budget,
                     out,
+                },
+            )
+        }
+        VmCmd::Fuzz {
+            guest,
+            time,
+            jobs,
+            seed,
+            corpus,
+            timeout,
+            minimize_runs,
+            out,
+            keep,
+        } => {
+            let budget = time
+                .map(|t| super::args::parse_duration(&t, "--time"))
+                .transpose()?;
+            let mut seeds = Vec::new();
+            for c in &corpus {
+                match c.as_str() {
+                    "none" => {}
+                    "default" => seeds.extend(super::vm_fuzz::default_seeds()),
+                    p => {
+                        let p = PathBuf::from(p);
+                        if p.is_dir() {
+                            seeds.extend(super::vm_fuzz::files_under(&p));
+                        } else if p.is_file() {
+                            seeds.push(p);
+                        } else {
+                            return Err(anyhow!(
+                                "--corpus {}: no such file or folder",
+                                p.display()
+                            ));
+                        }
+                    }
+                }
+            }
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("target/splitfuzz-vm-fuzz").join(super::fuzz::utc_stamp())
+            });
+            let o = vm_options(guest, timeout, false, keep)?;
+            super::vm_fuzz::run(
+                &o,
+                &super::vm_fuzz::FuzzRequest {
+                    seeds,
+                    budget,
+                    jobs: jobs as usize,
+                    seed,
+                    out,
+                    minimize_runs,
                 },
             )
         }

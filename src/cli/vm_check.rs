@@ -202,7 +202,7 @@ fn print_tally(t: &Tally, planned: usize, skipped: usize, boots: usize, secs: f6
 
 /// Each finding's program (op-scoped plan), the same as a whole-program plan
 /// for this kernel, and its C reproducers, under `out`.
-fn save_findings(t: &Tally, out: &Path) -> Result<()> {
+pub(super) fn save_findings(t: &Tally, out: &Path) -> Result<()> {
     if t.findings.is_empty() {
         return Ok(());
     }

@@ -1,7 +1,7 @@
 //! The controller: forks the program's mm processes, drives them over pipes op
 //! by op, bounds every op in time, and collects the run.
 
-use super::{faults::*, limit::*, op::*, probe::*, proc::*, sys::*};
+use super::{faults::*, kcov::*, limit::*, op::*, probe::*, proc::*, sys::*};
 use crate::observe::line::*;
 use crate::prog::{Advice, Op, Program, MAX_MMS};
 use anyhow::{anyhow, bail, Result};
@@ -148,7 +148,7 @@ pub(crate) fn mm_process(prog: &Program, pipes: &Pipes, mut p: Proc) -> ! {
                         }
                         if pid == 0 {
                             p.idx = child;
-                            let r = p.open_pagemap();
+                            let r = p.open_pagemap().and_then(|_| p.enable_kcov());
                             p.open_fds();
                             let r = r.and_then(|_| p.start_handler());
                             p.populate_outside_arena();
@@ -212,6 +212,11 @@ pub struct ExecOpts {
     /// The memcg trigger (`memcg.rs`): run the program's processes in this
     /// memory cgroup with oom_score_adj -1000, at its limit during these ops.
     pub memcg: Option<MemcgOpts>,
+    /// Collect each op's kernel coverage into these KCOV buffers (`kcov.rs`).
+    pub kcov: Option<Kcov>,
+    /// Observe the processes only after the ops before this one (None:
+    /// after every op). `vm fuzz` needs no observation after a plan's op.
+    pub observe_ops: Option<usize>,
 }
 
 /// Where and when the memcg trigger puts the program at its memory limit.
@@ -232,6 +237,8 @@ impl Default for ExecOpts {
             markers: false,
             op_timeout: Duration::from_secs(60),
             memcg: None,
+            kcov: None,
+            observe_ops: None,
         }
     }
 }
@@ -261,6 +268,8 @@ pub struct HostRun {
     pub pids: Vec<i32>,
     /// The memcg trigger: memory.events after each limited op.
     pub memcg_events: Vec<Option<String>>,
+    /// With `ExecOpts::kcov`: each op's kernel coverage.
+    pub cov: Vec<Option<OpCov>>,
 }
 
 impl HostRun {
@@ -274,6 +283,7 @@ impl HostRun {
             },
             fallbacks: vec![0; n],
             memcg_events: vec![None; n],
+            cov: vec![None; n],
             ..Default::default()
         }
     }
@@ -404,6 +414,7 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         )
     });
     proc0.uffd_async = prog.uffd_async;
+    proc0.kcov = opts.kcov.clone();
     proc0.guard_use = prog.ops.iter().any(|l| {
         matches!(
             l.op,
@@ -455,6 +466,7 @@ pub fn host_run_opts(prog: &Program, opts: &ExecOpts) -> Result<HostRun> {
         let r = r
             .and_then(|_| setup_arena())
             .and_then(|_| p.open_pagemap())
+            .and_then(|_| p.enable_kcov())
             .and_then(|_| bind_node0());
         p.open_fds();
         let r = r.and_then(|_| p.start_handler());
@@ -550,6 +562,17 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
             armed.before_op(prog, i)?;
         }
         let fb0 = vmstat_fallbacks();
+        let failed0 = match (&opts.kcov, opts.inject) {
+            (Some(k), true) => {
+                k.reset(m);
+                failed_calls()
+            }
+            (Some(k), false) => {
+                k.reset(m);
+                0
+            }
+            _ => 0,
+        };
         let (kind, slack) = match limit_of(i) {
             Some(s) => (CMD_OP_LIMITED, s.min(u32::MAX as u64) as u32),
             None => (CMD_OP, 0),
@@ -577,6 +600,10 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
                 break;
             }
         };
+        if let Some(k) = &opts.kcov {
+            let failed = opts.inject && failed_calls() > failed0;
+            run.cov[i] = Some(op_cov(&k.take(m), failed));
+        }
         if let Some(why) = r.strip_prefix(UNSUPPORTED) {
             run.unsupported = Some((i, why.to_string()));
             break;
@@ -616,8 +643,9 @@ pub(crate) fn drive(prog: &Program, pipes: &Pipes, pid0: i32, opts: &ExecOpts) -
             run.memcg_events[i] = Some(memcg_events(&mc.dir));
         }
         run.t.results[i] = Some(r);
+        let observe = opts.observe_ops.is_none_or(|n| i < n);
         for (k, pid) in pids.iter().enumerate() {
-            if pid.is_some() {
+            if pid.is_some() && observe {
                 if !cmd(k, CMD_OBSERVE, 0, 0) {
                     run.broken = Some((i, format!("mm {k} is gone")));
                     break 'ops;

@@ -23,6 +23,15 @@ pub(crate) fn sf_counts() -> Result<(u32, u32, u32)> {
     Ok((rd("pte_alloc/calls")?, rd("thp/calls")?, rd("thp/failed")?))
 }
 
+/// Allocations failed by plan so far (pte_alloc_one() and THP), 0 where
+/// the interface cannot be read.
+pub(crate) fn failed_calls() -> u64 {
+    ["pte_alloc/failed", "thp/failed"]
+        .iter()
+        .filter_map(|f| read_trim(&sf_file(f)).and_then(|s| s.parse::<u64>().ok()))
+        .sum()
+}
+
 /// A plan as our interface reads it: op-scoped plans are armed per op by
 /// `Armed`, so at the start they are "never".
 fn interface_plan(p: &Plan) -> String {

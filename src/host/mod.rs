@@ -9,9 +9,11 @@
 //! * [`driver`]: the controller and the run it returns.
 //! * [`limit`]: the memory cgroup of the memcg trigger.
 //! * [`faults`]: our kernel patch's fault-plan interface.
+//! * [`kcov`]: each op's kernel coverage (KCOV), for `vm fuzz`.
 
 pub mod driver;
 pub mod faults;
+pub mod kcov;
 pub mod limit;
 pub mod op;
 pub mod probe;

@@ -52,6 +52,8 @@ pub(crate) struct Proc {
     /// smaps, whose seq_file buffer is a charged allocation): the slack.
     pub(crate) limit_pending: Option<u64>,
     pub(crate) kpagecount: RawFd,
+    /// The program's KCOV buffers (`kcov.rs`), if coverage is collected.
+    pub(crate) kcov: Option<super::kcov::Kcov>,
     pub(crate) pm: Vec<u64>,
     pub(crate) kf: Vec<u64>,
     pub(crate) buf: Vec<u8>,
@@ -146,6 +148,7 @@ impl Proc {
             limit: None,
             limit_pending: None,
             kpagecount: -1,
+            kcov: None,
             pm: vec![0; NPAGES],
             kf: vec![0; 1024],
             buf: Vec::with_capacity(1 << 20),
@@ -233,6 +236,14 @@ impl Proc {
             }
         }
         Ok(())
+    }
+
+    /// Trace this task (mm `idx`) into its KCOV buffer, if coverage is on.
+    pub(crate) fn enable_kcov(&self) -> Result<(), String> {
+        match &self.kcov {
+            Some(k) => k.enable(self.idx),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn open_pagemap(&mut self) -> Result<(), String> {

@@ -22,10 +22,16 @@ pub const PINNED_VERSION: &str = "7.2.13-1";
 
 pub const CONFIG_FRAGMENT: &str = include_str!("../../kernel/config.fragment");
 /// Our patches, applied to every kernel `vm build` makes, in this order.
-pub const OUR_PATCHES: &[(&str, &str)] = &[(
-    "0001-splitfuzz-fail-plans.patch",
-    include_str!("../../kernel/patches/0001-splitfuzz-fail-plans.patch"),
-)];
+pub const OUR_PATCHES: &[(&str, &str)] = &[
+    (
+        "0001-splitfuzz-fail-plans.patch",
+        include_str!("../../kernel/patches/0001-splitfuzz-fail-plans.patch"),
+    ),
+    (
+        "0002-splitfuzz-kcov-scope.patch",
+        include_str!("../../kernel/patches/0002-splitfuzz-kcov-scope.patch"),
+    ),
+];
 const FETCH_SCRIPT: &str = include_str!("../../scripts/vm-fetch.sh");
 
 /// The cache root.

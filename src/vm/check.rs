@@ -190,13 +190,26 @@ impl Tally {
     /// Count one variant's verdict; `calls_before` from its plain run,
     /// `secs` into the failure runs.
     pub fn add(&mut self, p: &Program, j: &Judged, calls_before: (u32, u32), secs: f64) {
-        self.variants += 1;
         if let crate::verdict::Verdict::Unsupported { why, .. } = &j.verdict {
+            self.variants += 1;
             let key = why.split(':').next().unwrap_or(why).to_string();
             *self.unsupported.entry(key).or_default() += 1;
             return;
         }
-        match judge(p, &j.run) {
+        self.add_contract(p, &j.run, judge(p, &j.run), calls_before, secs);
+    }
+
+    /// Count one variant's contract verdict `c` on its run `run`.
+    pub fn add_contract(
+        &mut self,
+        p: &Program,
+        run: &GuestRun,
+        c: Contract,
+        calls_before: (u32, u32),
+        secs: f64,
+    ) {
+        self.variants += 1;
+        match c {
             Contract::Held => self.held += 1,
             Contract::NoPlan => self.no_call += 1,
             Contract::Diverged { op, .. } => {
@@ -206,8 +219,7 @@ impl Tally {
                 let kind = p.op_kind(op);
                 let sig = format!("{} {kind}", breach.name());
                 let (lines, backtrace) = split_backtrace(
-                    j.run
-                        .log
+                    run.log
                         .iter()
                         .filter(|(o, _)| *o == Some(op))
                         .map(|(_, l)| l.as_str()),

@@ -13,7 +13,8 @@
 //! does after a broken program; the host starts the next boot at K+1.
 
 use super::protocol::{
-    cmdline_value, Batch, End, ExitStatus, Msg, CMDLINE_START, CMDLINE_TIMEOUT, EXEC_LIST, PROGRAMS,
+    cmdline_value, read_streamed, Batch, End, ExitStatus, Msg, CMDLINE_START, CMDLINE_STREAM,
+    CMDLINE_TIMEOUT, EXEC_LIST, PROGRAMS,
 };
 use crate::host::{self, ExecOpts};
 use anyhow::{anyhow, bail, Context, Result};
@@ -141,126 +142,225 @@ fn run(ch: &mut Channel) -> Result<()> {
     if let Ok(list) = std::fs::read_to_string(EXEC_LIST) {
         return run_execs(ch, &list, timeout.max(60));
     }
+    if cmdline_value(&cmdline, CMDLINE_STREAM).is_some() {
+        return run_stream(ch, timeout);
+    }
     let text = std::fs::read_to_string(PROGRAMS).context("reading /programs.txt")?;
     let batch = Batch::parse(&text)?;
     for (k, (prog, limits)) in batch.programs.iter().enumerate().skip(start) {
-        // Fault plans through our kernel patch; or, with the memcg trigger,
-        // the plans disarmed (the patch only counts) and the program in a
-        // memory cgroup at its limit during the limited ops.
-        let opts = ExecOpts {
-            inject: true,
-            markers: true,
-            op_timeout: Duration::from_secs(timeout),
-            memcg: limits.as_ref().map(|l| host::MemcgOpts {
-                dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
-                limited: l.clone(),
-            }),
-        };
-        let mut plain;
-        let prog = if limits.is_some() {
-            plain = prog.clone();
-            plain.faults = Default::default();
-            &plain
+        if run_one(ch, k, prog, limits, timeout, None)? == Next::Reboot {
+            return Ok(());
+        }
+    }
+    ch.send(&Msg::Done);
+    Ok(())
+}
+
+/// After a program: go on, or reboot (a task survived SIGKILL, or the
+/// program broke the executor).
+#[derive(PartialEq, Eq)]
+enum Next {
+    Go,
+    Reboot,
+}
+
+/// What this boot has sent of the kernel coverage (`vm fuzz`): each op's
+/// PCs and edges go to the host once per boot, those of ops in which an
+/// allocation failed once more as such.
+struct CovState {
+    /// None: a kernel without KCOV (programs run, no coverage).
+    kcov: Option<host::kcov::Kcov>,
+    /// The program running now: observe after its first N ops only.
+    observe_ops: Option<usize>,
+    pcs: std::collections::HashSet<u32>,
+    edges: std::collections::HashSet<u32>,
+    fail_pcs: std::collections::HashSet<u32>,
+    fail_edges: std::collections::HashSet<u32>,
+}
+
+impl CovState {
+    /// The op's PCs and edges this boot has not sent yet.
+    fn news(&mut self, c: &host::kcov::OpCov) -> (Vec<u32>, Vec<u32>) {
+        let (pcs, edges) = if c.failed {
+            (&mut self.fail_pcs, &mut self.fail_edges)
         } else {
-            prog
+            (&mut self.pcs, &mut self.edges)
         };
-        ch.send(&Msg::Begin(k));
-        host::driver::kmsg(&format!("splitfuzz: begin {k}"));
-        // Free the huge zero folio (its shrinker) so its first use in this
-        // program allocates, as in the model's fresh kernel.
-        let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
-        let r = host::host_run_opts(prog, &opts);
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                ch.send(&Msg::End {
-                    k,
-                    end: End::Broken(0, format!("{e:#}")),
-                });
+        (
+            c.pcs.iter().copied().filter(|p| pcs.insert(*p)).collect(),
+            c.edges
+                .iter()
+                .copied()
+                .filter(|e| edges.insert(*e))
+                .collect(),
+        )
+    }
+}
+
+/// `vm fuzz`: the persistent executor. Programs come from the host on the
+/// data channel (`protocol::read_streamed`), one at a time, each run
+/// with its op coverage, until the kernel dies or the host stops the guest.
+fn run_stream(ch: &mut Channel, timeout: u64) -> Result<()> {
+    // The data channel, both ways (raw since `Channel::open`).
+    let input = std::fs::File::open("/dev/ttyS1").context("opening /dev/ttyS1 to read")?;
+    let mut cov = CovState {
+        kcov: host::kcov::Kcov::open()
+            .map_err(|e| host::driver::kmsg(&format!("splitfuzz: no coverage: {e}")))
+            .ok(),
+        observe_ops: None,
+        pcs: Default::default(),
+        edges: Default::default(),
+        fail_pcs: Default::default(),
+        fail_edges: Default::default(),
+    };
+    let mut rd = std::io::BufReader::new(input);
+    loop {
+        let (k, prog, observe) = match read_streamed(&mut rd)? {
+            Some(x) => x,
+            None => {
+                ch.send(&Msg::Done);
                 return Ok(());
             }
         };
-        for i in 0..prog.ops.len() {
-            if r.t.results[i].is_none() {
-                // A hung limited op still has its memory.events.
-                if let Some(ev) = &r.memcg_events[i] {
-                    ch.send(&Msg::Memcg {
-                        i,
-                        events: ev.clone(),
-                    });
-                }
-            }
-            let Some(res) = &r.t.results[i] else { continue };
-            ch.send(&Msg::Op {
-                i,
-                res: res.clone(),
+        cov.observe_ops = observe;
+        if run_one(ch, k, &prog, &None, timeout, Some(&mut cov))? == Next::Reboot {
+            return Ok(());
+        }
+    }
+}
+
+/// Run program `k` and send its transcript.
+fn run_one(
+    ch: &mut Channel,
+    k: usize,
+    prog: &crate::prog::Program,
+    limits: &super::protocol::Limits,
+    timeout: u64,
+    mut cov: Option<&mut CovState>,
+) -> Result<Next> {
+    // Fault plans through our kernel patch; or, with the memcg trigger,
+    // the plans disarmed (the patch only counts) and the program in a
+    // memory cgroup at its limit during the limited ops.
+    let opts = ExecOpts {
+        inject: true,
+        markers: true,
+        op_timeout: Duration::from_secs(timeout),
+        kcov: cov.as_ref().and_then(|c| c.kcov.clone()),
+        observe_ops: cov.as_ref().and_then(|c| c.observe_ops),
+        memcg: limits.as_ref().map(|l| host::MemcgOpts {
+            dir: format!("/sys/fs/cgroup/splitfuzz-{k}"),
+            limited: l.clone(),
+        }),
+    };
+    let mut plain;
+    let prog = if limits.is_some() {
+        plain = prog.clone();
+        plain.faults = Default::default();
+        &plain
+    } else {
+        prog
+    };
+    ch.send(&Msg::Begin(k));
+    host::driver::kmsg(&format!("splitfuzz: begin {k}"));
+    // Free the huge zero folio (its shrinker) so its first use in this
+    // program allocates, as in the model's fresh kernel.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+    let r = host::host_run_opts(prog, &opts);
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            ch.send(&Msg::End {
+                k,
+                end: End::Broken(0, format!("{e:#}")),
             });
-            if let Some((p, t)) = r.t.allocs[i] {
-                ch.send(&Msg::Alloc { i, pte: p, thp: t });
-            }
-            if r.fallbacks[i] > 0 {
-                ch.send(&Msg::Fallbacks {
-                    i,
-                    n: r.fallbacks[i],
-                });
-            }
+            return Ok(Next::Reboot);
+        }
+    };
+    for i in 0..prog.ops.len() {
+        if r.t.results[i].is_none() {
+            // A hung limited op still has its memory.events.
             if let Some(ev) = &r.memcg_events[i] {
                 ch.send(&Msg::Memcg {
                     i,
                     events: ev.clone(),
                 });
             }
-            for o in &r.t.obs[i] {
-                ch.send(&Msg::Obs(o.clone()));
-            }
         }
-        ch.send(&Msg::Khugepaged(r.khugepaged));
-        if let Some(i) = r.hung {
-            // The driver probed the hung op while its failures went on.
-            if let Some(n) = r.hang_faults {
-                ch.send(&Msg::Faults(n));
-            }
-            if let Some(k) = r.hang_killable {
-                ch.send(&Msg::Killable(k));
-            }
-            // The plan is disarmed now. A task retrying a failed fault in user
-            // space ends on SIGKILL; one looping in the kernel may not.
-            let gone = kill_and_reap(&r.pids, Duration::from_secs(3));
-            if !gone {
-                // Backtraces of the CPUs and blocked tasks into the console log.
-                sysrq("l");
-                sysrq("w");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            ch.send(&Msg::Stuck(!gone));
-            host::driver::kmsg(&format!("splitfuzz: end {k}"));
-            ch.send(&Msg::End {
-                k,
-                end: End::Hung(i),
+        let Some(res) = &r.t.results[i] else { continue };
+        ch.send(&Msg::Op {
+            i,
+            res: res.clone(),
+        });
+        if let Some((p, t)) = r.t.allocs[i] {
+            ch.send(&Msg::Alloc { i, pte: p, thp: t });
+        }
+        if r.fallbacks[i] > 0 {
+            ch.send(&Msg::Fallbacks {
+                i,
+                n: r.fallbacks[i],
             });
-            if gone {
-                continue;
-            }
-            return Ok(());
         }
-        host::driver::kmsg(&format!("splitfuzz: end {k}"));
-        if let Some((i, why)) = &r.broken {
-            ch.send(&Msg::End {
-                k,
-                end: End::Broken(*i, why.clone()),
+        if let Some(ev) = &r.memcg_events[i] {
+            ch.send(&Msg::Memcg {
+                i,
+                events: ev.clone(),
             });
-            return Ok(());
         }
-        match &r.unsupported {
-            Some((i, why)) => ch.send(&Msg::End {
-                k,
-                end: End::Unsupported(*i, why.clone()),
-            }),
-            None => ch.send(&Msg::End { k, end: End::Ok }),
+        for o in &r.t.obs[i] {
+            ch.send(&Msg::Obs(o.clone()));
+        }
+        if let (Some(c), Some(oc)) = (cov.as_mut(), &r.cov[i]) {
+            let (pcs, edges) = c.news(oc);
+            ch.send(&Msg::Cov {
+                i,
+                failed: oc.failed,
+                pcs,
+                edges,
+            });
         }
     }
-    ch.send(&Msg::Done);
-    Ok(())
+    ch.send(&Msg::Khugepaged(r.khugepaged));
+    if let Some(i) = r.hung {
+        // The driver probed the hung op while its failures went on.
+        if let Some(n) = r.hang_faults {
+            ch.send(&Msg::Faults(n));
+        }
+        if let Some(k) = r.hang_killable {
+            ch.send(&Msg::Killable(k));
+        }
+        // The plan is disarmed now. A task retrying a failed fault in user
+        // space ends on SIGKILL; one looping in the kernel may not.
+        let gone = kill_and_reap(&r.pids, Duration::from_secs(3));
+        if !gone {
+            // Backtraces of the CPUs and blocked tasks into the console log.
+            sysrq("l");
+            sysrq("w");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ch.send(&Msg::Stuck(!gone));
+        host::driver::kmsg(&format!("splitfuzz: end {k}"));
+        ch.send(&Msg::End {
+            k,
+            end: End::Hung(i),
+        });
+        return Ok(if gone { Next::Go } else { Next::Reboot });
+    }
+    host::driver::kmsg(&format!("splitfuzz: end {k}"));
+    if let Some((i, why)) = &r.broken {
+        ch.send(&Msg::End {
+            k,
+            end: End::Broken(*i, why.clone()),
+        });
+        return Ok(Next::Reboot);
+    }
+    match &r.unsupported {
+        Some((i, why)) => ch.send(&Msg::End {
+            k,
+            end: End::Unsupported(*i, why.clone()),
+        }),
+        None => ch.send(&Msg::End { k, end: End::Ok }),
+    }
+    Ok(Next::Go)
 }
 
 /// `vm exec`: run each executable (stdout and stderr to the data channel as

@@ -63,6 +63,18 @@ impl GuestRun {
             Msg::Faults(n) => self.fault_growth = Some(*n),
             Msg::Killable(k) => self.killable = Some(*k),
             Msg::Obs(l) if *cur < n => self.hr.t.obs[*cur].push(l.clone()),
+            Msg::Cov {
+                i,
+                failed,
+                pcs,
+                edges,
+            } if ok(*i) => {
+                self.hr.cov[*i] = Some(crate::host::kcov::OpCov {
+                    pcs: pcs.clone(),
+                    edges: edges.clone(),
+                    failed: *failed,
+                })
+            }
             _ => {}
         }
     }

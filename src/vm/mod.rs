@@ -11,6 +11,8 @@
 //! * [`batch`]: a batch of programs (or `vm exec`'s executables) in the guest.
 //! * [`console`]: the kernel log: complaints, attributed to ops.
 //! * [`judge`]: one program's guest run judged against the model.
+//! * [`fuzz`]: `vm fuzz`, kernel coverage as feedback, the contract as oracle.
+//! * [`kcov_map`]: kernel PCs to functions (System.map), the coverage report.
 //!
 //! The `vm` subcommands' arguments and output are the binary's (src/cli/vm.rs).
 
@@ -18,8 +20,10 @@ pub mod batch;
 pub mod build;
 pub mod check;
 pub mod console;
+pub mod fuzz;
 pub mod guest;
 pub mod initramfs;
 pub mod judge;
+pub mod kcov_map;
 pub mod protocol;
 pub mod qemu;

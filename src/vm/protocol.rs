@@ -4,7 +4,10 @@
 //! Host → guest: the programs file `/programs.txt` in the initramfs
 //! ([`Batch`]: `=== K` or `=== K limit=I:S,...` headers, each followed by a
 //! program's text), the executables list `/exec.list` (`vm exec`), and two
-//! kernel command-line values (`sfstart=K`, `sftimeout=S`).
+//! kernel command-line values (`sfstart=K`, `sftimeout=S`). `vm fuzz` boots
+//! with `sfstream=1` instead of a programs file and streams programs on the
+//! data channel ([`write_streamed`], [`read_streamed`]): `=== K`, the
+//! program's text, `=== run`.
 //!
 //! Guest → host: one [`Msg`] per line on the data channel (the second serial
 //! port; the console on the first carries the kernel log). [`Msg`]'s
@@ -17,6 +20,9 @@
 //! alloc I P T           (pte_alloc_one() and THP calls counted after op I)
 //! fb I N                (THP fallbacks the kernel made by itself during op I)
 //! memcg I EVENTS        (memcg trigger: memory.events after limited op I)
+//! cov I F P E           (vm fuzz: op I's kernel PCs P and edges E not sent
+//!                        before in this boot, comma-separated hex or `-`;
+//!                        F 1: an allocation failed by plan during the op)
 //! mm ...                (observation lines after op I, one per live mm)
 //! kh 0|1                (khugepaged collapsed something during the program)
 //! faults N              (after a hang: page faults completed in 300 ms of it)
@@ -38,6 +44,8 @@ pub const PROGRAMS: &str = "/programs.txt";
 pub const EXEC_LIST: &str = "/exec.list";
 /// Kernel command-line key: the index of the first program this boot runs.
 pub const CMDLINE_START: &str = "sfstart=";
+/// Kernel command-line key: programs come on the third serial port (`vm fuzz`).
+pub const CMDLINE_STREAM: &str = "sfstream=";
 /// Kernel command-line key: seconds an op may take before it is hung.
 pub const CMDLINE_TIMEOUT: &str = "sftimeout=";
 
@@ -91,6 +99,14 @@ pub enum Msg {
     },
     /// An observation line (`mm ...`) of the op last reported.
     Obs(String),
+    /// Op `i`'s kernel coverage new to this boot (low 32 bits of the PCs,
+    /// edges); `failed`: an allocation failed by plan during the op.
+    Cov {
+        i: usize,
+        failed: bool,
+        pcs: Vec<u32>,
+        edges: Vec<u32>,
+    },
     Khugepaged(bool),
     /// After a hang: page faults the program's processes completed in a
     /// moment of it (min_flt + maj_flt of /proc/PID/stat).
@@ -127,6 +143,18 @@ impl fmt::Display for Msg {
             Msg::Fallbacks { i, n } => write!(f, "fb {i} {n}"),
             Msg::Memcg { i, events } => write!(f, "memcg {i} {events}"),
             Msg::Obs(l) => f.write_str(l),
+            Msg::Cov {
+                i,
+                failed,
+                pcs,
+                edges,
+            } => write!(
+                f,
+                "cov {i} {} {} {}",
+                *failed as u8,
+                hex_list(pcs),
+                hex_list(edges)
+            ),
             Msg::Khugepaged(b) => write!(f, "kh {}", *b as u8),
             Msg::Faults(n) => write!(f, "faults {n}"),
             Msg::Killable(b) => write!(f, "killable {}", *b as u8),
@@ -150,6 +178,72 @@ impl fmt::Display for Msg {
             },
             Msg::Fatal(e) => write!(f, "fatal {}", one_line(e)),
             Msg::Done => f.write_str("done"),
+        }
+    }
+}
+
+fn hex_list(v: &[u32]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.iter()
+        .map(|x| format!("{x:x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_hex_list(s: &str) -> Option<Vec<u32>> {
+    if s == "-" {
+        return Some(Vec::new());
+    }
+    s.split(',')
+        .map(|x| u32::from_str_radix(x, 16).ok())
+        .collect()
+}
+
+/// One program for the persistent executor (host → guest, `vm fuzz`);
+/// `observe`: observe the processes after the first N ops only.
+pub fn write_streamed(k: usize, p: &Program, observe: Option<usize>) -> String {
+    let mut q = p.clone();
+    q.expect = None;
+    let obs = observe.map(|n| format!(" obs={n}")).unwrap_or_default();
+    format!("=== {k}{obs}\n{}=== run\n", q.to_text())
+}
+
+/// A streamed program: its index, the program, and how many ops to observe
+/// after (None: every op).
+pub type Streamed = (usize, Program, Option<usize>);
+
+/// The next streamed program, or None at the end of the input.
+pub fn read_streamed(rd: &mut impl std::io::BufRead) -> Result<Option<Streamed>> {
+    let mut k: Option<usize> = None;
+    let mut obs: Option<usize> = None;
+    let mut text = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if rd.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let l = line.trim_end_matches(['\n', '\r']);
+        if let Some(h) = l.strip_prefix("=== ") {
+            if h == "run" {
+                if let Some(k) = k {
+                    let p = Program::parse(&text).map_err(|e| anyhow!("program {k}: {e}"))?;
+                    return Ok(Some((k, p, obs)));
+                }
+                continue;
+            }
+            let mut w = h.split_whitespace();
+            k = w.next().and_then(|x| x.parse().ok());
+            obs = w
+                .next()
+                .and_then(|x| x.strip_prefix("obs="))
+                .and_then(|x| x.parse().ok());
+            text.clear();
+        } else if k.is_some() {
+            text.push_str(l);
+            text.push('\n');
         }
     }
 }
@@ -223,6 +317,21 @@ impl Msg {
                 })
             }
             "mm" => Some(Msg::Obs(line.to_string())),
+            "cov" => {
+                let w: Vec<&str> = rest.split(' ').collect();
+                match w.as_slice() {
+                    [i, f, p, e] => match (num(i), parse_hex_list(p), parse_hex_list(e)) {
+                        (Some(i), Some(pcs), Some(edges)) => Some(Msg::Cov {
+                            i,
+                            failed: *f == "1",
+                            pcs,
+                            edges,
+                        }),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            }
             "kh" => Some(Msg::Khugepaged(rest == "1")),
             "stuck" => Some(Msg::Stuck(rest == "1")),
             "faults" => rest.parse().ok().map(Msg::Faults),
@@ -369,6 +478,24 @@ mod tests {
     }
 
     #[test]
+    fn streamed_programs_round_trip() {
+        let a =
+            Program::parse("fail pte_alloc op=1:nth=2\nmmap 0 2M thp\ntouch 0 2M write\n").unwrap();
+        let b = Program::parse("mmap 4M 2M\nfork\n").unwrap();
+        let text = format!(
+            "noise\n{}{}",
+            write_streamed(7, &a, Some(2)),
+            write_streamed(8, &b, None)
+        );
+        let mut rd = std::io::BufReader::new(text.as_bytes());
+        let (k, p, o) = read_streamed(&mut rd).unwrap().unwrap();
+        assert_eq!((k, p.to_text(), o), (7, a.to_text(), Some(2)));
+        let (k, p, o) = read_streamed(&mut rd).unwrap().unwrap();
+        assert_eq!((k, p.to_text(), o), (8, b.to_text(), None));
+        assert!(read_streamed(&mut rd).unwrap().is_none());
+    }
+
+    #[test]
     fn every_message_round_trips() {
         let msgs = [
             Msg::Ready("7.2.13 | thp madvise".into()),
@@ -389,6 +516,12 @@ mod tests {
             },
             Msg::Obs("mm 0 pte 1 anon 512 thp 1 vmas 0-2M:rw+h pages H512 data w1*512".into()),
             Msg::Khugepaged(true),
+            Msg::Cov {
+                i: 1,
+                failed: true,
+                pcs: vec![0x8100_1234, 0x8100_2000],
+                edges: vec![],
+            },
             Msg::Faults(1234),
             Msg::Killable(true),
             Msg::Stuck(false),

@@ -108,10 +108,60 @@ pub fn boot(
     start: usize,
     boot_no: usize,
 ) -> Result<Session> {
+    spawn(o, dir, initrd, &format!("sfstart={start}"), None, boot_no)
+}
+
+/// Boot for `vm fuzz`: the data channel (the second serial port) is a Unix
+/// socket QEMU serves, both ways: the guest's executor reads programs from
+/// it, and a thread here copies what the guest writes to the data log, which
+/// `Session::lines` reads as for a batch. (A third serial port would share
+/// the console's ISA interrupt line, IRQ 4, and lose its input interrupts.)
+pub fn boot_stream(
+    o: &VmOptions,
+    dir: &Path,
+    initrd: &Path,
+    boot_no: usize,
+) -> Result<(Session, std::os::unix::net::UnixStream)> {
+    let sock = dir.join(format!("data.{boot_no}.sock"));
+    let _ = std::fs::remove_file(&sock);
+    let mut s = spawn(o, dir, initrd, "sfstream=1", Some(&sock), boot_no)?;
+    let t0 = Instant::now();
+    loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(c) => {
+                let mut rd = c.try_clone()?;
+                let mut log = std::fs::File::create(&s.data)?;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut rd, &mut log);
+                });
+                return Ok((s, c));
+            }
+            Err(e) => {
+                if s.exited() || t0.elapsed() > std::time::Duration::from_secs(30) {
+                    s.kill();
+                    bail!(
+                        "cannot connect to the guest's input {}: {e}",
+                        sock.display()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn spawn(
+    o: &VmOptions,
+    dir: &Path,
+    initrd: &Path,
+    extra: &str,
+    input: Option<&Path>,
+    boot_no: usize,
+) -> Result<Session> {
     let data = dir.join(format!("data.{boot_no}.log"));
     let console = dir.join(format!("console.{boot_no}.log"));
     let append = format!(
-        "console=ttyS0 nokaslr numa=fake=2 oops=panic panic=-1 softlockup_panic=1 rdinit=/init sfstart={start} sftimeout={}",
+        "console=ttyS0 nokaslr numa=fake=2 oops=panic panic=-1 softlockup_panic=1 rdinit=/init {extra} sftimeout={}",
         o.timeout
     );
     let mut cmd = Command::new(qemu_binary()?);
@@ -124,8 +174,14 @@ pub fn boot(
         .args(["-append", &append])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", data.display()));
+        .arg("-serial");
+    match input {
+        None => cmd.arg(format!("file:{}", data.display())),
+        Some(sock) => cmd.arg("chardev:sfdata").arg("-chardev").arg(format!(
+            "socket,id=sfdata,path={},server=on,wait=off",
+            sock.display()
+        )),
+    };
     if o.kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {

