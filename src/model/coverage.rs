@@ -138,14 +138,47 @@ pub fn unreachable(name: &str, policy: &Policy) -> Option<&'static str> {
             !(lazy && policy.split_checks_pmd_first()),
             "only lazy-fixed's __split_huge_pmd() checks the PMD before allocating (the posted versions allocate first; deposit allocates nothing)",
         ),
+        "shrink_folio:swpout_split_failed" => r(
+            policy.deposit,
+            "deposit: the swap-out fallback's split_folio() fails only when a PMD mapping cannot be split (rmap_split:ret_false), which deposit never does",
+        ),
+        // The v3 review's proposals (lazy-v4-proposed, or an --override).
+        "zap_pmd_range:zero_in_place" | "zap_pmd_range:zero_huge_zero" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::Zero),
+            "needs zap_pmd_range = zero (Kiryl Shutsemau on v3 05/24: lazy-v4-proposed)",
+        ),
+        "zap_pmd_range:zero_impossible" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::Zero && policy.pmd_swap_entries()),
+            "needs zap_pmd_range = zero meeting a PMD swap entry (lazy-v4-proposed)",
+        ),
+        "zap_pmd_range:opt_in_error" => r(
+            !(lazy && st(C::ZapPmdRange) == Strategy::OptIn),
+            "needs zap_pmd_range = opt-in (Kiryl Shutsemau on v3 05/24; an --override)",
+        ),
+        "change_pmd_range:upfront_split" | "change_pmd_range:split_upfront_enomem" => r(
+            !(lazy && st(C::ChangePmdRange) == Strategy::SplitUpfront),
+            "needs change_pmd_range = split-upfront (Kiryl Shutsemau on v3 07/24: lazy-v4-proposed)",
+        ),
+        "copy_huge_pmd:swap"
+        | "do_huge_pmd_swap_page:thp"
+        | "do_huge_pmd_swap_page:fallback_split"
+        | "madvise_free_huge_pmd:swap_entry"
+        | "move_pages_huge_pmd:swap"
+        | "set_pmd_swap_entry"
+        | "set_pmd_swap_entry:pinned"
+        | "split:pmd_swap_entry"
+        | "zap_huge_pmd:swap" => r(
+            !policy.pmd_swap_entries(),
+            "needs PMD-level swap entries (the PMD swap series, GUESS from its cover letter: lazy-v4-proposed); 7.2 swaps a THP out as PTE swap entries",
+        ),
         // The strategy of one caller.
         "zap_pmd_range:skip" => r(
             !(lazy && st(C::ZapPmdRange) == Strategy::Skip),
             "needs a failed split with zap_pmd_range = skip (lazy-v2, lazy-v3: v2/v3 05)",
         ),
         "madvise:restart_syscall" => r(
-            !(lazy && st(C::ZapPmdRange) == Strategy::Skip),
-            "MADV_GUARD_INSTALL restarts only when its zap skipped a PMD it could not split (zap_pmd_range = skip: lazy-v2, lazy-v3)",
+            !(lazy && matches!(st(C::ZapPmdRange), Strategy::Skip | Strategy::Zero)),
+            "MADV_GUARD_INSTALL restarts only when its zap left a PMD it could not split in place (zap_pmd_range = skip: lazy-v2, lazy-v3; zero: lazy-v4-proposed)",
         ),
         "zap_pmd_range:loop" => r(
             !(lazy && st(C::ZapPmdRange) == Strategy::Proceed),
