@@ -273,6 +273,22 @@ mod tests {
             "try_to_unmap_one:lazyfree_pte_extra_ref",
             "try_to_migrate_one:pinned",
             "madvise_collapse:inside_one_pmd",
+            "shrink_folio:swpout_split_failed",
+            "zap_pmd_range:zero_in_place",
+            "zap_pmd_range:zero_huge_zero",
+            "zap_pmd_range:zero_impossible",
+            "zap_pmd_range:opt_in_error",
+            "change_pmd_range:upfront_split",
+            "change_pmd_range:split_upfront_enomem",
+            "copy_huge_pmd:swap",
+            "do_huge_pmd_swap_page:thp",
+            "do_huge_pmd_swap_page:fallback_split",
+            "madvise_free_huge_pmd:swap_entry",
+            "move_pages_huge_pmd:swap",
+            "set_pmd_swap_entry",
+            "set_pmd_swap_entry:pinned",
+            "split:pmd_swap_entry",
+            "zap_huge_pmd:swap",
         ];
         for n in listed {
             assert!(NAMES.contains(&n), "{n} is not a coverage point");
