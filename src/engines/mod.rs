@@ -348,6 +348,29 @@ impl Ended {
     }
 }
 
+/// The environment variable that tags every process of one `run_command`.
+const RUN_TOKEN: &str = "SPLITFUZZ_RUN_TOKEN";
+
+/// Signal every process whose environment has `RUN_TOKEN=token` (read from
+/// /proc; processes of other users or already gone are skipped).
+fn kill_tagged(token: &str, sig: nix::sys::signal::Signal) {
+    let want = format!("{RUN_TOKEN}={token}");
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+}
+
 /// Run a command in its own process group, stdout and stderr into `log`.
 /// `stop` (or running past `limit`) ends the group: SIGTERM, SIGKILL 5 s later.
 pub fn run_command(
@@ -362,9 +385,21 @@ pub fn run_command(
     }
     let out =
         std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+    // Every process of this run carries the token in its environment, so the
+    // ones that leave the group (AFL++ starts its target in a new session)
+    // are found and stopped too (as scripts/bench_engines.py does).
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
+        .env(RUN_TOKEN, &token)
         .process_group(0);
     let mut child = cmd
         .spawn()
@@ -374,6 +409,8 @@ pub fn run_command(
     let (mut stopped, mut overran, mut term_at) = (false, false, None::<Instant>);
     loop {
         if let Some(status) = child.try_wait()? {
+            // What escaped the group must not outlive the run.
+            kill_tagged(&token, Signal::SIGKILL);
             return Ok(Ended {
                 status,
                 stopped,
@@ -386,11 +423,13 @@ pub fn run_command(
                 overran = !stopped && limit.is_some_and(|l| start.elapsed() >= l);
                 if stopped || overran {
                     let _ = killpg(group, Signal::SIGTERM);
+                    kill_tagged(&token, Signal::SIGTERM);
                     term_at = Some(Instant::now());
                 }
             }
             Some(t) if t.elapsed() >= Duration::from_secs(5) => {
                 let _ = killpg(group, Signal::SIGKILL);
+                kill_tagged(&token, Signal::SIGKILL);
             }
             Some(_) => {}
         }
@@ -600,4 +639,57 @@ pub fn model_cmin(paths: &Paths, t: Target) -> Result<Option<(usize, usize)>> {
         }
     }
     Ok(Some((all.len(), keep.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Is the process gone (or a zombie nobody reaped yet)?
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_the_group_and_what_left_it() {
+        let dir =
+            std::env::temp_dir().join(format!("splitfuzz-run-command-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("escaped.pid");
+        let mut cmd = Command::new("sh");
+        // A child in a new session (as afl-fuzz starts its target), then the
+        // group's own long sleep.
+        cmd.arg("-c").arg(format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 300' & sleep 300",
+            pidfile.display()
+        ));
+        let stop = AtomicBool::new(false);
+        let ended = std::thread::scope(|s| {
+            let h = s.spawn(|| run_command(cmd, &dir.join("log"), None, &stop));
+            let t = Instant::now();
+            while !pidfile.exists() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            stop.store(true, Ordering::SeqCst);
+            h.join().unwrap().unwrap()
+        });
+        assert!(ended.stopped);
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let pid = pid.trim();
+        let t = Instant::now();
+        while !gone(pid) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            gone(pid),
+            "the process that left the group ({pid}) still runs"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
