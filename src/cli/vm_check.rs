@@ -40,7 +40,8 @@ pub fn standard_set() -> Vec<PathBuf> {
     files
 }
 
-fn collect(dir: &Path, ext: Option<&str>, out: &mut Vec<PathBuf>) {
+/// The files under `dir` (with extension `ext`, when given), recursively.
+pub(super) fn collect(dir: &Path, ext: Option<&str>, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };

@@ -4,6 +4,7 @@
 //! coverage by function and the findings as `vm check` saves them.
 
 use super::args::{load, Format};
+use super::vm_check::collect;
 use anyhow::{Context, Result};
 use splitfuzz::fuzz::report::{self, CampaignFile, FindingFile, RunFile};
 use splitfuzz::prog::Program;
@@ -42,20 +43,6 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     collect(dir, None, &mut files);
     files.sort();
     files
-}
-
-fn collect(dir: &Path, ext: Option<&str>, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, ext, out);
-        } else if ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)) {
-            out.push(p);
-        }
-    }
 }
 
 /// `vm fuzz`: exit 1 on a finding.
