@@ -264,6 +264,12 @@ fn open_stats_csv(opts: &FuzzOptions) -> Result<Option<(PathBuf, std::fs::File)>
     let Some(p) = &opts.stats_csv else {
         return Ok(None);
     };
+    Ok(Some((p.clone(), append_stats_csv(p)?)))
+}
+
+/// A stats.csv at `p`, opened for appending (with its header when new); the
+/// built-in engine's and `vm fuzz`'s.
+pub fn append_stats_csv(p: &std::path::Path) -> Result<std::fs::File> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -273,7 +279,7 @@ fn open_stats_csv(opts: &FuzzOptions) -> Result<Option<(PathBuf, std::fs::File)>
         writeln!(f, "{}", StatsRow::CSV_HEADER)
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    Ok(Some((p.clone(), f)))
+    Ok(f)
 }
 
 /// Seeds: whatever the corpus folder already holds (sorted, so runs repeat).

@@ -492,17 +492,7 @@ pub fn fuzz(cfg: &FuzzConfig) -> Result<Outcome> {
     let mut rows = Vec::new();
     let mut interrupted = false;
     let mut stats = match &cfg.stats_csv {
-        Some(p) => {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot open {}", p.display()))?;
-            if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
-                writeln!(f, "{}", crate::fuzz::engine::StatsRow::CSV_HEADER)?;
-            }
-            Some(f)
-        }
+        Some(p) => Some(crate::fuzz::engine::append_stats_csv(p)?),
         None => None,
     };
     std::thread::scope(|s| {
