@@ -8,9 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SF=./target/release/splitfuzz
-patches=()
-for p in kernel/test-patches/*.patch; do patches+=(--patch "$p"); done
-bz=$($SF vm build --quiet "${patches[@]}" | tail -n 1)
+bz=$(scripts/planted-kernel.sh)
 out=$(mktemp -d)
 set +e
 $SF vm check --kernel "$bz" --time 5m --out "$out" kernel/test-patches/programs/*.txt

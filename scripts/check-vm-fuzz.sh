@@ -13,9 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SF=./target/release/splitfuzz
-patches=()
-for p in kernel/test-patches/*.patch; do patches+=(--patch "$p"); done
-bz=$($SF vm build --quiet "${patches[@]}" | tail -n 1)
+bz=$(scripts/planted-kernel.sh)
 out=$(mktemp -d)
 set +e
 $SF vm fuzz --kernel "$bz" --time "${VM_FUZZ_TIME:-5m}" --seed "${VM_FUZZ_SEED:-3}" \
