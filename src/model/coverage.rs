@@ -204,6 +204,12 @@ pub fn unreachable(name: &str, policy: &Policy) -> Option<&'static str> {
                 && st(C::VmaAdjustTransHuge) == Strategy::Error),
             "needs the source unmap's VMA split to fail (vma_adjust_trans_huge = error) and mremap not to split the source first (unmap_source_vma != error): lazy-v2, lazy-v3",
         ),
+        "unmap_source_vma:revert_split_failed" => r(
+            !(lazy
+                && st(C::VmaAdjustTransHuge) == Strategy::Error
+                && !policy.split_checks_pmd_first()),
+            "needs the new range's unmap after a short move to fail: a VMA split of the moved-to VMA that allocates with no huge PMD there (vma_adjust_trans_huge = error and __split_huge_pmd() allocating before it looks, v2/v3 17): lazy-v2, lazy-v3",
+        ),
         // The model runs one op at a time.
         "handle_pte_fault:huge_retry" => Some(
             "sequential model: handle_pte_fault() is reached after a huge PMD only through VM_FAULT_FALLBACK, which the model returns only after a split that left a table (a void split returns a retry first); in 7.2 mm/memory.c handle_pte_fault() meets a huge PMD when another thread re-installs one after the fallback (e.g. a concurrent THP fault or collapse)",
@@ -265,6 +271,7 @@ mod tests {
             "pagemap_scan_pmd_entry:again",
             "rmap_split:crash",
             "unmap_source_vma:split_failed",
+            "unmap_source_vma:revert_split_failed",
             "handle_pte_fault:huge_retry",
             "copy_pte_range:skip_huge_src",
             "split:migration",

@@ -161,13 +161,13 @@ pub fn cell(p: Preset, caller: SplitCaller) -> Cell {
                 cite: match caller {
                     DoHugePmdWpPage => "as v3 04",
                     WpHugePmd => "as v3 06",
-                    CopyHugePmd => "as v3 03 (a PMD swap entry is copied whole at fork: no split; GUESS: cover letter of the PMD swap series v7 00/29 lists fork among the consumers, code not read)",
+                    CopyHugePmd => "as v3 03 (a PMD swap entry is copied whole at fork: no split; GUESS for v7: the PMD swap series' v1 cover letter (2026-04-27) has copy_huge_non_present_pmd() duplicate the 512 slots with one folio_dup_swap(); the v3-v7 code was not read)",
                     MovePageTables => "as v3 10",
                     MovePages => "as v3 11",
                     PagemapScanThpEntry => "as v3 13",
-                    VmaAdjustTransHuge => "as v3 02 (also splits a PMD swap entry at an unaligned VMA split, needing a table; GUESS: the PMD swap series' split of a swap PMD is modelled from its cover letter, code not read)",
+                    VmaAdjustTransHuge => "as v3 02 (also splits a PMD swap entry at an unaligned VMA split, needing a table; GUESS for v7: v2 08/16 of the PMD swap series (2026-06-02) splits a swap PMD into 512 PTE swap entries in __split_huge_pmd_locked() with the deposited table, so under lazy allocation it needs one; the v3-v7 code was not read)",
                     UnmapSourceVma => "as v3: 7.2 mm/mremap.c:unmap_source_vma ignores a do_vmi_munmap() error; no proposal touches it",
-                    TryToUnmapOne => "as v3 17; with a free contiguous swap cluster a PMD mapping becomes one PMD swap entry and needs no table (GUESS: PMD swap series v7 00/29 cover letter, code not read)",
+                    TryToUnmapOne => "as v3 17; with a free contiguous swap cluster a PMD mapping becomes one PMD swap entry and needs no table (GUESS for v7: v1 12/13 and v2 15/16 of the PMD swap series install it in try_to_unmap_one() with set_pmd_swap_entry(); a THP without a contiguous cluster was split before; the v3-v7 code was not read)",
                     TryToMigrateOne => "as v3 17",
                     _ => v3.cite,
                 },
@@ -267,7 +267,7 @@ impl Policy {
             out.push_str("  proposed strategies (v3 review, usable on any preset with --override):\n    zap_pmd_range=zero           Kiryl Shutsemau on v3 05/24 (2026-03-30): zero the covered part of the THP in place; the range reads zero, RSS is not dropped\n    zap_pmd_range=opt-in         Kiryl Shutsemau on v3 05/24 (2026-03-30): skip only for callers passing a ZAP_FLAG; no caller reaching a partial huge PMD (MADV_DONTNEED[_LOCKED], MADV_GUARD_INSTALL: mm/madvise.c) may keep the range, the whole-VMA zaps (unmap_vmas, the OOM reaper's zap_vma_for_reaping) never split: -ENOMEM for all\n    change_pmd_range=split-upfront  Kiryl Shutsemau on v3 07/24 (2026-03-30): split both partly covered huge PMDs before any entry changes, -ENOMEM with nothing changed\n");
         }
         if self.pmd_swap_entries() {
-            out.push_str("  reclaim: a PMD-mapped THP swaps out as one PMD swap entry (no table) when `folio_alloc_swap()` gets a contiguous cluster (`fail swap-cluster` fails it), else v3's split; a PMD swap entry is zapped, copied at fork, moved and mprotected whole, swapped in whole by `do_huge_pmd_swap_page()` when a THP can be allocated, and split into PTE swap entries (a table) otherwise. GUESS for every path: modelled from the v7 cover letter (2026-09-14, Message-ID 20260914114320.12988-1-usama.arif@linux.dev), the series' code was not found in the mirrors searched\n");
+            out.push_str("  reclaim: a PMD-mapped THP swaps out as one PMD swap entry (no table) when `folio_alloc_swap()` gets a contiguous cluster (`fail swap-cluster` fails it), else v3's split; a PMD swap entry is zapped, copied at fork, moved and mprotected whole, swapped in whole by `do_huge_pmd_swap_page()` when a THP can be allocated, and split into PTE swap entries (a table) otherwise. GUESS for every path: modelled from the v7 cover letter (2026-09-14, Message-ID 20260914114320.12988-1-usama.arif@linux.dev) and what could be read of v1 and v2 (commit messages and the start of the diffs, on lkml.iu.edu: docs/policies.md lists them); the v3-v7 code was not found\n");
         }
         for c in SplitCaller::ALL {
             let s = self.strategy(c);

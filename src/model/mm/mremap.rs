@@ -104,7 +104,9 @@ impl Kernel {
                     "model: reverting a partial move_page_tables() failed".into(),
                 ));
             }
-            self.do_munmap(mm, new, new + len)?;
+            // move_vma() then runs unmap_source_vma() on the new range: the
+            // same call as below, with the same ignored error.
+            self.unmap_source_vma(mm, new, len, true)?;
             return Err(Errno::ENOMEM.into());
         }
         // mremap_userfaultfd_prep(): no UFFD_FEATURE_EVENT_REMAP, so the new
@@ -112,17 +114,34 @@ impl Kernel {
         if let Some(vi) = self.mms[mm].vma_at(new) {
             self.mms[mm].vmas[vi].uffd_wp = false;
         }
-        // unmap_source_vma(): do_vmi_munmap() of the old range.
-        match self.do_munmap(mm, old, old + len) {
-            Ok(()) => {}
+        self.unmap_source_vma(mm, old, len, false)
+    }
+
+    /// `unmap_source_vma()`: `do_vmi_munmap()` of `[addr, addr + len)`, whose
+    /// error it drops ("OOM: unable to split vma, just get accounts right").
+    /// `move_vma()` calls it for the source after a move, and for the new range
+    /// after `copy_vma_and_data()` moved a short move back; either way a failed
+    /// VMA split leaves that range mapped.
+    fn unmap_source_vma(
+        &mut self,
+        mm: usize,
+        addr: usize,
+        len: usize,
+        revert: bool,
+    ) -> KResult<()> {
+        match self.do_munmap(mm, addr, addr + len) {
+            Ok(()) => Ok(()),
             Err(KErr::Errno(_)) => {
-                // "OOM: unable to split vma, just get accounts right"
-                cov!(self, "unmap_source_vma:split_failed");
-                self.event(EventKind::Skipped, "unmap_source_vma", mm, old, old + len);
+                if revert {
+                    cov!(self, "unmap_source_vma:revert_split_failed");
+                } else {
+                    cov!(self, "unmap_source_vma:split_failed");
+                }
+                self.event(EventKind::Skipped, "unmap_source_vma", mm, addr, addr + len);
+                Ok(())
             }
-            Err(b) => return Err(b),
+            Err(b) => Err(b),
         }
-        Ok(())
     }
 
     /// `move_page_tables()`: returns how many pages were moved.
