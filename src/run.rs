@@ -342,6 +342,30 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
     Some(cur)
 }
 
+/// A shortest program found that reaches model coverage point `name`, from
+/// `prog` (which must reach it): how a campaign shows a point the
+/// unreachable table (`model::coverage::unreachable`) calls dead. None when
+/// `prog` does not reach it.
+pub fn minimize_reaching(prog: &Program, name: &str, cfg: &RunConfig) -> Option<Program> {
+    let slot = crate::model::coverage::slot(name);
+    let reaches = |p: &Program| run(p, cfg).cov.get(slot).is_some_and(|c| *c != 0);
+    if !reaches(prog) {
+        return None;
+    }
+    let mut cur = prog.clone();
+    cur.expect = None;
+    cur.expect_results.clear();
+    let mut cur = crate::prog::minimize::shrink(&cur, &reaches);
+    cur.policy = Some(cfg.policy.preset.name().to_string());
+    cur.overrides = cfg
+        .policy
+        .overrides
+        .iter()
+        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
+        .collect();
+    Some(cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
     }
     let execs = c.executed.load(Ordering::Relaxed);
     let mut g = c.global.into_inner().unwrap();
+    let reached_unreachable = witnesses(&hits, &g.corpus, &c.cfg, &opts.policy);
     if let Some(dir) = &opts.corpus_dir {
         let new: Vec<Vec<u8>> = g.corpus[g.seeds..].iter().map(|(_, b)| b.clone()).collect();
         if let Err(e) = save_corpus(dir, &new) {
@@ -256,7 +257,36 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Report> {
             .filter(|n| crate::model::coverage::unreachable(n, &opts.policy).is_some())
             .map(|n| n.to_string())
             .collect(),
+        reached_unreachable,
     })
+}
+
+/// For each point the unreachable table calls dead under `policy` that the
+/// campaign reached (its own slot, no hash collision): the shortest program
+/// found that reaches it, from the first corpus input that does (a corpus
+/// keeps every input that reached a point first, so one is there).
+fn witnesses(
+    hits: &[u64],
+    corpus: &[(usize, Vec<u8>)],
+    cfg: &RunConfig,
+    policy: &crate::model::policy::Policy,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in coverage::table(hits) {
+        if b.hits == 0
+            || !b.shares_slot_with.is_empty()
+            || coverage::unreachable(&b.name, policy).is_none()
+        {
+            continue;
+        }
+        let found = corpus.iter().find_map(|(_, bytes)| {
+            crate::run::minimize_reaching(&crate::prog::Program::decode(bytes), &b.name, cfg)
+        });
+        if let Some(p) = found {
+            out.push((b.name, p.to_text()));
+        }
+    }
+    out
 }
 
 /// stats.csv, opened for appending (with its header when new).
@@ -609,4 +639,51 @@ pub fn cmin(inputs: &[Vec<u8>], cfg: &RunConfig) -> Vec<usize> {
     }
     keep.sort_unstable();
     keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::policy::Preset;
+    use crate::prog::Program;
+
+    /// A reached point the table calls dead comes with a program that reaches
+    /// it, shortened. Here the runs are lazy-v3's and the table deposit's, under
+    /// which a failed split is dead: the witness is a lazy-v3 program whose
+    /// split fails, with the op that does not matter gone.
+    #[test]
+    fn a_point_listed_unreachable_but_reached_comes_with_a_short_program() {
+        let text =
+            "fail pte_alloc nth=1\nmmap 0 4M thp\ntouch 0 2M write\nmmap 8M 2M\nmunmap 1M 256K\n";
+        let p = Program::parse(text).unwrap();
+        let cfg = RunConfig::new(Policy::preset(Preset::LazyV3), Geometry::SMALL);
+        let out = run_program(&crate::prog::encode(&p).unwrap(), &cfg);
+        let mut hits = vec![0u64; COV_BITS];
+        coverage::accumulate(&mut hits, &out.cov);
+        let name = "split_huge_pmd_address:enomem";
+        assert!(
+            hits[coverage::slot(name)] > 0,
+            "the program must reach {name}"
+        );
+        let corpus = vec![(0, crate::prog::encode(&p).unwrap())];
+        let w = witnesses(&hits, &corpus, &cfg, &Policy::preset(Preset::Deposit));
+        let (_, prog) = w
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("a witness for the contradicted point");
+        let q = Program::parse(prog).unwrap();
+        assert!(q.ops.len() < p.ops.len(), "not shortened:\n{prog}");
+        assert!(
+            !prog.contains("mmap 8M"),
+            "kept an op that does not matter:\n{prog}"
+        );
+        let again = run_program(&crate::prog::encode(&q).unwrap(), &cfg);
+        assert!(again.cov[coverage::slot(name)] > 0);
+        // Under the runs' own policy nothing is contradicted.
+        assert!(
+            witnesses(&hits, &corpus, &cfg, &Policy::preset(Preset::LazyV3))
+                .iter()
+                .all(|(n, _)| n != name)
+        );
+    }
 }

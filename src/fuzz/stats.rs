@@ -79,6 +79,10 @@ pub struct Report {
     /// Coverage points no program reaches under this campaign's policy
     /// (`coverage::unreachable`): left out of "N of M reachable".
     pub unreachable: Vec<String>,
+    /// Points of `unreachable` the campaign reached anyway, each with the
+    /// shortest program found that reaches it (text form): the table is wrong
+    /// there, or the model is.
+    pub reached_unreachable: Vec<(String, String)>,
 }
 
 impl Report {
@@ -133,6 +137,12 @@ impl Report {
                 "   reached although listed unreachable (src/model/coverage.rs): {}\n",
                 contradicted.join(", ")
             ));
+            for (name, prog) in &self.reached_unreachable {
+                s.push_str(&format!("     {name} is reached by:\n"));
+                for l in prog.lines() {
+                    s.push_str(&format!("       {l}\n"));
+                }
+            }
         }
         if self.findings.is_empty() {
             s.push_str("   no violation found\n");
