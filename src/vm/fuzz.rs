@@ -407,21 +407,47 @@ pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
         let p = runnable(Program::decode(&b));
-        let hits: Vec<u64> = crate::run::run(&p, &cfg)
-            .cov
-            .iter()
-            .map(|c| (*c != 0) as u64)
-            .collect();
-        let reached = crate::model::coverage::table(&hits)
-            .iter()
-            .filter(|b| b.hits > 0)
-            .map(|b| if b.name.contains("split") { 1000 } else { 1 })
-            .sum::<usize>();
+        let reached = split_points(&p, &cfg).len() * 1000 + model_points(&p, &cfg);
         if best.as_ref().is_none_or(|b| reached > b.0) {
             best = Some((reached, p));
         }
     }
-    best.map(|b| b.1).unwrap_or_default()
+    let Some((_, p)) = best else {
+        return Program::default();
+    };
+    // Long programs reach more, so the pick is long (about 20 ops), and every
+    // op costs guest time: keep only the ops it needs to reach the same split
+    // branches in the model (a model run is microseconds; a guest op, tens of
+    // milliseconds under TCG).
+    let want = split_points(&p, &cfg);
+    if want.is_empty() {
+        return p;
+    }
+    let keeps = |q: &Program| {
+        let got = split_points(q, &cfg);
+        want.iter().all(|w| got.contains(w))
+    };
+    runnable(crate::prog::minimize::shrink(&p, &keeps))
+}
+
+/// The model's coverage points with `split` in the name that `p` reaches
+/// (deposit, kernel geometry).
+fn split_points(p: &Program, cfg: &crate::run::RunConfig) -> Vec<&'static str> {
+    let cov = crate::run::run(p, cfg).cov;
+    crate::model::coverage::NAMES
+        .iter()
+        .copied()
+        .filter(|n| n.contains("split") && cov[crate::model::coverage::slot(n)] != 0)
+        .collect()
+}
+
+/// How many of the model's coverage points `p` reaches.
+fn model_points(p: &Program, cfg: &crate::run::RunConfig) -> usize {
+    crate::run::run(p, cfg)
+        .cov
+        .iter()
+        .filter(|c| **c != 0)
+        .count()
 }
 
 /// Run `progs` one after another in one guest's persistent executor (booted
@@ -881,6 +907,18 @@ mod tests {
         assert!(
             picked > random && picked >= n / 2,
             "fresh {picked}, random {random}"
+        );
+        // And they are short: only the ops their split branches need.
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let ops: usize = (0..n).map(|_| fresh(&mut rng).ops.len()).sum();
+        eprintln!(
+            "fresh programs: {:.1} ops on average",
+            ops as f64 / n as f64
+        );
+        assert!(
+            ops <= 8 * n,
+            "fresh programs average {} ops",
+            ops as f64 / n as f64
         );
     }
 
