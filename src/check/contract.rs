@@ -66,6 +66,19 @@ pub fn may_discard_on_failure(op: &Op) -> bool {
     )
 }
 
+/// The range a failed op may leave unmapped although the caller had it
+/// mapped: mremap's destination. 7.2 mm/mremap.c mremap_to() unmaps
+/// `[new_addr, new_addr + new_len)` (do_munmap(), MREMAP_FIXED) before
+/// move_vma() allocates anything, and a later failure does not map it again
+/// (found by `vm fuzz` on 7.2 + v3: move_page_tables()'s own __pte_alloc()
+/// failed after the destination was gone; stock 7.2 does the same).
+pub fn may_unmap_on_failure(op: &Op) -> Option<(u64, u64)> {
+    match op {
+        Op::Mremap { len, new, .. } => Some((*new, new + len)),
+        _ => None,
+    }
+}
+
 /// Advisory ops may do less than asked and still return success.
 pub fn advisory(op: &Op) -> bool {
     matches!(
@@ -169,6 +182,13 @@ mod tests {
             advice: Advice::GuardInstall,
         };
         assert!(may_discard_on_failure(&guard) && !may_discard_on_failure(&dontneed));
+        let mremap = Op::Mremap {
+            old: 0,
+            len: 4 << 20,
+            new: 8 << 20,
+        };
+        assert_eq!(may_unmap_on_failure(&mremap), Some((8 << 20, 12 << 20)));
+        assert_eq!(may_unmap_on_failure(&dontneed), None);
         assert_eq!(Breach::Page.severity(), Severity::DataLoss);
     }
 }

@@ -233,7 +233,10 @@ fn judge_op(p: &Program, reference: &Transcript, t: &Transcript, i: usize) -> Co
     // every page old or new.
     let old_or_new = kr != "ok" || contract::advisory(op);
     let discarded = kr != "ok" && contract::may_discard_on_failure(op);
-    match page_breach(p, reference, t, i, old_or_new, discarded) {
+    let unmapped = (kr != "ok")
+        .then(|| contract::may_unmap_on_failure(op))
+        .flatten();
+    match page_breach(p, reference, t, i, old_or_new, discarded, unmapped) {
         None => Contract::Held,
         Some((breach, detail)) => Contract::Broken {
             breach,
@@ -370,7 +373,8 @@ fn differs(reference: &Transcript, t: &Transcript, i: usize) -> Option<String> {
 /// With `old_or_new`, a page of op `i` that is neither the reference's before
 /// nor after the op; without, one that is not the reference's after. With
 /// `discarded`, a page the op was to guard may also read zero
-/// ([`contract::may_discard_on_failure`]).
+/// ([`contract::may_discard_on_failure`]). A page in `unmapped` may be
+/// unmapped ([`contract::may_unmap_on_failure`]).
 fn page_breach(
     p: &Program,
     reference: &Transcript,
@@ -378,6 +382,7 @@ fn page_breach(
     i: usize,
     old_or_new: bool,
     discarded: bool,
+    unmapped: Option<(u64, u64)>,
 ) -> Option<(Breach, String)> {
     // The state before op `i`: after the last op that ran (an op of an mm
     // that is not live runs nowhere and observes nothing).
@@ -404,7 +409,9 @@ fn page_breach(
                 || (old_or_new && was.is_some_and(|w| w.matches(k)))
                 || (discarded
                     && matches!(new, Some(Seen::Guard))
-                    && matches!(k, Seen::Mapped { data: Some(d), .. } if d == "0"));
+                    && matches!(k, Seen::Mapped { data: Some(d), .. } if d == "0"))
+                || (*k == Seen::Unmapped
+                    && unmapped.is_some_and(|(a, b)| (a..b).contains(&(pg as u64 * PAGE_SIZE))));
             if ok {
                 continue;
             }
@@ -584,6 +591,41 @@ mod tests {
                 breach: Breach::Page,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn a_failed_mremap_may_leave_its_destination_unmapped_and_nothing_else() {
+        // 7.2 mremap_to(): the destination is unmapped first; a failure in
+        // move_vma() after that returns ENOMEM with it gone.
+        let p = Program::parse(
+            "fail pte_alloc op=2:nth=1\nmmap 0 4M thp\nmmap 4M 4M\nmremap 0 2M 4M\n",
+        )
+        .unwrap();
+        let both = "mm 0 pte 0 anon 0 thp 0 vmas 0-8M:rw+h pages .2048 data -*2048";
+        let moved = "mm 0 pte 0 anon 0 thp 0 vmas 2M-8M:rw+h pages .2048 data -*2048";
+        let dest_gone = "mm 0 pte 0 anon 0 thp 0 vmas 0-4M:rw+h,6M-8M:rw+h pages .2048 data -*2048";
+        let reference = t(&["ok", "ok", "ok"], &[both, both, moved]);
+        let failed = t(&["ok", "ok", "ENOMEM"], &[both, both, dest_gone]);
+        assert_eq!(
+            judge(&p, &reference, &kernel(&failed, None)),
+            Contract::Held
+        );
+        // A page past the destination unmapped by a failed mremap is not allowed.
+        let past = "mm 0 pte 0 anon 0 thp 0 vmas 0-4M:rw+h pages .2048 data -*2048";
+        let lost = t(&["ok", "ok", "ENOMEM"], &[both, both, past]);
+        assert!(matches!(
+            judge(&p, &reference, &kernel(&lost, None)),
+            Contract::Broken {
+                breach: Breach::Page,
+                ..
+            }
+        ));
+        // Nor the destination gone after a successful one.
+        let ok_gone = t(&["ok", "ok", "ok"], &[both, both, dest_gone]);
+        assert!(matches!(
+            judge(&p, &reference, &kernel(&ok_gone, None)),
+            Contract::Broken { .. }
         ));
     }
 

@@ -392,12 +392,14 @@ impl Kernel {
             && !self.folio_maybe_mapped_shared(folio)
         {
             // wp_can_reuse_anon_folio() for a large folio (CONFIG_MM_ID):
-            // mapped by this mm only, no other reference.
+            // mapped by this mm only, no other reference. Unlike the small
+            // folio's reuse, 7.2 (mm/memory.c __wp_can_reuse_large_anon_folio)
+            // leaves folio->mapping alone: the folio may be mapped in other
+            // VMAs of this mm, whose anon_vma is not this VMA's (found by the
+            // unreachable table's witness: a folio moved to one VMA's
+            // anon_vma was missed by the rmap walk of a later split).
             cov!(self, "do_wp_page:reuse_large");
             self.folios[folio as usize].anon_exclusive[idx] = true;
-            if let Some(slot) = self.mms[mm].pmds.iter().position(|p| *p == Pmd::Table(t)) {
-                self.folio_move_anon_rmap(folio, mm, self.geom.slot_start(slot) + i);
-            }
             self.set_pte(
                 t,
                 i,
