@@ -183,16 +183,29 @@ mod tests {
         };
         let lib = PathBuf::from("/x/libsplitfuzz_afl_mutator.so");
         let with = env_of(&Afl::command(&job, Some(lib.clone())));
-        let has = |e: &[(String, String)], k: &str, v: &str| e.iter().any(|(a, b)| a == k && b == v);
+        let has =
+            |e: &[(String, String)], k: &str, v: &str| e.iter().any(|(a, b)| a == k && b == v);
         assert!(has(&with, "AFL_FRAMESHIFT_DISABLE", "1"), "{with:?}");
         assert!(has(&with, "AFL_CUSTOM_MUTATOR_ONLY", "1"), "{with:?}");
-        assert!(has(&with, "AFL_CUSTOM_MUTATOR_LIBRARY", lib.to_str().unwrap()));
+        assert!(has(
+            &with,
+            "AFL_CUSTOM_MUTATOR_LIBRARY",
+            lib.to_str().unwrap()
+        ));
         assert!(has(&with, "AFL_AUTORESUME", "1"));
         // An unknown AFL_ variable costs afl-fuzz 2 s sleeps at every start.
-        assert!(!with.iter().any(|(k, _)| k == "AFL_SUPPRESS_ERROR"), "{with:?}");
+        assert!(
+            !with.iter().any(|(k, _)| k == "AFL_SUPPRESS_ERROR"),
+            "{with:?}"
+        );
         // Without the library AFL++'s own mutations are all there is.
         let without = env_of(&Afl::command(&job, None));
         assert!(has(&without, "AFL_FRAMESHIFT_DISABLE", "1"));
-        assert!(!without.iter().any(|(k, _)| k.starts_with("AFL_CUSTOM_MUTATOR")), "{without:?}");
+        assert!(
+            !without
+                .iter()
+                .any(|(k, _)| k.starts_with("AFL_CUSTOM_MUTATOR")),
+            "{without:?}"
+        );
     }
 }
