@@ -271,6 +271,23 @@ class LibFuzzer(Engine):
         return None
 
 
+# The AFL++ environment, the same as src/engines/afl.rs `ENV` and
+# `MUTATOR_ENV` (a test compares them). See afl.rs for why each is there:
+# AFL_FRAMESHIFT_DISABLE keeps afl-fuzz from corrupting its heap with the
+# custom mutator (it aborted 10-45 s into every such attempt), and
+# AFL_CUSTOM_MUTATOR_ONLY gives the shared mutator every mutation instead of
+# about 12 per queue entry beside 256+ of AFL++'s byte havoc. No variable
+# AFL++ does not know: afl-fuzz sleeps 2 s per check after warning about one.
+AFL_ENV = {
+    "AFL_NO_UI": "1",
+    "AFL_SKIP_CPUFREQ": "1",
+    "AFL_NO_AFFINITY": "1",
+    "AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES": "1",
+    "AFL_FRAMESHIFT_DISABLE": "1",
+}
+AFL_MUTATOR_ENV = {"AFL_CUSTOM_MUTATOR_ONLY": "1"}
+
+
 class Afl(Engine):
     name = "afl"
 
@@ -294,8 +311,7 @@ class Afl(Engine):
         if self.cfg.dicts:
             argv += ["-x", str(self.cfg.dict_path)]
         argv.append(str(binp))
-        env = env_with(AFL_NO_UI=1, AFL_SKIP_CPUFREQ=1, AFL_NO_AFFINITY=1,
-                       AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1, AFL_SUPPRESS_ERROR=1)
+        env = env_with(**AFL_ENV)
         if self.cfg.afl_fast:
             # Trimming cuts programs at byte positions that break their structure;
             # most queue entries are new model coverage, so calibration dominates.
@@ -303,6 +319,9 @@ class Afl(Engine):
         lib = self.target_dir() / "mutator" / "release" / "libsplitfuzz_afl_mutator.so"
         if self.cfg.mutator and lib.exists():
             env["AFL_CUSTOM_MUTATOR_LIBRARY"] = str(lib)
+            if not self.cfg.afl_havoc:
+                env.update(AFL_MUTATOR_ENV)
+        env.update(self.cfg.afl_env)
         return argv, a.dir, env
 
     def crash_dir(self, a):
@@ -402,6 +421,10 @@ class Result:
     stopped_group: bool  # no process of the group was left after the stop
     log: str
     t0: float  # launch time (epoch seconds)
+    # The engine ended by itself this many seconds before its budget with
+    # this exit status (None: it ran to its budget or was stopped): an engine
+    # that dies early must not read as "found nothing in N s".
+    early: tuple | None = None
 
 
 def limit_memory():
@@ -550,6 +573,9 @@ def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: f
         except subprocess.TimeoutExpired:
             pass
     ran = time.time() - t0
+    rc = p.poll()
+    early = (round(ran, 1), rc) if rc is not None and ran < a.secs - 1 and not (
+        want and all(s in found for s in want)) else None
     stop_group(p)
     escaped = stop_tagged(token)  # descendants in other sessions (AFL++'s target)
     time.sleep(0.1 if escaped else 0)
@@ -560,7 +586,7 @@ def attempt(engine: Engine, a: Attempt, triage: Triage, want: list[str], poll: f
     logf.seek(0)
     text = logf.read().decode(errors="replace")
     logf.close()
-    return Result(found=dict(found), crash_files=n, secs=ran, stopped_group=stopped, log=text, t0=t0)
+    return Result(found=dict(found), crash_files=n, secs=ran, stopped_group=stopped, log=text, t0=t0, early=early)
 
 
 # ------------------------------------------------------------------ branches over time
@@ -645,6 +671,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-signatures", action="store_true", default=bool(os.environ.get("SKIP_TTFF")))
     ap.add_argument("--no-mutator", action="store_true", help="AFL++ without the custom mutator")
     ap.add_argument("--afl-fast", action="store_true", help="AFL++ with AFL_DISABLE_TRIM=1 AFL_FAST_CAL=1")
+    ap.add_argument("--afl-havoc", action="store_true",
+                    help="AFL++ runs its own havoc stages beside the custom mutator (no AFL_CUSTOM_MUTATOR_ONLY)")
+    ap.add_argument("--afl-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="one more environment variable for afl-fuzz, e.g. AFL_CUSTOM_MUTATOR_ONLY=1 (repeatable)")
     ap.add_argument("--no-ignore", action="store_true",
                     help="the targets keep crashing on signatures already found (SPLITFUZZ_IGNORE_FILE unset)")
     ap.add_argument("--no-dict", action="store_true", help="no dictionary for libFuzzer/AFL++/honggfuzz")
@@ -661,7 +691,8 @@ def main(argv=None) -> int:
     if work == ROOT or ROOT in work.parents and not str(work).startswith(str(ROOT / "target")):
         sys.exit("bench: --work must be outside the repository (or under target/)")
     work.mkdir(parents=True, exist_ok=True)
-    cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator, afl_fast=args.afl_fast,
+    cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator, afl_fast=args.afl_fast, afl_havoc=args.afl_havoc,
+                             afl_env=dict(kv.split("=", 1) for kv in args.afl_env),
                              dicts=not args.no_dict, dict_path=ROOT / "fuzz/dict/bytes.dict")
     seeds = []
     for part in args.seeds.replace(" ", ",").split(","):
@@ -695,7 +726,9 @@ def main(argv=None) -> int:
     md = [f"# splitfuzz engine measurements\n",
           f"Run {report['date']} by scripts/bench-engines.sh on {os.cpu_count()} cores, load average at start "
           f"{report['load_start']}; one engine process at a time; max {args.max}s per attempt; "
-          f"AFL++ custom mutator {'on' if cfg.mutator else 'off'}{' (AFL_DISABLE_TRIM, AFL_FAST_CAL)' if cfg.afl_fast else ''}, "
+          f"AFL++ custom mutator {'off' if not cfg.mutator else 'beside its havoc' if cfg.afl_havoc else 'only'}"
+          f"{' (AFL_DISABLE_TRIM, AFL_FAST_CAL)' if cfg.afl_fast else ''}"
+          f"{''.join(f', {k}={v}' for k, v in cfg.afl_env.items())}, "
           f"dictionaries {'on' if cfg.dicts else 'off'}, targets told the signatures found so far "
           f"{'no' if args.no_ignore else 'yes'}.\n"]
 
@@ -723,7 +756,7 @@ def main(argv=None) -> int:
     if not args.skip_signatures:
         md += [f"## time to each known signature (s after launch; - = not within {args.max}s)\n",
                "An attempt stops when every known signature is found; `other`: signatures found that "
-               "crashes/<policy>/ does not hold; `branches@T`: model branches reached by T s (the "
+               "crashes/<policy>/ does not hold, and an engine that exited before its time; `branches@T`: model branches reached by T s (the "
                "built-in engine's stats.csv; for the others their kept inputs replayed), · = the "
                "attempt had ended.\n"]
         for mode in modes:
@@ -749,9 +782,12 @@ def main(argv=None) -> int:
                         allt = max(times) if all(x is not None for x in times) else None
                         alls.append(allt)
                         other = sorted(set(r.found) - set(want))
+                        if r.early:
+                            other.append(f"**engine exited at {r.early[0]} s, status {r.early[1]}**")
                         report["signatures"].append({"engine": e.name, "target": t, "mode": mode, "seed": s,
                                                      "found": r.found, "all": allt, "crash_files": r.crash_files,
-                                                     "branches": br, "load": ld, "stopped": r.stopped_group})
+                                                     "branches": br, "load": ld, "stopped": r.stopped_group,
+                                                     "early_exit": r.early})
                         md.append(f"| {e.name} | {s} | " + " | ".join(fmt(x) for x in times)
                                   + f" | **{fmt(allt)}** | {', '.join(other) or '-'} | "
                                   + "/".join("·" if br.get(p) is None else str(br[p]) for p in points)

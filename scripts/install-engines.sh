@@ -23,9 +23,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ] && have sudo; then SUDO="sudo"; fi
 
 apt_deps() {
-  # honggfuzz links against libbfd (binutils-dev) and libunwind.
+  # honggfuzz links against libbfd and libopcodes (binutils-dev), libunwind and,
+  # built with clang, the blocks runtime (libblocksruntime-dev); make and a C compiler build it.
   local missing=()
-  for p in binutils-dev libunwind-dev; do
+  for p in binutils-dev libunwind-dev libblocksruntime-dev make gcc; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
       log "apt: $p already installed"
     else
@@ -52,13 +53,19 @@ nightly() {
   fi
 }
 
-cargo_tool() { # cargo_tool BINARY CRATE
+cargo_tool() { # cargo_tool BINARY CRATE [VERSION]
   if have "$1"; then
     log "cargo: $1 already installed ($(command -v "$1"))"
   else
-    log "cargo: cargo install --locked $2"
-    cargo install --locked "$2"
+    log "cargo: cargo install --locked $2${3:+ --version $3}"
+    cargo install --locked "$2" ${3:+--version "$3"}
   fi
+}
+
+# The version of a crate in fuzz/Cargo.lock (empty when it is not there).
+locked() {
+  awk -v n="$1" '$1 == "name" && $3 == "\"" n "\"" { getline; gsub(/"/, "", $3); print $3; exit }' \
+    "$(dirname "$0")/../fuzz/Cargo.lock" 2>/dev/null || true
 }
 
 if [ "$want" = all ] || [ "$want" = libfuzzer ]; then
@@ -79,6 +86,8 @@ if [ "$want" = all ] || [ "$want" = afl ]; then
 fi
 if [ "$want" = all ] || [ "$want" = honggfuzz ]; then
   apt_deps
-  cargo_tool cargo-hfuzz honggfuzz
+  # cargo-hfuzz builds the honggfuzz the targets' honggfuzz crate was made
+  # for: install the version fuzz/Cargo.lock locks.
+  cargo_tool cargo-hfuzz honggfuzz "$(locked honggfuzz)"
 fi
 log "done"

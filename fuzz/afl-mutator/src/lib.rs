@@ -15,6 +15,9 @@
 use splitfuzz::prog::mutate::{crossover_bytes, mutate_bytes};
 use std::os::raw::{c_uint, c_void};
 
+/// Spare bytes past the longer input in the buffer handed to AFL++.
+const SLACK: usize = 64;
+
 /// One mutator instance (AFL++ keeps the pointer `afl_custom_init` returns).
 pub struct State {
     seed: u64,
@@ -44,6 +47,13 @@ impl State {
         } else {
             mutate_bytes(buf, add, seed, max_size)
         };
+        // Room up to the input's length (and a little more): AFL++ 4.40c's
+        // FrameShift, unless AFL_FRAMESHIFT_DISABLE is set (the engine sets
+        // it), writes into the returned buffer at offsets learned from the
+        // input; a shorter output must not let those writes reach the heap
+        // beyond it (AFL++ issue 2840).
+        let room = buf.len().max(add.len()) + SLACK;
+        self.out.reserve(room.saturating_sub(self.out.len()));
         &self.out
     }
 }
@@ -138,6 +148,16 @@ mod tests {
         assert_ne!(a, run(6));
         let distinct: std::collections::BTreeSet<_> = a.iter().collect();
         assert!(distinct.len() > 30, "{} distinct of 50", distinct.len());
+    }
+
+    #[test]
+    fn the_returned_buffer_has_room_for_the_input_length() {
+        let mut st = State::new(9);
+        let input: Vec<u8> = (0..200u8).collect();
+        for _ in 0..50 {
+            let n = st.fuzz(&input, &[], 400).len();
+            assert!(st.out.capacity() >= input.len() + SLACK, "{n} bytes");
+        }
     }
 
     #[test]
