@@ -204,6 +204,10 @@ pub fn unreachable(name: &str, policy: &Policy) -> Option<&'static str> {
                 && st(C::VmaAdjustTransHuge) == Strategy::Error),
             "needs the source unmap's VMA split to fail (vma_adjust_trans_huge = error) and mremap not to split the source first (unmap_source_vma != error): lazy-v2, lazy-v3",
         ),
+        "split_folio:unmap_failed" => r(
+            policy.deposit,
+            "deposit: try_to_migrate_one() then fails only on a pinned page (7.2 mm/rmap.c, folio_try_share_anon_rmap_pte()), and split_folio() stops at a pinned folio before the unmap (__folio_split()'s refcount check); without a deposit the frozen PMD split can fail",
+        ),
         "unmap_source_vma:revert_split_failed" => r(
             !(lazy
                 && st(C::VmaAdjustTransHuge) == Strategy::Error
@@ -272,6 +276,7 @@ mod tests {
             "rmap_split:crash",
             "unmap_source_vma:split_failed",
             "unmap_source_vma:revert_split_failed",
+            "split_folio:unmap_failed",
             "handle_pte_fault:huge_retry",
             "copy_pte_range:skip_huge_src",
             "split:migration",
