@@ -278,6 +278,9 @@ class LibFuzzer(Engine):
 # AFL_CUSTOM_MUTATOR_ONLY gives the shared mutator every mutation instead of
 # about 12 per queue entry beside 256+ of AFL++'s byte havoc. No variable
 # AFL++ does not know: afl-fuzz sleeps 2 s per check after warning about one.
+# honggfuzz's largest input, as src/engines/honggfuzz.rs MAX_INPUT (a test checks).
+HFUZZ_MAX_INPUT = "96"
+
 AFL_ENV = {
     "AFL_NO_UI": "1",
     "AFL_SKIP_CPUFREQ": "1",
@@ -361,9 +364,10 @@ class Honggfuzz(Engine):
     def launch(self, a):
         d = self.target_dir()
         argv = [str(d / "honggfuzz"), "-W", str(a.dir / "crashes"), "-f", str(a.inputs), "-P", "-n", "1",
-                "--save_all", "--run_time", str(a.secs)]
+                "--save_all", "-F", HFUZZ_MAX_INPUT, "--run_time", str(a.secs)]
         if self.cfg.dicts:
             argv += ["-w", str(self.cfg.dict_path)]
+        argv += getattr(self.cfg, "hfuzz_args", [])
         argv += ["--", str(d / host_triple() / "release" / a.target)]
         return argv, a.dir, None
 
@@ -675,6 +679,8 @@ def main(argv=None) -> int:
                     help="AFL++ runs its own havoc stages beside the custom mutator (no AFL_CUSTOM_MUTATOR_ONLY)")
     ap.add_argument("--afl-env", action="append", default=[], metavar="NAME=VALUE",
                     help="one more environment variable for afl-fuzz, e.g. AFL_CUSTOM_MUTATOR_ONLY=1 (repeatable)")
+    ap.add_argument("--hfuzz-arg", action="append", default=[], metavar="ARG",
+                    help="one more honggfuzz argument, e.g. --hfuzz-arg=--mutations_per_run=2 (repeatable)")
     ap.add_argument("--no-ignore", action="store_true",
                     help="the targets keep crashing on signatures already found (SPLITFUZZ_IGNORE_FILE unset)")
     ap.add_argument("--no-dict", action="store_true", help="no dictionary for libFuzzer/AFL++/honggfuzz")
@@ -693,6 +699,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     cfg = argparse.Namespace(work=work, splitfuzz=(args.splitfuzz or ROOT / "target/release/splitfuzz").resolve(), mutator=not args.no_mutator, afl_fast=args.afl_fast, afl_havoc=args.afl_havoc,
                              afl_env=dict(kv.split("=", 1) for kv in args.afl_env),
+                             hfuzz_args=list(args.hfuzz_arg),
                              dicts=not args.no_dict, dict_path=ROOT / "fuzz/dict/bytes.dict")
     seeds = []
     for part in args.seeds.replace(" ", ",").split(","):

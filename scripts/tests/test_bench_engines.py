@@ -161,6 +161,17 @@ class FakeEngines(unittest.TestCase):
             self.assertTrue(env["AFL_CUSTOM_MUTATOR_LIBRARY"].endswith("libsplitfuzz_afl_mutator.so"))
             self.assertEqual("AFL_CUSTOM_MUTATOR_ONLY" in env, only)
 
+    def test_honggfuzz_input_limit_is_the_engines(self):
+        # scripts/bench_engines.py and src/engines/honggfuzz.rs give honggfuzz
+        # the same -F, and the bench passes it.
+        import re
+        rs = (b.ROOT / "src/engines/honggfuzz.rs").read_text()
+        self.assertEqual(re.search(r'pub const MAX_INPUT: &str = "(\d+)";', rs).group(1), b.HFUZZ_MAX_INPUT)
+        a = b.Attempt("honggfuzz", "lazy_v3", 0, 5, self.d / "a", self.d / "a" / "in")
+        cfg = argparse.Namespace(**{**vars(self.cfg), "dicts": False, "hfuzz_args": []})
+        argv = b.Honggfuzz(cfg).launch(a)[0]
+        self.assertEqual(argv[argv.index("-F") + 1], b.HFUZZ_MAX_INPUT)
+
     def test_nothing_found_is_nothing(self):
         fake = script(self.d, "fake", 'echo "not a crash" > "$1/log2"; sleep 1\n')
         r = self.attempt(b.Fake(self.cfg, [str(fake)]), 1, ["sig A"])

@@ -13,6 +13,14 @@ use std::process::Command;
 
 pub struct Honggfuzz;
 
+/// honggfuzz's `-F` (largest input, bytes). It cannot take the shared
+/// mutator, and its byte-level mutations grow inputs into long programs whose
+/// extra ops dilute the few that matter; inputs of at most 96 bytes (about a
+/// dozen ops) found every lazy-v3 finding in 6 of 6 runs where the default
+/// found them in 5 of 6 (docs/engines.md, Measurements).
+/// scripts/bench_engines.py passes the same value (a test checks).
+pub const MAX_INPUT: &str = "96";
+
 impl Engine for Honggfuzz {
     fn name(&self) -> &'static str {
         "honggfuzz"
@@ -43,7 +51,7 @@ impl Engine for Honggfuzz {
             .arg(job.dir(self.name()))
             .arg("-f")
             .arg(job.corpus())
-            .args(["-P", "-n", "1", "--save_all", "--run_time"])
+            .args(["-P", "-n", "1", "--save_all", "-F", MAX_INPUT, "--run_time"])
             .arg(job.secs().to_string())
             .args(
                 job.paths
