@@ -327,19 +327,25 @@ pub fn minimize(prog: &Program, cfg: &RunConfig) -> Option<Program> {
     let fin = run(&cur, cfg)
         .violation
         .expect("minimized program keeps its violation");
-    cur.policy = Some(cfg.policy.preset.name().to_string());
-    cur.overrides = cfg
-        .policy
-        .overrides
-        .iter()
-        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
-        .collect();
+    name_policy(&mut cur, cfg);
     cur.expect = Some(crate::prog::Expect::Violation {
         invariant: fin.invariant.name().into(),
         function: fin.function,
         severity: Some(fin.severity.name().into()),
     });
     Some(cur)
+}
+
+/// Write `cfg`'s policy and overrides into `p`'s `policy` and `override`
+/// lines, so the saved program replays under what it ran under.
+fn name_policy(p: &mut Program, cfg: &RunConfig) {
+    p.policy = Some(cfg.policy.preset.name().to_string());
+    p.overrides = cfg
+        .policy
+        .overrides
+        .iter()
+        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
+        .collect();
 }
 
 /// A shortest program found that reaches model coverage point `name`, from
@@ -356,13 +362,7 @@ pub fn minimize_reaching(prog: &Program, name: &str, cfg: &RunConfig) -> Option<
     cur.expect = None;
     cur.expect_results.clear();
     let mut cur = crate::prog::minimize::shrink(&cur, &reaches);
-    cur.policy = Some(cfg.policy.preset.name().to_string());
-    cur.overrides = cfg
-        .policy
-        .overrides
-        .iter()
-        .map(|(c, s)| format!("{}={}", c.name(), s.name()))
-        .collect();
+    name_policy(&mut cur, cfg);
     Some(cur)
 }
 

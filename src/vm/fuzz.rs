@@ -407,7 +407,8 @@ pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
         let p = runnable(Program::decode(&b));
-        let reached = split_points(&p, &cfg).len() * 1000 + model_points(&p, &cfg);
+        let cov = crate::run::run(&p, &cfg).cov;
+        let reached = split_points_of(&cov).len() * 1000 + cov.iter().filter(|c| **c != 0).count();
         if best.as_ref().is_none_or(|b| reached > b.0) {
             best = Some((reached, p));
         }
@@ -433,21 +434,16 @@ pub fn fresh(rng: &mut Xoshiro256PlusPlus) -> Program {
 /// The model's coverage points with `split` in the name that `p` reaches
 /// (deposit, kernel geometry).
 fn split_points(p: &Program, cfg: &crate::run::RunConfig) -> Vec<&'static str> {
-    let cov = crate::run::run(p, cfg).cov;
+    split_points_of(&crate::run::run(p, cfg).cov)
+}
+
+/// The coverage points with `split` in the name that a run's bitmap reached.
+fn split_points_of(cov: &[u8]) -> Vec<&'static str> {
     crate::model::coverage::NAMES
         .iter()
         .copied()
         .filter(|n| n.contains("split") && cov[crate::model::coverage::slot(n)] != 0)
         .collect()
-}
-
-/// How many of the model's coverage points `p` reaches.
-fn model_points(p: &Program, cfg: &crate::run::RunConfig) -> usize {
-    crate::run::run(p, cfg)
-        .cov
-        .iter()
-        .filter(|c| **c != 0)
-        .count()
 }
 
 /// Run `progs` one after another in one guest's persistent executor (booted
